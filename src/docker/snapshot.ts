@@ -1,0 +1,39 @@
+// What Docker says now, normalised into plain types. Produced from
+// `docker inspect` JSON (live engine or a file); consumed by the pure policy core.
+
+export type Protocol = 'tcp' | 'udp' | 'sctp';
+export type Family = 4 | 6;
+
+/** One published port: container port/proto made reachable at hostIp:hostPort. */
+export interface PortBinding {
+  readonly containerPort: number;
+  readonly protocol: Protocol;
+  /** '' or '0.0.0.0' / '::' mean every host address. */
+  readonly hostIp: string;
+  readonly hostPort: number;
+}
+
+/** A container's attachment to one Docker network. */
+export interface NetworkAttachment {
+  readonly network: string;
+  readonly ipv4?: string;
+  readonly ipv6?: string;
+}
+
+export interface ContainerSnapshot {
+  /** Full 64-hex id. */
+  readonly id: string;
+  /** Name without the leading slash. */
+  readonly name: string;
+  readonly running: boolean;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly networks: readonly NetworkAttachment[];
+  readonly ports: readonly PortBinding[];
+}
+
+/** Everything a sync needs to know about the engine. */
+export interface EngineSnapshot {
+  readonly containers: readonly ContainerSnapshot[];
+  /** Linux bridge interface names of Docker's bridge networks (docker0, br-…). */
+  readonly bridges: readonly string[];
+}
