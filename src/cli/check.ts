@@ -1,0 +1,141 @@
+// `dockfw check FILE…`: label errors in compose files and docker inspect JSON, one line each.
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { parseContainerLabels } from '../labels/labels.js';
+import { parse, UsageError } from './args.js';
+
+const HELP = `Usage: dockfw check FILE...
+
+Checks the dockfw.* labels in compose files (YAML; services' labels as a map or a
+list of KEY=VALUE) and in docker inspect JSON arrays (detected by content). Use -
+to read standard input, e.g. \`docker compose config | dockfw check -\` (compose
+variables are only expanded that way).
+
+Prints one line per problem, FILE: service/container: label: message, and exits 1
+if there is any; otherwise prints a short OK line and exits 0.
+`;
+
+/** Labels of one service or container, named for messages. */
+export interface LabelledThing {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function scalarText(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return JSON.stringify(value);
+}
+
+/** Compose `labels:` as a map, or a list of KEY=VALUE (a bare KEY has an empty value). */
+export function composeLabels(labels: unknown): Record<string, string> {
+  const result: Record<string, string> = {};
+  if (Array.isArray(labels)) {
+    for (const entry of labels) {
+      const text = scalarText(entry);
+      const eq = text.indexOf('=');
+      if (eq < 0) result[text] = '';
+      else result[text.slice(0, eq)] = text.slice(eq + 1);
+    }
+  } else if (isRecord(labels)) {
+    for (const [key, value] of Object.entries(labels)) result[key] = scalarText(value);
+  }
+  return result;
+}
+
+/** Services of a compose document, or containers of a docker inspect array; undefined if neither. */
+export function labelledThings(text: string): LabelledThing[] | undefined {
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch {
+    try {
+      document = parseYaml(text, { merge: true, maxAliasCount: 1000 });
+    } catch {
+      return undefined;
+    }
+  }
+  if (Array.isArray(document)) {
+    if (!document.every((c) => isRecord(c) && typeof c.Id === 'string')) return undefined;
+    return document.map((c: Record<string, unknown>) => ({
+      name: scalarText(c.Name).replace(/^\//, '') || scalarText(c.Id).slice(0, 12),
+      labels: isRecord(c.Config) ? composeLabels(c.Config.Labels) : {},
+    }));
+  }
+  if (isRecord(document) && isRecord(document.services)) {
+    return Object.entries(document.services).map(([name, service]) => ({
+      name,
+      labels: isRecord(service) ? composeLabels(service.labels) : {},
+    }));
+  }
+  return undefined;
+}
+
+/** Problem lines for one file's text, `FILE: name: label: message`. */
+export function checkText(file: string, text: string): { lines: string[]; checked: number } {
+  const things = labelledThings(text);
+  if (things === undefined) {
+    return { lines: [`${file}: not a compose file or a docker inspect JSON array`], checked: 0 };
+  }
+  const lines: string[] = [];
+  for (const thing of things) {
+    const result = parseContainerLabels(thing.labels);
+    if (result.kind !== 'invalid') continue;
+    for (const problem of result.problems) {
+      const hint = thing.labels[problem.label]?.includes('$')
+        ? ' (compose variables are not expanded here; try docker compose config | dockfw check -)'
+        : '';
+      lines.push(`${file}: ${thing.name}: ${problem.label}: ${problem.message}${hint}`);
+    }
+  }
+  return { lines, checked: things.length };
+}
+
+async function readInput(file: string): Promise<string> {
+  if (file !== '-') return readFile(file, 'utf8');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let files: string[];
+  try {
+    const parsed = parse(argv, { help: { type: 'boolean' } }, true);
+    if (parsed.values.help === true) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    files = parsed.positionals;
+    if (files.length === 0) throw new UsageError('no files given');
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`dockfw check: ${error.message}\n(see dockfw check --help)\n`);
+    return 2;
+  }
+  const problems: string[] = [];
+  let checked = 0;
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readInput(file);
+    } catch (error) {
+      problems.push(`${file}: cannot read: ${error instanceof Error ? error.message : String(error)}`);
+      continue;
+    }
+    const result = checkText(file, text);
+    problems.push(...result.lines);
+    checked += result.checked;
+  }
+  if (problems.length > 0) {
+    process.stdout.write(`${problems.join('\n')}\n`);
+    return 1;
+  }
+  process.stdout.write(`OK: ${checked} services/containers in ${files.length} file(s), no label problems\n`);
+  return 0;
+}

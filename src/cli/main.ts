@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// dockfw entry point: dispatches to one module per command, loaded on demand.
+import { readFileSync, realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+
+/** A command module exports `run(argv)`, resolving to the process exit code. */
+export interface CommandModule {
+  run(argv: string[]): Promise<number>;
+}
+
+interface Command {
+  readonly summary: string;
+  readonly load: () => Promise<CommandModule>;
+}
+
+/** Add a command here; its module is only imported when it runs. */
+export const COMMANDS: Readonly<Record<string, Command>> = {
+  plan: { summary: 'print the firewall payloads for a docker inspect file', load: () => import('./plan.js') },
+  check: {
+    summary: 'check dockfw labels in compose files and inspect JSON',
+    load: () => import('./check.js'),
+  },
+};
+
+export function version(): string {
+  const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return packageJson.version;
+}
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const commands = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    'Usage: dockfw <command> [options]',
+    '',
+    "Keeps a Docker host's firewall in step with its containers' dockfw.allow labels.",
+    '',
+    'Commands:',
+    ...commands,
+    '',
+    'Options:',
+    '  --help     show help (also: dockfw <command> --help)',
+    '  --version  print the version',
+    '',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (command === undefined) {
+    process.stderr.write(`dockfw: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return 2;
+  }
+  const module = await command.load();
+  return module.run(rest);
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    // npm installs the bin as a symlink; import.meta.url is the real file.
+    return import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+// Run only when executed, not when imported (tests import main()).
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(
+        `dockfw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,107 @@
+// `dockfw plan`: the exact payloads a sync would apply, plus a human summary.
+// Payloads go to stdout (pipeable into iptables-restore --test), the summary to stderr.
+import { readFile } from 'node:fs/promises';
+import { renderSyncPayload } from '../backends/iptables/render.js';
+import { DOCKER_USER } from '../backends/iptables/chains.js';
+import { ConfigError, type Config } from '../config/config.js';
+import { parseInspectArray } from '../docker/inspect.js';
+import type { EngineSnapshot, Family } from '../docker/snapshot.js';
+import { desiredState, formatLabelError, type DesiredState } from '../policy/desired.js';
+import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
+
+const HELP = `Usage: dockfw plan --input FILE [--family 4|6] [configuration flags]
+
+Prints the iptables-restore payloads dockfw would apply for the containers in FILE
+(the JSON array printed by \`docker inspect\`), as if no dockfw rules existed yet.
+Payloads go to stdout; a summary per container and any label errors go to stderr.
+With --family, only that family's payload is printed, so it can be piped into
+\`iptables-restore --test --noflush\`.
+
+Options:
+  --input FILE      docker inspect JSON array
+  --family 4|6      print one family only
+  --help            this text
+
+${configHelp()}
+`;
+
+const FAMILY_NAMES: Readonly<Record<Family, string>> = { 4: 'iptables', 6: 'ip6tables' };
+
+/** Payload text for the given families, as the first sync would apply them (no jump yet). */
+export function renderPlan(
+  snapshot: EngineSnapshot,
+  config: Config,
+  families: readonly Family[] = [4, 6],
+): string {
+  const desired = desiredState(snapshot, config);
+  return renderPayloads(desired, families);
+}
+
+export function renderPayloads(desired: DesiredState, families: readonly Family[]): string {
+  return families
+    .map((family) => {
+      const payload = renderSyncPayload(desired, family, { parent: DOCKER_USER, positions: [] });
+      return families.length > 1
+        ? `# IPv${family}: ${FAMILY_NAMES[family]}-restore --noflush\n${payload}`
+        : payload;
+    })
+    .join('');
+}
+
+/** Per container: state, addresses, each published port with who may reach it; then errors. */
+export function renderSummary(desired: DesiredState): string {
+  const lines: string[] = [];
+  if (desired.containers.length === 0) lines.push('no running containers with published ports');
+  for (const c of desired.containers) {
+    lines.push(`${c.name} (${c.id.slice(0, 12)}): ${c.state}`);
+    lines.push(`  addresses: ${c.addresses.length > 0 ? c.addresses.join(', ') : '(none)'}`);
+    for (const p of c.ports) {
+      const origin =
+        p.origin === 'label' ? '' : p.origin === 'default' ? ' (default policy)' : ' (invalid label)';
+      lines.push(`  ${`${p.port}/${p.protocol}`.padEnd(11)} from ${p.allow}${origin}`);
+    }
+  }
+  if (desired.errors.length > 0) {
+    lines.push('label errors (these containers are closed to outside):');
+    lines.push(...desired.errors.map((e) => `  ${formatLabelError(e)}`));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function parseFamily(text: string | undefined): Family[] {
+  if (text === undefined) return [4, 6];
+  if (text === '4' || text === '6') return [Number(text) as Family];
+  throw new UsageError(`--family must be 4 or 6, not ${JSON.stringify(text)}`);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  try {
+    const { values } = parse(
+      argv,
+      { ...CONFIG_OPTIONS, input: { type: 'string' }, family: { type: 'string' }, help: { type: 'boolean' } },
+      false,
+    );
+    if (values.help === true) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    const families = parseFamily(values.family as string | undefined);
+    const config = configFrom(values);
+    const input = values.input;
+    if (typeof input !== 'string') {
+      throw new UsageError('--input FILE is required (live mode is not available in this build)');
+    }
+    const containers = parseInspectArray(JSON.parse(await readFile(input, 'utf8')));
+    const desired = desiredState({ containers, bridges: [] }, config);
+    process.stdout.write(renderPayloads(desired, families));
+    process.stderr.write(renderSummary(desired));
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError) {
+      process.stderr.write(`dockfw plan: ${error.message}\n`);
+      if (error instanceof UsageError) process.stderr.write('(see dockfw plan --help)\n');
+      return 2;
+    }
+    throw error;
+  }
+}

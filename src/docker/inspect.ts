@@ -1,0 +1,87 @@
+// `docker inspect` JSON (one element, or the array the CLI prints) → ContainerSnapshot.
+// Only the fields dockfw needs are read; everything else is ignored.
+import { z } from 'zod';
+import { parseIPv4, parseIPv6 } from '../labels/ip.js';
+import type { ContainerSnapshot, NetworkAttachment, PortBinding, Protocol } from './snapshot.js';
+
+const PORT_KEY = /^([1-9][0-9]{0,4})\/(tcp|udp|sctp)$/;
+
+const optionalAddress = (family: 4 | 6) =>
+  z
+    .string()
+    .nullish()
+    .refine((text) => !text || (family === 4 ? parseIPv4(text) : parseIPv6(text)) !== undefined, {
+      message: `not an IPv${family} address`,
+    });
+
+const InspectBinding = z.object({
+  HostIp: z.string().nullish(),
+  HostPort: z
+    .string()
+    .regex(/^[0-9]{0,5}$/)
+    .nullish(),
+});
+
+const InspectNetwork = z.object({
+  IPAddress: optionalAddress(4),
+  GlobalIPv6Address: optionalAddress(6),
+});
+
+export const InspectContainer = z.object({
+  Id: z.string().regex(/^[0-9a-f]{64}$/, 'container id must be 64 hex digits'),
+  Name: z.string(),
+  State: z.object({ Running: z.boolean() }),
+  Config: z.object({ Labels: z.record(z.string(), z.string()).nullish() }),
+  NetworkSettings: z.object({
+    Networks: z.record(z.string(), InspectNetwork).nullish(),
+    Ports: z.record(z.string(), z.array(InspectBinding).nullish()).nullish(),
+  }),
+});
+export type InspectContainer = z.infer<typeof InspectContainer>;
+
+function toBindings(ports: InspectContainer['NetworkSettings']['Ports']): PortBinding[] {
+  const bindings: PortBinding[] = [];
+  for (const [key, hostBindings] of Object.entries(ports ?? {})) {
+    const match = PORT_KEY.exec(key);
+    const containerPort = Number(match?.[1]);
+    if (match === null || containerPort > 65535)
+      throw new Error(`unexpected port key ${JSON.stringify(key)}`);
+    const protocol = match[2] as Protocol;
+    // Exposed but not published ports have null bindings.
+    for (const binding of hostBindings ?? []) {
+      bindings.push({
+        containerPort,
+        protocol,
+        hostIp: binding.HostIp ?? '',
+        hostPort: Number(binding.HostPort ?? 0),
+      });
+    }
+  }
+  return bindings;
+}
+
+function toNetworks(networks: InspectContainer['NetworkSettings']['Networks']): NetworkAttachment[] {
+  return Object.entries(networks ?? {}).map(([network, settings]) => ({
+    network,
+    ...(settings.IPAddress ? { ipv4: settings.IPAddress } : {}),
+    ...(settings.GlobalIPv6Address ? { ipv6: settings.GlobalIPv6Address } : {}),
+  }));
+}
+
+/** One element of `docker inspect` output. Throws (ZodError or Error) on malformed input. */
+export function parseInspect(json: unknown): ContainerSnapshot {
+  const c = InspectContainer.parse(json);
+  return {
+    id: c.Id,
+    name: c.Name.replace(/^\//, ''),
+    running: c.State.Running,
+    labels: c.Config.Labels ?? {},
+    networks: toNetworks(c.NetworkSettings.Networks),
+    ports: toBindings(c.NetworkSettings.Ports),
+  };
+}
+
+/** The array `docker inspect` prints. */
+export function parseInspectArray(json: unknown): ContainerSnapshot[] {
+  return z.array(z.unknown()).parse(json).map(parseInspect);
+}

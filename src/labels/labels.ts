@@ -1,0 +1,118 @@
+// A container's dockfw.* labels → its policy, or the list of what is wrong.
+import type { Protocol } from '../docker/snapshot.js';
+import { parseSources, quote, type SourceSet } from './sources.js';
+
+export const LABEL_PREFIX = 'dockfw.';
+export const ALLOW_LABEL = 'dockfw.allow';
+
+export interface PortSpec {
+  readonly from: number;
+  readonly to: number;
+  readonly protocol: Protocol;
+}
+
+export interface PortPolicy {
+  readonly label: string;
+  readonly spec: PortSpec;
+  readonly sources: SourceSet;
+}
+
+export interface ContainerPolicy {
+  /** `dockfw.allow`: every published port without a port label of its own. */
+  readonly all?: SourceSet;
+  /** `dockfw.allow.<ports>[/<proto>]`, sorted by protocol then port. */
+  readonly ports: readonly PortPolicy[];
+}
+
+export interface LabelProblem {
+  readonly label: string;
+  readonly message: string;
+}
+
+export type LabelsResult =
+  | { readonly kind: 'unlabeled' }
+  | { readonly kind: 'labeled'; readonly policy: ContainerPolicy }
+  | { readonly kind: 'invalid'; readonly problems: readonly LabelProblem[] };
+
+const PORT_KEY = /^(0|[1-9][0-9]{0,4})(?:-(0|[1-9][0-9]{0,4}))?(?:\/(tcp|udp|sctp))?$/;
+const PRINTABLE_KEY = /^[\x21-\x7e]{1,200}$/;
+
+/** The label key as it may appear in a message: itself if plain, else quoted. */
+export function displayKey(key: string): string {
+  return PRINTABLE_KEY.test(key) ? key : quote(key);
+}
+
+export function parsePortSpec(text: string): { ok: true; value: PortSpec } | { ok: false; message: string } {
+  const match = PORT_KEY.exec(text);
+  if (match === null) {
+    return {
+      ok: false,
+      message: 'unknown label; expected dockfw.allow or dockfw.allow.<port>[-<port>][/tcp|udp|sctp]',
+    };
+  }
+  const from = Number(match[1]);
+  const to = match[2] === undefined ? from : Number(match[2]);
+  const protocol = (match[3] ?? 'tcp') as Protocol;
+  if (from < 1 || from > 65535 || to < 1 || to > 65535)
+    return { ok: false, message: 'ports must be 1-65535' };
+  if (from > to) return { ok: false, message: 'port range start is after its end' };
+  return { ok: true, value: { from, to, protocol } };
+}
+
+function compareSpecs(a: PortSpec, b: PortSpec): number {
+  return a.protocol.localeCompare(b.protocol) || a.from - b.from || a.to - b.to;
+}
+
+export function parseContainerLabels(labels: Readonly<Record<string, string>>): LabelsResult {
+  const keys = Object.keys(labels)
+    .filter((key) => key.startsWith(LABEL_PREFIX))
+    .sort();
+  if (keys.length === 0) return { kind: 'unlabeled' };
+  const problems: LabelProblem[] = [];
+  let all: SourceSet | undefined;
+  const ports: PortPolicy[] = [];
+  for (const key of keys) {
+    const value = labels[key] ?? '';
+    const label = displayKey(key);
+    let spec: PortSpec | undefined;
+    if (key !== ALLOW_LABEL) {
+      const portText = key.startsWith(`${ALLOW_LABEL}.`) ? key.slice(ALLOW_LABEL.length + 1) : undefined;
+      const parsedSpec = portText === undefined ? undefined : parsePortSpec(portText);
+      if (parsedSpec === undefined || !parsedSpec.ok) {
+        problems.push({
+          label,
+          message: parsedSpec?.message ?? 'unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>',
+        });
+        continue;
+      }
+      spec = parsedSpec.value;
+    }
+    const sources = parseSources(value);
+    if (!sources.ok) {
+      problems.push({ label, message: sources.message });
+      continue;
+    }
+    if (spec === undefined) all = sources.value;
+    else ports.push({ label, spec, sources: sources.value });
+  }
+  ports.sort((a, b) => compareSpecs(a.spec, b.spec));
+  // Sorted by start: a spec overlaps an earlier one iff it starts before the furthest end so far.
+  let furthest: PortPolicy | undefined;
+  for (const current of ports) {
+    if (furthest?.spec.protocol === current.spec.protocol && current.spec.from <= furthest.spec.to) {
+      problems.push({ label: current.label, message: `ports overlap ${furthest.label}` });
+    }
+    if (furthest?.spec.protocol !== current.spec.protocol || current.spec.to > furthest.spec.to)
+      furthest = current;
+  }
+  if (problems.length > 0) return { kind: 'invalid', problems };
+  return { kind: 'labeled', policy: all === undefined ? { ports } : { all, ports } };
+}
+
+/** The sources a labelled container allows on one port, or undefined if no label covers it. */
+export function sourcesFor(policy: ContainerPolicy, port: number, protocol: Protocol): SourceSet | undefined {
+  const own = policy.ports.find(
+    (p) => p.spec.protocol === protocol && p.spec.from <= port && port <= p.spec.to,
+  );
+  return own?.sources ?? policy.all;
+}

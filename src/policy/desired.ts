@@ -1,0 +1,231 @@
+// The pure core: what the firewall should say, from what Docker says and the config.
+// Knows nothing of iptables or nftables.
+import type { Config } from '../config/config.js';
+import type { ContainerSnapshot, EngineSnapshot, Family, Protocol } from '../docker/snapshot.js';
+import { formatInterval, type Interval } from '../labels/intervals.js';
+import { formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
+import { parseContainerLabels, sourcesFor, type LabelProblem } from '../labels/labels.js';
+import { ANY, NONE, type SourceSet } from '../labels/sources.js';
+
+export type ContainerState = 'enforced' | 'closed-invalid-label' | 'default-allow' | 'default-deny';
+
+/** Sources for one rule, in the rule's family: `any`, or intervals (empty = nobody). */
+export type RuleSources = 'any' | readonly Interval[];
+
+/** Who may reach container ports portFrom..portTo/protocol at one container address. */
+export interface DesiredRule {
+  readonly containerId: string;
+  readonly containerName: string;
+  readonly family: Family;
+  /** Canonical text, re-formatted from the parsed address. */
+  readonly address: string;
+  readonly protocol: Protocol;
+  readonly portFrom: number;
+  readonly portTo: number;
+  readonly sources: RuleSources;
+}
+
+export interface PortSummary {
+  readonly port: number;
+  readonly protocol: Protocol;
+  /** Human text: `any`, `none`, or the merged sources. */
+  readonly allow: string;
+  /** Where the answer came from. */
+  readonly origin: 'label' | 'default' | 'invalid-label';
+}
+
+export interface ContainerSummary {
+  readonly id: string;
+  readonly name: string;
+  readonly state: ContainerState;
+  readonly addresses: readonly string[];
+  readonly ports: readonly PortSummary[];
+  readonly problems: readonly LabelProblem[];
+}
+
+export interface LabelError {
+  readonly container: string;
+  readonly label: string;
+  readonly message: string;
+}
+
+export interface DesiredState {
+  /** Sorted: container (name, id), family, address, protocol, port. */
+  readonly rules: readonly DesiredRule[];
+  /** Docker bridge interfaces, sorted and de-duplicated. */
+  readonly bridges: readonly string[];
+  /** From the config; empty means "everything but lo and the bridges". */
+  readonly externalInterfaces: readonly string[];
+  /** Running containers with published ports, sorted like the rules. */
+  readonly containers: readonly ContainerSummary[];
+  /** Every invalid label of every running container, published ports or not. */
+  readonly errors: readonly LabelError[];
+}
+
+interface Address {
+  readonly family: Family;
+  readonly value: bigint;
+  readonly text: string;
+}
+
+function compareBigint(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Every address of the container, canonical, de-duplicated, IPv4 first, numerically. */
+function containerAddresses(container: ContainerSnapshot): Address[] {
+  const byText = new Map<string, Address>();
+  const add = (family: Family, value: bigint | undefined): void => {
+    if (value === undefined) return;
+    const text = formatAddress(family, value);
+    byText.set(text, { family, value, text });
+  };
+  for (const network of container.networks) {
+    if (network.ipv4) add(4, parseIPv4(network.ipv4));
+    if (network.ipv6) add(6, parseIPv6(network.ipv6));
+  }
+  return [...byText.values()].sort((a, b) => a.family - b.family || compareBigint(a.value, b.value));
+}
+
+interface PublishedPort {
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+/** Container port/protocol pairs, once each however many host addresses publish them. */
+function publishedPorts(container: ContainerSnapshot): PublishedPort[] {
+  const seen = new Map<string, PublishedPort>();
+  for (const binding of container.ports) {
+    seen.set(`${binding.protocol}/${binding.containerPort}`, {
+      port: binding.containerPort,
+      protocol: binding.protocol,
+    });
+  }
+  return [...seen.values()].sort((a, b) => compareText(a.protocol, b.protocol) || a.port - b.port);
+}
+
+function describeSources(sources: SourceSet): string {
+  if (sources.any) return 'any';
+  const texts = [
+    ...sources.v4.map((i) => formatInterval(4, i).text),
+    ...sources.v6.map((i) => formatInterval(6, i).text),
+  ];
+  return texts.length === 0 ? 'none' : texts.join(', ');
+}
+
+function ruleSources(sources: SourceSet, family: Family): RuleSources {
+  if (sources.any) return 'any';
+  return family === 4 ? sources.v4 : sources.v6;
+}
+
+function sameSources(a: RuleSources, b: RuleSources): boolean {
+  if (a === 'any' || b === 'any') return a === b;
+  return a.length === b.length && a.every((x, i) => x.start === b[i]?.start && x.end === b[i]?.end);
+}
+
+interface PortDecision extends PublishedPort {
+  readonly sources: SourceSet;
+}
+
+function planContainer(
+  container: ContainerSnapshot,
+  config: Config,
+): { summary: ContainerSummary; rules: DesiredRule[]; problems: readonly LabelProblem[] } {
+  const labels = parseContainerLabels(container.labels);
+  const ports = publishedPorts(container);
+  const fallback = config.defaultPolicy === 'allow' ? ANY : NONE;
+  const decisions: (PortDecision & { origin: PortSummary['origin'] })[] = ports.map((p) => {
+    if (labels.kind === 'invalid') return { ...p, sources: NONE, origin: 'invalid-label' };
+    const labelled = labels.kind === 'labeled' ? sourcesFor(labels.policy, p.port, p.protocol) : undefined;
+    return labelled === undefined
+      ? { ...p, sources: fallback, origin: 'default' }
+      : { ...p, sources: labelled, origin: 'label' };
+  });
+  const state: ContainerState =
+    labels.kind === 'invalid'
+      ? 'closed-invalid-label'
+      : labels.kind === 'labeled'
+        ? 'enforced'
+        : config.defaultPolicy === 'allow'
+          ? 'default-allow'
+          : 'default-deny';
+  const addresses = containerAddresses(container);
+  const rules: DesiredRule[] = [];
+  for (const address of addresses) {
+    for (const decision of decisions) {
+      const sources = ruleSources(decision.sources, address.family);
+      const last = rules[rules.length - 1];
+      // Consecutive ports with the same sources share one rule (--dport a:b).
+      if (
+        last !== undefined &&
+        last.address === address.text &&
+        last.protocol === decision.protocol &&
+        last.portTo + 1 === decision.port &&
+        sameSources(last.sources, sources)
+      ) {
+        rules[rules.length - 1] = { ...last, portTo: decision.port };
+        continue;
+      }
+      rules.push({
+        containerId: container.id,
+        containerName: container.name,
+        family: address.family,
+        address: address.text,
+        protocol: decision.protocol,
+        portFrom: decision.port,
+        portTo: decision.port,
+        sources,
+      });
+    }
+  }
+  const problems = labels.kind === 'invalid' ? labels.problems : [];
+  return {
+    summary: {
+      id: container.id,
+      name: container.name,
+      state,
+      addresses: addresses.map((a) => a.text),
+      ports: decisions.map((d) => ({
+        port: d.port,
+        protocol: d.protocol,
+        allow: describeSources(d.sources),
+        origin: d.origin,
+      })),
+      problems,
+    },
+    rules,
+    problems,
+  };
+}
+
+export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredState {
+  const running = snapshot.containers
+    .filter((c) => c.running)
+    .sort((a, b) => compareText(a.name, b.name) || compareText(a.id, b.id));
+  const rules: DesiredRule[] = [];
+  const containers: ContainerSummary[] = [];
+  const errors: LabelError[] = [];
+  for (const container of running) {
+    const planned = planContainer(container, config);
+    errors.push(...planned.problems.map((p) => ({ container: container.name, ...p })));
+    if (planned.summary.ports.length === 0) continue;
+    containers.push(planned.summary);
+    rules.push(...planned.rules);
+  }
+  return {
+    rules,
+    bridges: [...new Set(snapshot.bridges)].sort(),
+    externalInterfaces: [...config.externalInterfaces],
+    containers,
+    errors,
+  };
+}
+
+/** One line per error, e.g. `web: dockfw.allow.443: "10.0.0.0/33": prefix length must be 0-32`. */
+export function formatLabelError(error: LabelError): string {
+  return `${error.container}: ${error.label}: ${error.message}`;
+}
