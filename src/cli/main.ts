@@ -15,11 +15,16 @@ interface Command {
 
 /** Add a command here; its module is only imported when it runs. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
-  plan: { summary: 'print the firewall payloads for a docker inspect file', load: () => import('./plan.js') },
+  plan: {
+    summary: 'print the firewall payloads for the live engine or a docker inspect file',
+    load: () => import('./plan.js'),
+  },
   check: {
     summary: 'check dockfw labels in compose files and inspect JSON',
     load: () => import('./check.js'),
   },
+  run: { summary: 'run the sidecar: keep the firewall in step with Docker', load: () => import('./run.js') },
+  uninstall: { summary: 'remove every rule and chain dockfw owns', load: () => import('./uninstall.js') },
 };
 
 export function version(): string {

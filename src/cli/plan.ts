@@ -8,17 +8,19 @@ import { parseInspectArray } from '../docker/inspect.js';
 import type { EngineSnapshot, Family } from '../docker/snapshot.js';
 import { desiredState, formatLabelError, type DesiredState } from '../policy/desired.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
+import { readLiveSnapshot } from './live.js';
 
-const HELP = `Usage: dockfw plan --input FILE [--family 4|6] [configuration flags]
+const HELP = `Usage: dockfw plan [--input FILE] [--family 4|6] [configuration flags]
 
 Prints the iptables-restore payloads dockfw would apply for the containers in FILE
-(the JSON array printed by \`docker inspect\`), as if no dockfw rules existed yet.
+(the JSON array printed by \`docker inspect\`), or without --input for the live
+engine at DOCKER_HOST, as if no dockfw rules existed yet.
 Payloads go to stdout; a summary per container and any label errors go to stderr.
 With --family, only that family's payload is printed, so it can be piped into
 \`iptables-restore --test --noflush\`.
 
 Options:
-  --input FILE      docker inspect JSON array
+  --input FILE      docker inspect JSON array (default: the live engine)
   --family 4|6      print one family only
   --help            this text
 
@@ -88,11 +90,12 @@ export async function run(argv: string[]): Promise<number> {
     const families = parseFamily(values.family as string | undefined);
     const config = configFrom(values);
     const input = values.input;
-    if (typeof input !== 'string') {
-      throw new UsageError('--input FILE is required (live mode is not available in this build)');
-    }
-    const containers = parseInspectArray(JSON.parse(await readFile(input, 'utf8')));
-    const desired = desiredState({ containers, bridges: [] }, config);
+    // Without --input: the live engine at DOCKER_HOST, bridges included.
+    const snapshot: EngineSnapshot =
+      typeof input === 'string'
+        ? { containers: parseInspectArray(JSON.parse(await readFile(input, 'utf8'))), bridges: [] }
+        : await readLiveSnapshot(config);
+    const desired = desiredState(snapshot, config);
     process.stdout.write(renderPayloads(desired, families));
     process.stderr.write(renderSummary(desired));
     return 0;

@@ -1,0 +1,75 @@
+// One sync for the iptables backend: per family, find where Docker's rules
+// live, read the filter table, render, and write one transaction only when the
+// kernel differs from the render.
+import type { Family } from '../../docker/snapshot.js';
+import type { DesiredState } from '../../policy/desired.js';
+import { applyPayload } from './apply.js';
+import { CHAIN_ENTRY } from './chains.js';
+import { CommandError, type CommandRunner } from './command.js';
+import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Placement } from './detect.js';
+import { diffOwned, hasDrift, type Drift } from './drift.js';
+import { jumpPositions, type Variant } from './read.js';
+import { renderSyncPayload } from './render.js';
+
+export interface FamilyReport {
+  readonly family: Family;
+  readonly variant: Variant;
+  readonly parent: string;
+  readonly drift: Drift;
+  readonly written: boolean;
+}
+
+/** Docker has not created its chains yet (engine starting); try again later. */
+export class DockerChainsMissingError extends Error {
+  override readonly name = 'DockerChainsMissingError';
+}
+
+export interface IptablesReconcilerOptions {
+  readonly run: CommandRunner;
+  readonly legacyTableNames?: DetectDeps['legacyTableNames'];
+  /** Called once when ip6tables is not installed; IPv6 is then skipped. */
+  readonly onIpv6Unavailable?: (error: CommandError) => void;
+}
+
+export class IptablesReconciler {
+  private readonly deps: DetectDeps;
+  private ipv6Unavailable = false;
+
+  constructor(private readonly options: IptablesReconcilerOptions) {
+    this.deps = { run: options.run, legacyTableNames: options.legacyTableNames ?? procLegacyTableNames };
+  }
+
+  /** Where dockfw's jump goes, per family; throws DockerChainsMissingError before Docker made its chains. */
+  async placements(): Promise<Placement[]> {
+    const ipv4 = await detectIpv4(this.deps);
+    if (!ipv4)
+      throw new DockerChainsMissingError("Docker's chains are not in iptables-nft nor iptables-legacy yet");
+    if (this.ipv6Unavailable) return [ipv4];
+    try {
+      return [ipv4, await detectIpv6(this.deps, ipv4.variant)];
+    } catch (error) {
+      if (!(error instanceof CommandError && error.missing)) throw error;
+      this.ipv6Unavailable = true;
+      this.options.onIpv6Unavailable?.(error);
+      return [ipv4];
+    }
+  }
+
+  async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+    const reports: FamilyReport[] = [];
+    for (const placement of await this.placements()) {
+      reports.push(await this.reconcileFamily(desired, placement));
+    }
+    return reports;
+  }
+
+  private async reconcileFamily(desired: DesiredState, placement: Placement): Promise<FamilyReport> {
+    const { family, variant, parent, table } = placement;
+    const positions = jumpPositions(table, parent, CHAIN_ENTRY);
+    const payload = renderSyncPayload(desired, family, { parent, positions });
+    const drift = diffOwned(table, payload, positions);
+    const written = hasDrift(drift);
+    if (written) await applyPayload(this.options.run, family, variant, payload);
+    return { family, variant, parent, drift, written };
+  }
+}

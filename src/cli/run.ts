@@ -1,0 +1,84 @@
+// `dockfw run`: the sidecar. Watches Docker and keeps the firewall in step
+// until SIGTERM/SIGINT; then stops at once and leaves the rules in place.
+import { runCommand } from '../backends/iptables/command.js';
+import { IptablesReconciler } from '../backends/iptables/reconcile.js';
+import { ConfigError } from '../config/config.js';
+import { createDockerClient } from '../docker/dockerode-client.js';
+import { createLogger } from '../observe/logger.js';
+import { systemClock } from '../runtime/clock.js';
+import { Daemon } from '../runtime/daemon.js';
+import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
+
+const HELP = `Usage: dockfw run [configuration flags]
+
+Runs the sidecar: subscribes to Docker's events, and after every relevant event
+(and on the periodic check) re-lists the containers and brings dockfw's iptables
+chains in step with their dockfw.allow labels. Logs JSON lines to stdout (pretty
+when stdout is a terminal). SIGTERM or SIGINT stops it; the rules stay in place
+(new connections to containers stay as they were; use \`dockfw uninstall\` to remove them).
+
+${configHelp()}
+`;
+
+/** How long a stop may wait for a sync in progress. */
+const STOP_GRACE_MS = 5000;
+
+function waitForSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let config;
+  try {
+    const { values } = parse(argv, { ...CONFIG_OPTIONS, help: { type: 'boolean' } }, false);
+    if (values.help === true) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    config = configFrom(values);
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError) {
+      process.stderr.write(`dockfw run: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  if (config.backend === 'nftables') {
+    process.stderr.write(
+      'dockfw run: DOCKFW_BACKEND=nftables is not implemented yet; use iptables (or auto, which picks iptables)\n',
+    );
+    return 2;
+  }
+
+  const logger = createLogger({ level: config.logLevel });
+  let docker;
+  try {
+    docker = createDockerClient(config.dockerHost);
+  } catch (error) {
+    process.stderr.write(`dockfw run: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 2;
+  }
+  const firewall = new IptablesReconciler({
+    run: runCommand,
+    onIpv6Unavailable: (error) =>
+      logger.warn({ error: error.message }, 'ip6tables not available: IPv6 not managed'),
+  });
+  const daemon = new Daemon({ config, docker, firewall, logger, clock: systemClock });
+  const signal = waitForSignal();
+  daemon.start();
+  logger.info({ signal: await signal }, 'stopping: rules stay in place');
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([daemon.stop(), new Promise((resolve) => (timer = setTimeout(resolve, STOP_GRACE_MS)))]);
+  clearTimeout(timer);
+  logger.flush();
+  // Idle keep-alive sockets must not hold the process open after a stop.
+  process.exit(0);
+}

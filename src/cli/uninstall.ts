@@ -1,0 +1,39 @@
+// `dockfw uninstall`: removes dockfw's jumps and chains (both families, every
+// iptables variant where they exist). Other rules are left alone. Stop `dockfw
+// run` first, or it puts them back.
+import { runCommand } from '../backends/iptables/command.js';
+import { uninstall } from '../backends/iptables/uninstall.js';
+import { parse, UsageError } from './args.js';
+
+const HELP = `Usage: dockfw uninstall
+
+Removes every rule and chain dockfw owns (DOCKFW*) and its jump from DOCKER-USER
+(or ip6tables FORWARD), in IPv4 and IPv6, in iptables-nft and iptables-legacy.
+Rules that others own are not touched. Stop \`dockfw run\` first, or it re-adds them.
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  try {
+    const { values } = parse(argv, { help: { type: 'boolean' } }, false);
+    if (values.help === true) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`dockfw uninstall: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const reports = await uninstall({ run: runCommand });
+  if (reports.length === 0) {
+    process.stdout.write('nothing to remove: no dockfw chains or jumps found\n');
+  }
+  for (const report of reports) {
+    process.stdout.write(
+      `removed from ${report.family === 4 ? 'iptables' : 'ip6tables'}-${report.variant}: ${report.removedChains.join(', ') || 'jump'}\n`,
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,70 @@
+// The Docker edge as a small port: what a sync and the event watch need, no
+// more. The dockerode adapter implements it; tests use a fake.
+import type { DockerEvent } from './events.js';
+import { parseInspect } from './inspect.js';
+import type { ContainerSnapshot, EngineSnapshot } from './snapshot.js';
+
+/** One element of GET /networks, the fields dockfw reads. */
+export interface NetworkSummary {
+  readonly Id: string;
+  readonly Name: string;
+  readonly Driver: string;
+  readonly Options?: Readonly<Record<string, string>> | null;
+}
+
+export interface EngineInfo {
+  readonly serverVersion: string;
+  readonly apiVersion: string | undefined;
+  /** `FirewallBackend.Driver` (API 1.49+): iptables, nftables, …; undefined on older engines. */
+  readonly firewallBackend: string | undefined;
+}
+
+/** A live event subscription; iterating ends when the stream closes or fails. */
+export interface EventSubscription extends AsyncIterable<DockerEvent> {
+  close(): void;
+}
+
+export interface DockerClient {
+  /** Resolves once the engine has accepted the subscription. */
+  subscribe(): Promise<EventSubscription>;
+  listContainerIds(): Promise<string[]>;
+  /** Raw `docker inspect` element, or undefined when the container is gone. */
+  inspectContainer(id: string): Promise<unknown>;
+  listNetworks(): Promise<NetworkSummary[]>;
+  info(): Promise<EngineInfo>;
+}
+
+const INSPECT_CONCURRENCY = 8;
+
+/** Linux bridge device of a Docker bridge network, as the engine names it. */
+export function bridgeName(network: NetworkSummary): string | undefined {
+  if (network.Driver !== 'bridge') return undefined;
+  const configured = network.Options?.['com.docker.network.bridge.name'];
+  if (configured) return configured;
+  if (network.Name === 'bridge') return 'docker0';
+  return `br-${network.Id.slice(0, 12)}`;
+}
+
+export function bridgeNames(networks: readonly NetworkSummary[]): string[] {
+  const names = networks.map(bridgeName).filter((name): name is string => name !== undefined);
+  return [...new Set(names)].sort();
+}
+
+/**
+ * A full, fresh view of the engine: list, then inspect each container. A
+ * container removed between the two is simply not there.
+ */
+export async function readEngineSnapshot(client: DockerClient): Promise<EngineSnapshot> {
+  const [ids, networks] = await Promise.all([client.listContainerIds(), client.listNetworks()]);
+  const containers: ContainerSnapshot[] = [];
+  const queue = [...ids];
+  const worker = async (): Promise<void> => {
+    for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+      const raw = await client.inspectContainer(id);
+      if (raw !== undefined) containers.push(parseInspect(raw));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(INSPECT_CONCURRENCY, ids.length) }, worker));
+  containers.sort((a, b) => a.id.localeCompare(b.id));
+  return { containers, bridges: bridgeNames(networks) };
+}

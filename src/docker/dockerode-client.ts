@@ -1,0 +1,165 @@
+// DockerClient over dockerode. Two connections: one for requests (with a
+// timeout) and one for the event stream (which must stay open indefinitely).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import type { DockerClient, EngineInfo, EventSubscription, NetworkSummary } from './docker-client.js';
+import { EVENT_FILTERS, JsonLineDecoder, parseEvent, type DockerEvent } from './events.js';
+
+const REQUEST_TIMEOUT_MS = 30_000;
+const DEFAULT_SOCKET = '/var/run/docker.sock';
+
+export type DockerEndpoint =
+  | { readonly kind: 'unix'; readonly socketPath: string }
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly tls: boolean }
+  | {
+      readonly kind: 'ssh';
+      readonly host: string;
+      readonly port: number;
+      readonly username: string | undefined;
+    };
+
+/**
+ * DOCKER_HOST → where to connect: unix://PATH, tcp://HOST:PORT (TLS when
+ * DOCKER_TLS_VERIFY is set), http://, https://, ssh://[USER@]HOST[:PORT].
+ */
+export function parseDockerHost(value: string | undefined, tlsVerify?: string): DockerEndpoint {
+  const text = value?.trim() ?? '';
+  if (text === '') return { kind: 'unix', socketPath: DEFAULT_SOCKET };
+  if (text.startsWith('unix://'))
+    return { kind: 'unix', socketPath: text.slice('unix://'.length) || DEFAULT_SOCKET };
+  const scheme = /^([a-z]+):\/\//.exec(text)?.[1];
+  if (scheme !== 'tcp' && scheme !== 'http' && scheme !== 'https' && scheme !== 'ssh') {
+    throw new Error(
+      `DOCKER_HOST ${text} is not supported: use unix://PATH, tcp://HOST:PORT or ssh://USER@HOST`,
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(`http://${text.slice(scheme.length + 3)}`);
+  } catch {
+    throw new Error(`DOCKER_HOST ${text} is not a valid ${scheme}:// address`);
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (scheme === 'ssh') {
+    return {
+      kind: 'ssh',
+      host,
+      port: url.port === '' ? 22 : Number(url.port),
+      username: url.username || undefined,
+    };
+  }
+  const tls =
+    scheme === 'https' ||
+    (scheme === 'tcp' && tlsVerify !== undefined && tlsVerify !== '' && tlsVerify !== '0');
+  const port = url.port === '' ? (tls ? 2376 : 2375) : Number(url.port);
+  return { kind: 'tcp', host, port, tls };
+}
+
+function dockerodeOptions(
+  endpoint: DockerEndpoint,
+  env: NodeJS.ProcessEnv,
+  timeout: number | undefined,
+): Docker.DockerOptions {
+  const base = timeout === undefined ? {} : { timeout };
+  if (endpoint.kind === 'unix') return { ...base, socketPath: endpoint.socketPath };
+  if (endpoint.kind === 'ssh') {
+    const agent = env.SSH_AUTH_SOCK;
+    return {
+      ...base,
+      protocol: 'ssh',
+      host: endpoint.host,
+      port: endpoint.port,
+      ...(endpoint.username === undefined ? {} : { username: endpoint.username }),
+      ...(agent === undefined ? {} : { sshOptions: { agent } }),
+    };
+  }
+  const options: Docker.DockerOptions = {
+    ...base,
+    host: endpoint.host,
+    port: endpoint.port,
+    protocol: endpoint.tls ? 'https' : 'http',
+  };
+  const certPath = env.DOCKER_CERT_PATH;
+  if (endpoint.tls && certPath) {
+    return {
+      ...options,
+      ca: readFileSync(join(certPath, 'ca.pem')),
+      cert: readFileSync(join(certPath, 'cert.pem')),
+      key: readFileSync(join(certPath, 'key.pem')),
+    };
+  }
+  return options;
+}
+
+function statusCode(error: unknown): number | undefined {
+  const code = (error as { statusCode?: unknown } | null)?.statusCode;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** A client for `dockerHost` (config's DOCKER_HOST); TLS and ssh settings come from `env`. */
+export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = process.env): DockerClient {
+  const endpoint = parseDockerHost(dockerHost, env.DOCKER_TLS_VERIFY);
+  const api = new Docker(dockerodeOptions(endpoint, env, REQUEST_TIMEOUT_MS));
+  const stream = new Docker(dockerodeOptions(endpoint, env, undefined));
+
+  return {
+    async subscribe(): Promise<EventSubscription> {
+      const response = await stream.getEvents({ filters: EVENT_FILTERS });
+      const body = response as NodeJS.ReadableStream & { destroy(): void };
+      let closed = false;
+      async function* iterate(): AsyncGenerator<DockerEvent> {
+        const decoder = new JsonLineDecoder();
+        try {
+          for await (const chunk of body) {
+            for (const message of decoder.push(chunk.toString())) {
+              const event = parseEvent(message);
+              if (event) yield event;
+            }
+          }
+        } catch (error) {
+          if (!closed) throw error;
+        }
+      }
+      const events = iterate();
+      return {
+        [Symbol.asyncIterator]: () => events,
+        close: () => {
+          closed = true;
+          body.destroy();
+        },
+      };
+    },
+
+    async listContainerIds(): Promise<string[]> {
+      const containers = await api.listContainers({ all: true });
+      return containers.map((c) => c.Id);
+    },
+
+    async inspectContainer(id: string): Promise<unknown> {
+      try {
+        return await api.getContainer(id).inspect();
+      } catch (error) {
+        if (statusCode(error) === 404) return undefined;
+        throw error;
+      }
+    },
+
+    async listNetworks(): Promise<NetworkSummary[]> {
+      const networks = await api.listNetworks();
+      return networks.map((n) => ({ Id: n.Id, Name: n.Name, Driver: n.Driver, Options: n.Options ?? null }));
+    },
+
+    async info(): Promise<EngineInfo> {
+      const [info, version] = await Promise.all([
+        api.info() as Promise<{ ServerVersion?: string; FirewallBackend?: { Driver?: string } }>,
+        api.version(),
+      ]);
+      return {
+        serverVersion: info.ServerVersion ?? version.Version,
+        apiVersion: version.ApiVersion,
+        firewallBackend: info.FirewallBackend?.Driver,
+      };
+    },
+  };
+}

@@ -1,0 +1,115 @@
+// `dockfw run` wired together: event watch + periodic check → runner → sync.
+// Stopping leaves every rule in place (fail closed; the next start takes over).
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Logger } from 'pino';
+import { ApplyError } from '../backends/iptables/apply.js';
+import { DockerChainsMissingError } from '../backends/iptables/reconcile.js';
+import type { Config } from '../config/config.js';
+import type { DockerClient } from '../docker/docker-client.js';
+import type { Clock } from './clock.js';
+import { DockerWatch } from './docker-watch.js';
+import { SyncRunner } from './runner.js';
+import { createSync, DockerUnavailableError, type Firewall } from './sync.js';
+
+export interface DaemonOptions {
+  readonly config: Config;
+  readonly docker: DockerClient;
+  readonly firewall: Firewall;
+  readonly logger: Logger;
+  readonly clock: Clock;
+}
+
+function cronLogger(logger: Logger) {
+  return {
+    info: (message: string) => logger.info(message),
+    warn: (message: string) => logger.warn(message),
+    error: (message: string | Error, err?: Error) => logger.error({ err: err ?? message }, String(message)),
+    debug: (message: string | Error, err?: Error) => logger.debug({ err: err ?? message }, String(message)),
+  };
+}
+
+export class Daemon {
+  private readonly runner: SyncRunner;
+  private readonly watch: DockerWatch;
+  private periodic: ScheduledTask | undefined;
+  private lastFailure: string | undefined;
+
+  constructor(private readonly options: DaemonOptions) {
+    const { logger, docker, clock } = options;
+    const sync = createSync(options);
+    this.runner = new SyncRunner({
+      clock,
+      sync: async (reasons) => {
+        await sync(reasons);
+        if (this.lastFailure !== undefined) logger.info('sync succeeded again');
+        this.lastFailure = undefined;
+      },
+      onError: (error, failures, retryInMs) => this.reportFailure(error, failures, retryInMs),
+    });
+    this.watch = new DockerWatch({
+      docker,
+      runner: this.runner,
+      logger,
+      clock,
+      onConnected: async () => {
+        const info = await docker.info();
+        logger.info(
+          {
+            version: info.serverVersion,
+            api: info.apiVersion,
+            firewallBackend: info.firewallBackend ?? 'unknown',
+          },
+          'docker engine',
+        );
+      },
+    });
+  }
+
+  /** Syncs started so far (for tests and metrics). */
+  get syncs(): number {
+    return this.runner.syncs;
+  }
+
+  start(): void {
+    const { config, logger } = this.options;
+    this.watch.start();
+    this.periodic = cron.schedule(config.resync, () => this.runner.request('periodic'), {
+      name: 'dockfw-periodic-check',
+      logger: cronLogger(logger.child({ component: 'cron' })),
+    });
+    logger.info(
+      { policy: config.defaultPolicy, resync: config.resync, externalInterfaces: config.externalInterfaces },
+      'dockfw started',
+    );
+  }
+
+  /** Stops watching and syncing; rules stay as they are. */
+  async stop(): Promise<void> {
+    await this.periodic?.stop();
+    await this.periodic?.destroy();
+    await Promise.all([this.watch.stop(), this.runner.stop()]);
+  }
+
+  private reportFailure(error: unknown, failures: number, retryInMs: number): void {
+    const { logger } = this.options;
+    const message = error instanceof Error ? error.message : String(error);
+    const fields = { failures, retryInMs, error: message };
+    // One line per kind of failure, not one per retry.
+    const repeated = this.lastFailure === message;
+    this.lastFailure = message;
+    if (error instanceof DockerUnavailableError) {
+      logger.debug(fields, 'sync failed: docker unavailable');
+    } else if (repeated) {
+      logger.debug(fields, 'sync failed again');
+    } else if (error instanceof DockerChainsMissingError) {
+      logger.warn(fields, "waiting for Docker's iptables chains");
+    } else if (error instanceof ApplyError) {
+      logger.error(
+        { ...fields, family: error.family, variant: error.variant, line: error.offendingLine },
+        'iptables-restore rejected the rules',
+      );
+    } else {
+      logger.error(fields, 'sync failed');
+    }
+  }
+}

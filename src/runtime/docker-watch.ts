@@ -1,0 +1,103 @@
+// Keeps an event subscription open and turns relevant events into sync
+// requests. Subscribes BEFORE asking for a sync (which lists containers), so
+// nothing that happens in between is lost. Reconnects with capped backoff and
+// logs only when the connection state changes.
+import type { Logger } from 'pino';
+import type { DockerClient, EventSubscription } from '../docker/docker-client.js';
+import { isRelevantEvent } from '../docker/events.js';
+import type { Clock, TimerHandle } from './clock.js';
+import type { RequestOptions, SyncReason } from './runner.js';
+
+export interface SyncRequester {
+  request(reason: SyncReason, options?: RequestOptions): void;
+}
+
+export interface DockerWatchOptions {
+  readonly docker: DockerClient;
+  readonly runner: SyncRequester;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly retryInitialMs?: number;
+  readonly retryMaxMs?: number;
+  /** Called after each successful subscription (e.g. to log the engine's version). */
+  readonly onConnected?: () => Promise<void> | void;
+}
+
+type State = 'starting' | 'connected' | 'disconnected';
+
+export class DockerWatch {
+  private state: State = 'starting';
+  private stopped = false;
+  private subscription: EventSubscription | undefined;
+  private wake: (() => void) | undefined;
+  private timer: TimerHandle | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly options: DockerWatchOptions) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.subscription?.close();
+    if (this.timer) this.options.clock.clearTimeout(this.timer);
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const { docker, runner, logger } = this.options;
+    const initial = this.options.retryInitialMs ?? 250;
+    const max = this.options.retryMaxMs ?? 5000;
+    let attempt = 0;
+    while (!this.stopped) {
+      try {
+        this.subscription = await docker.subscribe();
+        if (this.stopped) break;
+        attempt = 0;
+        const first = this.state === 'starting';
+        this.setState('connected');
+        await this.options.onConnected?.();
+        runner.request(first ? 'startup' : 'reconnect', { resetBackoff: true });
+        for await (const event of this.subscription) {
+          if (!isRelevantEvent(event)) continue;
+          logger.debug(
+            { type: event.type, action: event.action, container: event.containerId },
+            'docker event',
+          );
+          runner.request('event');
+        }
+        if (!this.stopped) this.setState('disconnected', new Error('event stream ended'));
+      } catch (error) {
+        if (!this.stopped) this.setState('disconnected', error);
+      } finally {
+        this.subscription?.close();
+        this.subscription = undefined;
+      }
+      if (this.stopped) break;
+      await this.sleep(Math.min(max, initial * 2 ** attempt));
+      attempt++;
+    }
+  }
+
+  private setState(next: State, error?: unknown): void {
+    if (next === this.state) return;
+    const previous = this.state;
+    this.state = next;
+    if (next === 'connected') {
+      this.options.logger.info({ after: previous }, 'connected to docker');
+    } else {
+      const reason = error instanceof Error ? error.message : String(error);
+      this.options.logger.warn({ error: reason }, 'docker unreachable: keeping rules, retrying');
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.timer = this.options.clock.setTimeout(resolve, ms);
+    });
+  }
+}

@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from './fake-clock.js';
+import { SyncRunner, type SyncReason } from './runner.js';
+
+interface Harness {
+  clock: FakeClock;
+  runner: SyncRunner;
+  starts: { at: number; reasons: SyncReason[] }[];
+  errors: { failures: number; retryInMs: number }[];
+  maxConcurrent: () => number;
+}
+
+/** A runner whose sync takes `durationMs` of fake time and fails while `fail()` says so. */
+function harness(durationMs: number, fail: () => boolean = () => false): Harness {
+  const clock = new FakeClock();
+  const starts: Harness['starts'] = [];
+  const errors: Harness['errors'] = [];
+  let active = 0;
+  let peak = 0;
+  const runner = new SyncRunner({
+    clock,
+    minIntervalMs: 100,
+    retryInitialMs: 1000,
+    retryMaxMs: 8000,
+    sync: async (reasons) => {
+      starts.push({ at: clock.now(), reasons: [...reasons].sort() });
+      active++;
+      peak = Math.max(peak, active);
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, durationMs));
+      active--;
+      if (fail()) throw new Error('docker unreachable');
+    },
+    onError: (_error, failures, retryInMs) => errors.push({ failures, retryInMs }),
+  });
+  return { clock, runner, starts, errors, maxConcurrent: () => peak };
+}
+
+describe('SyncRunner', () => {
+  it('answers a burst of requests with one running and one pending sync', async () => {
+    const h = harness(50);
+    for (let i = 0; i < 200; i++) h.runner.request('event');
+    await h.clock.advance(10);
+    for (let i = 0; i < 200; i++) h.runner.request(i % 2 ? 'event' : 'periodic');
+    await h.clock.advance(1000);
+    expect(h.starts).toEqual([
+      { at: 0, reasons: ['event'] },
+      { at: 100, reasons: ['event', 'periodic'] },
+    ]);
+    expect(h.maxConcurrent()).toBe(1);
+  });
+
+  it('keeps syncs at least the minimum interval apart and never overlapping', async () => {
+    const h = harness(30);
+    for (let t = 0; t < 1000; t += 7) {
+      h.runner.request('event');
+      await h.clock.advance(7);
+    }
+    await h.clock.advance(500);
+    const gaps = h.starts.slice(1).map((s, i) => s.at - (h.starts[i]?.at ?? 0));
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(100);
+    expect(h.starts.length).toBeGreaterThanOrEqual(9);
+    expect(h.starts.length).toBeLessThanOrEqual(11);
+    expect(h.maxConcurrent()).toBe(1);
+  });
+
+  it('does not delay a lone request', async () => {
+    const h = harness(10);
+    await h.clock.advance(5000);
+    h.runner.request('event');
+    await h.clock.advance(0);
+    expect(h.starts).toEqual([{ at: 5000, reasons: ['event'] }]);
+  });
+
+  it('retries a failed sync with capped exponential backoff, then stops retrying once it succeeds', async () => {
+    let failing = true;
+    const h = harness(0, () => failing);
+    h.runner.request('startup');
+    await h.clock.advance(1000 + 2000 + 4000 + 8000 + 8000);
+    expect(h.errors.map((e) => e.retryInMs)).toEqual([1000, 2000, 4000, 8000, 8000, 8000]);
+    expect(h.starts.map((s) => s.at)).toEqual([0, 1000, 3000, 7000, 15000, 23000]);
+    failing = false;
+    await h.clock.advance(8000);
+    const count = h.starts.length;
+    await h.clock.advance(60_000);
+    expect(h.starts.length).toBe(count);
+    expect(h.starts.at(-1)?.reasons).toEqual(['retry']);
+  });
+
+  it('holds new requests back during a backoff unless told the cause is gone', async () => {
+    let failing = true;
+    const h = harness(0, () => failing);
+    h.runner.request('startup');
+    await h.clock.advance(1000 + 2000);
+    expect(h.starts).toHaveLength(3);
+    h.runner.request('event');
+    await h.clock.advance(500);
+    expect(h.starts).toHaveLength(3);
+    failing = false;
+    h.runner.request('reconnect', { resetBackoff: true });
+    await h.clock.advance(0);
+    expect(h.starts).toHaveLength(4);
+    expect(h.starts[3]?.reasons).toEqual(['event', 'reconnect', 'retry']);
+  });
+
+  it('stop() waits for the running sync and starts no other', async () => {
+    const h = harness(300);
+    h.runner.request('event');
+    await h.clock.advance(10);
+    h.runner.request('event');
+    let stopped = false;
+    const stopping = h.runner.stop().then(() => (stopped = true));
+    await h.clock.advance(100);
+    expect(stopped).toBe(false);
+    await h.clock.advance(300);
+    await stopping;
+    h.runner.request('event');
+    await h.clock.advance(1000);
+    expect(h.starts).toHaveLength(1);
+  });
+});

@@ -1,0 +1,92 @@
+// One full sync: fresh list of containers → desired state → firewall. Every
+// side effect of dockfw goes through here, one at a time (the runner decides when).
+import type { Logger } from 'pino';
+import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import type { Config } from '../config/config.js';
+import { readEngineSnapshot, type DockerClient } from '../docker/docker-client.js';
+import { desiredState, formatLabelError, type DesiredState } from '../policy/desired.js';
+import type { SyncReason } from './runner.js';
+
+/** The kernel side of a sync; one implementation per backend. */
+export interface Firewall {
+  reconcile(desired: DesiredState): Promise<readonly FamilyReport[]>;
+}
+
+/** Listing or inspecting containers failed (usually: the engine is unreachable). */
+export class DockerUnavailableError extends Error {
+  override readonly name = 'DockerUnavailableError';
+  constructor(override readonly cause: unknown) {
+    super(`docker: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+export interface SyncOptions {
+  readonly docker: DockerClient;
+  readonly config: Config;
+  readonly firewall: Firewall;
+  readonly logger: Logger;
+}
+
+const SHOWN_RULES = 20;
+
+export type SyncFn = (reasons: ReadonlySet<SyncReason>) => Promise<void>;
+
+export function createSync(options: SyncOptions): SyncFn {
+  const { logger } = options;
+  let reportedProblems = new Set<string>();
+
+  /** One line per label problem when it appears, not on every sync. */
+  function reportLabelErrors(desired: DesiredState): void {
+    const current = new Set<string>();
+    for (const error of desired.errors) {
+      const line = formatLabelError(error);
+      current.add(line);
+      if (!reportedProblems.has(line)) {
+        logger.warn(
+          { container: error.container, label: error.label, problem: error.message },
+          'invalid dockfw label: container closed',
+        );
+      }
+    }
+    reportedProblems = current;
+  }
+
+  function reportFamily(report: FamilyReport, reasons: ReadonlySet<SyncReason>): void {
+    const { family, variant, parent, drift } = report;
+    const fields = {
+      family: `ipv${family}`,
+      variant,
+      parent,
+      added: drift.missing.length,
+      removed: drift.unexpected.length,
+      reasons: [...reasons],
+    };
+    if (!report.written) {
+      logger.debug(fields, 'firewall in sync');
+      return;
+    }
+    // A sync asked for only by the periodic check should find nothing to do:
+    // a difference means someone else changed the rules (or an event was lost).
+    const onlyPeriodic = [...reasons].every((r) => r === 'periodic');
+    const detail = {
+      ...fields,
+      missing: drift.missing.slice(0, SHOWN_RULES),
+      unexpected: drift.unexpected.slice(0, SHOWN_RULES),
+      chainsMissing: drift.chainsMissing,
+      jumpFixed: drift.jumpWrong,
+      reordered: drift.reordered,
+    };
+    if (onlyPeriodic) logger.warn(detail, 'drift found: re-applied the rules');
+    else logger.info(detail, 'rules applied');
+  }
+
+  return async (reasons) => {
+    const snapshot = await readEngineSnapshot(options.docker).catch((error: unknown) => {
+      throw new DockerUnavailableError(error);
+    });
+    const desired = desiredState(snapshot, options.config);
+    reportLabelErrors(desired);
+    const reports = await options.firewall.reconcile(desired);
+    for (const report of reports) reportFamily(report, reasons);
+  };
+}
