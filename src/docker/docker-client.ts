@@ -52,16 +52,26 @@ export function bridgeNames(networks: readonly NetworkSummary[]): string[] {
 
 /**
  * A full, fresh view of the engine: list, then inspect each container. A
- * container removed between the two is simply not there.
+ * container removed between the two is simply not there. One whose inspect
+ * data cannot be read is left out too (so the catch-all keeps it closed) and
+ * reported through `onUnreadable`.
  */
-export async function readEngineSnapshot(client: DockerClient): Promise<EngineSnapshot> {
+export async function readEngineSnapshot(
+  client: DockerClient,
+  onUnreadable: (id: string, error: unknown) => void = () => {},
+): Promise<EngineSnapshot> {
   const [ids, networks] = await Promise.all([client.listContainerIds(), client.listNetworks()]);
   const containers: ContainerSnapshot[] = [];
   const queue = [...ids];
   const worker = async (): Promise<void> => {
     for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
       const raw = await client.inspectContainer(id);
-      if (raw !== undefined) containers.push(parseInspect(raw));
+      if (raw === undefined) continue;
+      try {
+        containers.push(parseInspect(raw));
+      } catch (error) {
+        onUnreadable(id, error);
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(INSPECT_CONCURRENCY, ids.length) }, worker));

@@ -81,7 +81,12 @@ export function createSync(options: SyncOptions): SyncFn {
   }
 
   return async (reasons) => {
-    const snapshot = await readEngineSnapshot(options.docker).catch((error: unknown) => {
+    const unreadable = (id: string, error: unknown): void =>
+      logger.error(
+        { container: id, error: error instanceof Error ? error.message : String(error) },
+        'cannot read container: left closed',
+      );
+    const snapshot = await readEngineSnapshot(options.docker, unreadable).catch((error: unknown) => {
       throw new DockerUnavailableError(error);
     });
     const desired = desiredState(snapshot, options.config);

@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import { defaultConfig } from '../../config/config.js';
+import type { ContainerSnapshot } from '../../docker/snapshot.js';
+import { desiredState, type DesiredState } from '../../policy/desired.js';
+import { CommandError } from './command.js';
+import { diffOwned, hasDrift } from './drift.js';
+import { fakeIptables, saveText } from './fake-iptables.js';
+import { parseFilterTable } from './read.js';
+import { DockerChainsMissingError, IptablesReconciler } from './reconcile.js';
+import { renderSyncPayload } from './render.js';
+
+const WEB: ContainerSnapshot = {
+  id: 'a'.repeat(64),
+  name: 'web',
+  running: true,
+  labels: { 'dockfw.allow': '203.0.113.10, 198.51.100.0/24' },
+  networks: [{ network: 'bridge', ipv4: '172.17.0.2', ipv6: '2001:db8:ffff::2' }],
+  ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+};
+
+function desired(containers: ContainerSnapshot[] = [WEB]): DesiredState {
+  return desiredState({ containers, bridges: ['docker0'] }, defaultConfig());
+}
+
+/** What iptables-save prints once `payload` is applied and the jump is first. */
+function installed(state: DesiredState, family: 4 | 6, parentRules: string[] = ['-j DOCKFW']): string {
+  const owned = parseFilterTable(renderSyncPayload(state, family, { parent: 'DOCKER-USER', positions: [] }));
+  // iptables-save prints quoted comments exactly as render writes them.
+  return saveText({
+    FORWARD: ['-j DOCKER-USER'],
+    'DOCKER-USER': parentRules,
+    DOCKFW: owned.chains.get('DOCKFW') ?? [],
+    'DOCKFW-IN': owned.chains.get('DOCKFW-IN') ?? [],
+  });
+}
+
+const noLegacy = () => Promise.resolve('');
+
+describe('IptablesReconciler', () => {
+  it('writes nothing when the kernel already matches the render', async () => {
+    const state = desired();
+    const fake = fakeIptables({
+      'iptables-nft-save': installed(state, 4),
+      'ip6tables-nft-save': installed(state, 6),
+    });
+    const reports = await new IptablesReconciler({ run: fake.run, legacyTableNames: noLegacy }).reconcile(
+      state,
+    );
+    expect(reports.map((r) => r.written)).toEqual([false, false]);
+    expect(fake.restores).toEqual([]);
+  });
+
+  it('writes one transaction per family that differs, and says what was missing', async () => {
+    const before = desired([{ ...WEB, labels: {} }]);
+    const after = desired();
+    const fake = fakeIptables({
+      'iptables-nft-save': installed(before, 4),
+      'ip6tables-nft-save': installed(after, 6),
+    });
+    const reports = await new IptablesReconciler({ run: fake.run, legacyTableNames: noLegacy }).reconcile(
+      after,
+    );
+    expect(fake.restores.map((r) => r.file)).toEqual(['iptables-nft-restore']);
+    expect(fake.restores[0]?.payload).toBe(
+      renderSyncPayload(after, 4, { parent: 'DOCKER-USER', positions: [1] }),
+    );
+    const v4 = reports[0];
+    expect(v4?.written).toBe(true);
+    expect(v4?.drift.missing).toContain(
+      'DOCKFW-IN -s 203.0.113.10/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m comment --comment dockfw aaaaaaaaaaaa -j RETURN',
+    );
+    expect(v4?.drift.unexpected).toEqual([
+      'DOCKFW-IN -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m comment --comment dockfw aaaaaaaaaaaa -j RETURN',
+    ]);
+  });
+
+  it('repairs a jump that is not first, or doubled, and leaves other rules to the payload’s -D by text', async () => {
+    const state = desired();
+    const fake = fakeIptables({
+      'iptables-nft-save': installed(state, 4, ['-s 198.51.100.7/32 -j DROP', '-j DOCKFW', '-j DOCKFW']),
+      'ip6tables-nft-save': installed(state, 6),
+    });
+    const [v4] = await new IptablesReconciler({ run: fake.run, legacyTableNames: noLegacy }).reconcile(state);
+    expect(v4?.drift.jumpWrong).toBe(true);
+    expect(fake.restores[0]?.payload).toContain(
+      '-D DOCKER-USER -j DOCKFW\n-D DOCKER-USER -j DOCKFW\n-I DOCKER-USER 1 -j DOCKFW\n',
+    );
+  });
+
+  it('waits for Docker’s chains', async () => {
+    const fake = fakeIptables({ 'iptables-nft-save': saveText({ FORWARD: [] }) });
+    await expect(
+      new IptablesReconciler({ run: fake.run, legacyTableNames: noLegacy }).reconcile(desired()),
+    ).rejects.toBeInstanceOf(DockerChainsMissingError);
+  });
+
+  it('manages IPv4 alone when ip6tables is not installed, and says so once', async () => {
+    const state = desired();
+    const fake = fakeIptables({ 'iptables-nft-save': installed(state, 4) });
+    const told: CommandError[] = [];
+    const reconciler = new IptablesReconciler({
+      run: fake.run,
+      legacyTableNames: noLegacy,
+      onIpv6Unavailable: (e) => told.push(e),
+    });
+    expect((await reconciler.reconcile(state)).map((r) => r.family)).toEqual([4]);
+    expect((await reconciler.reconcile(state)).map((r) => r.family)).toEqual([4]);
+    expect(told).toHaveLength(1);
+  });
+});
+
+describe('diffOwned', () => {
+  const state = desired();
+  const payload = renderSyncPayload(state, 4, { parent: 'DOCKER-USER', positions: [1] });
+
+  it('finds no drift in the installed render', () => {
+    expect(hasDrift(diffOwned(parseFilterTable(installed(state, 4)), payload, [1]))).toBe(false);
+  });
+
+  it('notices owned chains that are gone, e.g. after someone flushed and deleted them', () => {
+    const drift = diffOwned(parseFilterTable(saveText({ 'DOCKER-USER': [] })), payload, []);
+    expect(drift.chainsMissing).toEqual(['DOCKFW', 'DOCKFW-IN']);
+    expect(drift.jumpWrong).toBe(true);
+    expect(drift.missing.length).toBeGreaterThan(3);
+  });
+
+  it('notices rules in another order', () => {
+    const owned = parseFilterTable(payload);
+    const rules = [...(owned.chains.get('DOCKFW-IN') ?? [])].reverse();
+    const table = parseFilterTable(
+      saveText({ DOCKFW: owned.chains.get('DOCKFW') ?? [], 'DOCKFW-IN': rules }),
+    );
+    const drift = diffOwned(table, payload, [1]);
+    expect(drift).toMatchObject({ missing: [], unexpected: [], reordered: true });
+  });
+});

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { bridgeName, bridgeNames, readEngineSnapshot } from './docker-client.js';
+import { parseDockerHost } from './dockerode-client.js';
+import { FakeDockerClient, inspectJson } from './fake-docker-client.js';
+
+const ID = (c: string) => c.repeat(64);
+
+describe('bridgeName', () => {
+  it('follows the engine: configured name, docker0 for "bridge", else br-<id12>', () => {
+    expect(bridgeName({ Id: ID('a'), Name: 'bridge', Driver: 'bridge', Options: {} })).toBe('docker0');
+    expect(
+      bridgeName({
+        Id: ID('a'),
+        Name: 'bridge',
+        Driver: 'bridge',
+        Options: { 'com.docker.network.bridge.name': 'docker1' },
+      }),
+    ).toBe('docker1');
+    expect(
+      bridgeName({
+        Id: `0123456789ab${'c'.repeat(52)}`,
+        Name: 'app_default',
+        Driver: 'bridge',
+        Options: null,
+      }),
+    ).toBe('br-0123456789ab');
+    expect(bridgeName({ Id: ID('a'), Name: 'host', Driver: 'host' })).toBeUndefined();
+    expect(bridgeName({ Id: ID('a'), Name: 'none', Driver: 'null' })).toBeUndefined();
+  });
+
+  it('lists each bridge once, sorted', () => {
+    const networks = [
+      { Id: ID('b'), Name: 'web', Driver: 'bridge' },
+      { Id: ID('a'), Name: 'bridge', Driver: 'bridge' },
+      { Id: ID('c'), Name: 'ov', Driver: 'overlay' },
+    ];
+    expect(bridgeNames(networks)).toEqual(['br-bbbbbbbbbbbb', 'docker0']);
+  });
+});
+
+describe('readEngineSnapshot', () => {
+  it('lists, inspects each container, and skips one that vanished in between', async () => {
+    const docker = new FakeDockerClient();
+    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'one' }));
+    docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'two' }));
+    docker.vanishing.add(ID('1'));
+    const snapshot = await readEngineSnapshot(docker);
+    expect(snapshot.containers.map((c) => c.name)).toEqual(['two']);
+    expect(snapshot.bridges).toEqual(['docker0']);
+    expect(docker.calls.filter((c) => c.startsWith('inspect'))).toHaveLength(2);
+  });
+
+  it('leaves out and reports a container whose inspect data it cannot read', async () => {
+    const docker = new FakeDockerClient();
+    docker.containers.set(ID('1'), { Id: 'not-an-id' });
+    docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'two' }));
+    const unreadable: string[] = [];
+    const snapshot = await readEngineSnapshot(docker, (id) => unreadable.push(id));
+    expect(snapshot.containers.map((c) => c.name)).toEqual(['two']);
+    expect(unreadable).toEqual([ID('1')]);
+  });
+
+  it('fails when the engine is unreachable', async () => {
+    const docker = new FakeDockerClient();
+    docker.reachable = false;
+    await expect(readEngineSnapshot(docker)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('parseDockerHost', () => {
+  it('understands unix sockets, with the default when unset', () => {
+    expect(parseDockerHost(undefined)).toEqual({ kind: 'unix', socketPath: '/var/run/docker.sock' });
+    expect(parseDockerHost('unix:///tmp/d/docker.sock')).toEqual({
+      kind: 'unix',
+      socketPath: '/tmp/d/docker.sock',
+    });
+  });
+
+  it('understands tcp, http and https, with TLS from DOCKER_TLS_VERIFY', () => {
+    expect(parseDockerHost('tcp://10.0.0.1:2375')).toEqual({
+      kind: 'tcp',
+      host: '10.0.0.1',
+      port: 2375,
+      tls: false,
+    });
+    expect(parseDockerHost('tcp://docker.example:2376', '1')).toEqual({
+      kind: 'tcp',
+      host: 'docker.example',
+      port: 2376,
+      tls: true,
+    });
+    expect(parseDockerHost('https://[2001:db8::5]')).toEqual({
+      kind: 'tcp',
+      host: '2001:db8::5',
+      port: 2376,
+      tls: true,
+    });
+    expect(parseDockerHost('http://h')).toEqual({ kind: 'tcp', host: 'h', port: 2375, tls: false });
+  });
+
+  it('understands ssh with a user', () => {
+    expect(parseDockerHost('ssh://ops@h:2222')).toEqual({
+      kind: 'ssh',
+      host: 'h',
+      port: 2222,
+      username: 'ops',
+    });
+  });
+
+  it('rejects what it cannot connect to, naming the value', () => {
+    expect(() => parseDockerHost('npipe:////./pipe/docker_engine')).toThrow(/npipe.*not supported/);
+    expect(() => parseDockerHost('fd://')).toThrow(/not supported/);
+  });
+});

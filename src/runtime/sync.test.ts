@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import { defaultConfig } from '../config/config.js';
+import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
+import { memoryLogger } from '../observe/memory-logger.js';
+import type { DesiredState } from '../policy/desired.js';
+import { createSync, DockerUnavailableError, type Firewall } from './sync.js';
+
+const ID = (c: string) => c.repeat(64);
+
+class RecordingFirewall implements Firewall {
+  readonly seen: DesiredState[] = [];
+  written = false;
+  reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+    this.seen.push(desired);
+    const drift = {
+      missing: ['DOCKFW-IN -j X'],
+      unexpected: [],
+      reordered: false,
+      chainsMissing: [],
+      jumpWrong: false,
+    };
+    return Promise.resolve([
+      { family: 4, variant: 'nft', parent: 'DOCKER-USER', drift, written: this.written },
+    ]);
+  }
+}
+
+function setup() {
+  const docker = new FakeDockerClient();
+  const firewall = new RecordingFirewall();
+  const { logger, records } = memoryLogger();
+  const sync = createSync({ docker, config: defaultConfig(), firewall, logger });
+  return { docker, firewall, records, sync };
+}
+
+const once = new Set(['event'] as const);
+
+describe('createSync', () => {
+  it('hands the firewall the desired state of a fresh list', async () => {
+    const { docker, firewall, sync } = setup();
+    docker.containers.set(
+      ID('1'),
+      inspectJson({ id: ID('1'), name: 'web', labels: { 'dockfw.allow': '203.0.113.5' } }),
+    );
+    await sync(once);
+    docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));
+    await sync(once);
+    expect(firewall.seen.map((d) => d.containers.map((c) => c.name))).toEqual([['web'], ['db', 'web']]);
+  });
+
+  it('logs an invalid label once when it appears, again only after it went away and came back', async () => {
+    const { docker, records, sync } = setup();
+    const bad = inspectJson({ id: ID('1'), name: 'web', labels: { 'dockfw.allow': '203.0.113.0/33' } });
+    const warnings = () => records.filter((r) => r.msg === 'invalid dockfw label: container closed');
+    docker.containers.set(ID('1'), bad);
+    await sync(once);
+    await sync(once);
+    await sync(once);
+    expect(warnings()).toHaveLength(1);
+    expect(warnings()[0]).toMatchObject({ container: 'web', label: 'dockfw.allow' });
+    docker.containers.delete(ID('1'));
+    await sync(once);
+    docker.containers.set(ID('1'), bad);
+    await sync(once);
+    expect(warnings()).toHaveLength(2);
+  });
+
+  it('wraps an unreachable engine in DockerUnavailableError and leaves the firewall alone', async () => {
+    const { docker, firewall, sync } = setup();
+    docker.reachable = false;
+    await expect(sync(once)).rejects.toBeInstanceOf(DockerUnavailableError);
+    expect(firewall.seen).toHaveLength(0);
+  });
+
+  it('reports a write from the periodic check as drift, and an event-driven one as applied', async () => {
+    const { firewall, records, sync } = setup();
+    firewall.written = true;
+    await sync(new Set(['periodic']));
+    await sync(new Set(['event', 'periodic']));
+    expect(records.filter((r) => r.msg === 'drift found: re-applied the rules')).toHaveLength(1);
+    expect(records.filter((r) => r.msg === 'rules applied')).toHaveLength(1);
+    expect(records.find((r) => r.msg === 'drift found: re-applied the rules')).toMatchObject({
+      missing: ['DOCKFW-IN -j X'],
+    });
+  });
+});
