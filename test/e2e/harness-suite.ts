@@ -1,0 +1,133 @@
+/**
+ * Self-tests of the test host (test/host/): rules written by hand exactly as
+ * Docker's documentation suggests must have the documented effect on a real
+ * engine. One variant per test file, so vitest runs the variants in parallel.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CLIENT_ADDRESSES,
+  EXTERNAL_INTERFACE,
+  startTestHost,
+  type Family,
+  type TestHost,
+  type TestHostOptions,
+} from '../host/index.js';
+
+const EXT = EXTERNAL_INTERFACE;
+const HOST_A = '203.0.113.1';
+const HOST_B = '198.51.100.1';
+const HOST_V6 = '2001:db8:1::1';
+const ALL_V4 = [...CLIENT_ADDRESSES.v4];
+const ALL_V6 = [...CLIENT_ADDRESSES.v6];
+
+export function harnessSuite(title: string, options: TestHostOptions): void {
+  describe(title, () => {
+    let host: TestHost;
+    // Rules a test inserted, removed again after it so tests stay independent.
+    let inserted: { family: Family; rule: string[] }[] = [];
+
+    async function insertRule(family: Family, rule: string[]): Promise<void> {
+      await host.iptables(family, ['-I', 'DOCKER-USER', ...rule]);
+      inserted.push({ family, rule });
+    }
+
+    beforeAll(async () => {
+      host = await startTestHost({ ...options, ipv6: true });
+      // Published on every address, TCP and UDP.
+      await host.runContainer({ name: 'web', ports: ['8080:80', '8053:53/udp'] });
+      // Published on one of the host's two IPv4 addresses only.
+      await host.runContainer({ name: 'web-a', ports: [`${HOST_A}:8081:80`] });
+      // Not published; only other containers and the host reach it.
+      await host.runContainer({ name: 'inner' });
+      await host.docker(['network', 'create', '--ipv6', '--subnet', '2001:db8:2::/64', 'v6net']);
+      await host.runContainer({ name: 'web-v6', network: 'v6net', ports: [`[${HOST_V6}]:8090:80`] });
+    });
+
+    afterEach(async () => {
+      for (const { family, rule } of inserted.reverse()) {
+        await host.iptables(family, ['-D', 'DOCKER-USER', ...rule]);
+      }
+      inserted = [];
+    });
+
+    afterAll(async () => {
+      await host?.stop();
+    });
+
+    it('a published port is reached from every outside address without rules', async () => {
+      expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual(ALL_V4);
+      expect(await host.reachableFrom({ to: HOST_B, port: 8080 })).toEqual(ALL_V4);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8053, proto: 'udp' })).toEqual(ALL_V4);
+    });
+
+    it('DOCKER-USER "! -s ADDR -j DROP" lets only that address through', async () => {
+      await insertRule(4, ['-i', EXT, '!', '-s', '203.0.113.11', '-j', 'DROP']);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual(['203.0.113.11']);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8053, proto: 'udp' })).toEqual(['203.0.113.11']);
+    });
+
+    it('the same with a subnet', async () => {
+      await insertRule(4, ['-i', EXT, '!', '-s', '198.51.100.0/24', '-j', 'DROP']);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual([
+        '198.51.100.10',
+        '198.51.100.11',
+      ]);
+    });
+
+    it('the same with -m iprange --src-range', async () => {
+      await insertRule(4, [
+        '-m',
+        'iprange',
+        '-i',
+        EXT,
+        '!',
+        '--src-range',
+        '203.0.113.11-203.0.113.12',
+        '-j',
+        'DROP',
+      ]);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual(['203.0.113.11', '203.0.113.12']);
+    });
+
+    it('conntrack --ctorigdst/--ctorigdstport restricts one published address:port only', async () => {
+      const origDst = ['-p', 'tcp', '-m', 'conntrack', '--ctorigdst', HOST_A, '--ctorigdstport', '8081'];
+      await insertRule(4, ['-i', EXT, ...origDst, '-j', 'DROP']);
+      await insertRule(4, ['-i', EXT, '-s', '203.0.113.11', ...origDst, '-j', 'ACCEPT']);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.11']);
+      // Not published on the other address at all, and the other container is untouched.
+      expect(await host.reachableFrom({ to: HOST_B, port: 8081 })).toEqual([]);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual(ALL_V4);
+    });
+
+    it('IPv6: a port published on the host IPv6 address, restricted with ip6tables', async () => {
+      expect(await host.reachableFrom({ to: HOST_V6, port: 8090 })).toEqual(ALL_V6);
+      await insertRule(6, ['-i', EXT, '!', '-s', '2001:db8:1::11', '-j', 'DROP']);
+      expect(await host.reachableFrom({ to: HOST_V6, port: 8090 })).toEqual(['2001:db8:1::11']);
+    });
+
+    it('container-to-container and host traffic still flow with the rules in place', async () => {
+      await insertRule(4, ['-i', EXT, '!', '-s', '203.0.113.11', '-j', 'DROP']);
+      const [webAddress] = (await host.containerAddresses('web')).v4;
+      expect(webAddress).toBeDefined();
+      const web = webAddress ?? '';
+      expect(await host.probeFromContainer('inner', { to: web, port: 80 })).toBe('reached');
+      expect(await host.probeFromEngine({ to: web, port: 80 })).toBe('reached');
+      expect(await host.probeFromEngine({ to: HOST_A, port: 8080 })).toBe('reached');
+      // The rule is in force for outside traffic at the same time.
+      expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual(['203.0.113.11']);
+    });
+
+    it('after an engine restart the rules remain and a --restart always container is back', async () => {
+      await host.runContainer({ name: 'web-always', ports: ['8083:80'], restart: 'always' });
+      const rule = ['-i', EXT, '!', '-s', '203.0.113.11', '-j', 'DROP'];
+      await insertRule(4, rule);
+      await host.restartEngine();
+
+      const chain = await host.iptables(4, ['-S', 'DOCKER-USER']);
+      expect(chain).toContain(`-A DOCKER-USER ! -s 203.0.113.11/32 -i ${EXT} -j DROP`);
+      await expect
+        .poll(() => host.reachableFrom({ to: HOST_A, port: 8083 }), { timeout: 20_000, interval: 500 })
+        .toEqual(['203.0.113.11']);
+    });
+  });
+}

@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises';
+import { mountsUnder, unmountAll } from './mounts.js';
+import { deleteNamespace, listNamespaces } from './netns.js';
+import { findProcesses, terminate } from './processes.js';
+import { HOST_DIR_PREFIX, NETNS_PREFIX } from './test-host.js';
+
+/** Traces a test host leaves on the machine: namespaces, processes, mounts. */
+export interface Traces {
+  netns: string[];
+  /** dockerd, containerd and shims whose command line names a test host folder. */
+  pids: number[];
+  mounts: string[];
+}
+
+async function allMountsUnderPrefix(): Promise<string[]> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  return mountinfo
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((point) => point.startsWith(HOST_DIR_PREFIX));
+}
+
+export async function findTraces(): Promise<Traces> {
+  return {
+    netns: (await listNamespaces()).filter((name) => name.startsWith(NETNS_PREFIX)),
+    pids: (await findProcesses(HOST_DIR_PREFIX)).map((p) => p.pid),
+    mounts: await allMountsUnderPrefix(),
+  };
+}
+
+/** Traces present now but not in `before`. */
+export function newTraces(before: Traces, now: Traces): Traces {
+  return {
+    netns: now.netns.filter((n) => !before.netns.includes(n)),
+    pids: now.pids.filter((p) => !before.pids.includes(p)),
+    mounts: now.mounts.filter((m) => !before.mounts.includes(m)),
+  };
+}
+
+export function describeTraces(traces: Traces): string | undefined {
+  const parts = [
+    traces.netns.length > 0 ? `netns ${traces.netns.join(', ')}` : '',
+    traces.pids.length > 0 ? `processes ${traces.pids.join(', ')}` : '',
+    traces.mounts.length > 0 ? `mounts ${traces.mounts.join(', ')}` : '',
+  ].filter((p) => p !== '');
+  return parts.length > 0 ? parts.join('; ') : undefined;
+}
+
+/** Removes the given traces (after reporting them), so one leak does not poison later runs. */
+export async function removeTraces(traces: Traces): Promise<void> {
+  for (const pid of traces.pids) await terminate(pid, 5_000).catch(() => undefined);
+  // /tmp/dfw-<id>/… → /tmp/dfw-<id>
+  const dirs = new Set(traces.mounts.map((m) => m.split('/').slice(0, 3).join('/')));
+  for (const dir of dirs) await unmountAll(dir);
+  for (const name of traces.netns) await deleteNamespace(name);
+  for (const dir of dirs) {
+    if ((await mountsUnder(dir)).length > 0) throw new Error(`could not unmount everything under ${dir}`);
+  }
+}
