@@ -3,7 +3,7 @@
 import type { Config } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot, Family, Protocol } from '../docker/snapshot.js';
 import { formatInterval, type Interval } from '../labels/intervals.js';
-import { formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
+import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
 import { parseContainerLabels, sourcesFor, type LabelProblem } from '../labels/labels.js';
 import { ANY, NONE, type SourceSet } from '../labels/sources.js';
 
@@ -119,7 +119,11 @@ function describeSources(sources: SourceSet): string {
 
 function ruleSources(sources: SourceSet, family: Family): RuleSources {
   if (sources.any) return 'any';
-  return family === 4 ? sources.v4 : sources.v6;
+  const intervals = family === 4 ? sources.v4 : sources.v6;
+  // 0.0.0.0/0 or ::/0: the same as any (and iptables-save would print it without -s).
+  const whole = intervals[0];
+  if (whole?.start === 0n && whole.end === (1n << BigInt(FAMILY_BITS[family])) - 1n) return 'any';
+  return intervals;
 }
 
 function sameSources(a: RuleSources, b: RuleSources): boolean {

@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseInspect, parseInspectArray } from './inspect.js';
+
+const fixture = (name: string): unknown =>
+  JSON.parse(readFileSync(new URL(`../../test/fixtures/${name}`, import.meta.url), 'utf8'));
+
+function minimal(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    Id: 'c'.repeat(64),
+    Name: '/web',
+    State: { Running: true },
+    Config: { Labels: { 'dockfw.allow': 'any' } },
+    NetworkSettings: {
+      Networks: { bridge: { IPAddress: '172.17.0.2', GlobalIPv6Address: '' } },
+      Ports: { '80/tcp': [{ HostIp: '0.0.0.0', HostPort: '8080' }], '9000/tcp': null },
+    },
+    ...overrides,
+  };
+}
+
+describe('parseInspect', () => {
+  it('reads the fields dockfw needs', () => {
+    expect(parseInspect(minimal())).toEqual({
+      id: 'c'.repeat(64),
+      name: 'web',
+      running: true,
+      labels: { 'dockfw.allow': 'any' },
+      networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 }],
+    });
+  });
+
+  it('accepts null labels, networks and ports (host network, stopped containers)', () => {
+    const parsed = parseInspect(
+      minimal({ Config: { Labels: null }, NetworkSettings: { Networks: null, Ports: null } }),
+    );
+    expect(parsed).toMatchObject({ labels: {}, networks: [], ports: [] });
+  });
+
+  it.each([
+    ['a short id', { Id: 'abc' }],
+    ['a bad address', { NetworkSettings: { Networks: { bridge: { IPAddress: '172.17.0.2; rm' } } } }],
+    ['a bad IPv6 address', { NetworkSettings: { Networks: { bridge: { GlobalIPv6Address: '1.2.3.4' } } } }],
+    ['a bad port key', { NetworkSettings: { Ports: { '80/icmp': null } } }],
+    ['a port out of range', { NetworkSettings: { Ports: { '70000/tcp': null } } }],
+    ['no State', { State: undefined }],
+  ])('rejects %s', (_what, overrides) => {
+    expect(() => parseInspect(minimal(overrides))).toThrow();
+  });
+
+  it('reads every container of the example fixture', () => {
+    const containers = parseInspectArray(fixture('example-inspect.json'));
+    expect(containers.map((c) => [c.name, c.running, c.networks.length, c.ports.length])).toEqual([
+      ['shop-web-1', true, 1, 4],
+      ['shop-admin-1', true, 2, 2],
+      ['shop-db-1', true, 1, 0],
+      ['metrics', true, 1, 2],
+      ['legacy-app', true, 1, 2],
+      ['old-job', false, 1, 0],
+    ]);
+    expect(containers[0]?.networks).toEqual([
+      { network: 'shop_front', ipv4: '172.20.0.2', ipv6: 'fd00:20::2' },
+    ]);
+  });
+
+  it('rejects something that is not an array', () => {
+    expect(() => parseInspectArray(minimal())).toThrow();
+  });
+});

@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import { parseContainerLabels, parsePortSpec, sourcesFor, type LabelsResult } from './labels.js';
+import { ANY, NONE } from './sources.js';
+
+function problems(result: LabelsResult): string[] {
+  return result.kind === 'invalid' ? result.problems.map((p) => `${p.label}: ${p.message}`) : [];
+}
+
+describe('parsePortSpec', () => {
+  it.each([
+    ['80', { from: 80, to: 80, protocol: 'tcp' }],
+    ['53/udp', { from: 53, to: 53, protocol: 'udp' }],
+    ['8000-8010', { from: 8000, to: 8010, protocol: 'tcp' }],
+    ['9000-9000/sctp', { from: 9000, to: 9000, protocol: 'sctp' }],
+    ['65535/tcp', { from: 65535, to: 65535, protocol: 'tcp' }],
+  ])('%s', (text, spec) => {
+    expect(parsePortSpec(text)).toEqual({ ok: true, value: spec });
+  });
+
+  it.each([
+    ['0', 'ports must be 1-65535'],
+    ['65536', 'ports must be 1-65535'],
+    ['99999', 'ports must be 1-65535'],
+    ['8010-8000', 'port range start is after its end'],
+    ['080', 'unknown label'],
+    ['80/TCP', 'unknown label'],
+    ['80/icmp', 'unknown label'],
+    ['80/', 'unknown label'],
+    ['http', 'unknown label'],
+    ['80,443', 'unknown label'],
+    ['80 ', 'unknown label'],
+    ['-80', 'unknown label'],
+    ['80-', 'unknown label'],
+    ['123456', 'unknown label'],
+  ])('rejects %j', (text, message) => {
+    const result = parsePortSpec(text);
+    expect(result.ok).toBe(false);
+    expect(result.ok ? '' : result.message).toContain(message);
+  });
+});
+
+describe('parseContainerLabels', () => {
+  it('is unlabeled without dockfw.* keys; other labels are ignored', () => {
+    expect(parseContainerLabels({})).toEqual({ kind: 'unlabeled' });
+    expect(
+      parseContainerLabels({ 'com.example.allow': 'junk', dockfw: 'junk', 'dockfwx.allow': 'x' }),
+    ).toEqual({
+      kind: 'unlabeled',
+    });
+  });
+
+  it('reads dockfw.allow and port labels', () => {
+    const result = parseContainerLabels({
+      'dockfw.allow': 'none',
+      'dockfw.allow.443': 'any',
+      'dockfw.allow.53/udp': '203.0.113.0/24',
+      'dockfw.allow.8000-8010': '203.0.113.0/24',
+      'com.example': 'ignored',
+    });
+    expect(result.kind).toBe('labeled');
+    if (result.kind !== 'labeled') return;
+    expect(result.policy.all).toEqual(NONE);
+    expect(result.policy.ports.map((p) => p.label)).toEqual([
+      'dockfw.allow.443',
+      'dockfw.allow.8000-8010',
+      'dockfw.allow.53/udp',
+    ]);
+    expect(sourcesFor(result.policy, 443, 'tcp')).toEqual(ANY);
+    expect(sourcesFor(result.policy, 443, 'udp')).toEqual(NONE);
+    expect(sourcesFor(result.policy, 8005, 'tcp')).toEqual({
+      any: false,
+      v4: [{ start: 0xcb007100n, end: 0xcb0071ffn }],
+      v6: [],
+    });
+    expect(sourcesFor(result.policy, 8011, 'tcp')).toEqual(NONE);
+  });
+
+  it('leaves ports without a label to the default policy when dockfw.allow is absent', () => {
+    const result = parseContainerLabels({ 'dockfw.allow.443': 'any' });
+    expect(result.kind === 'labeled' && sourcesFor(result.policy, 80, 'tcp')).toBeUndefined();
+  });
+
+  it('reports every problem, sorted by label', () => {
+    const result = parseContainerLabels({
+      'dockfw.allow.443': '10.0.0.0/33',
+      'dockfw.allow': 'any',
+      'dockfw.alow': 'any',
+      'dockfw.allow.80/tcp': 'nobody',
+      'dockfw.allow.http': 'any',
+    });
+    expect(problems(result)).toEqual([
+      'dockfw.allow.443: "10.0.0.0/33": prefix length must be 0-32',
+      'dockfw.allow.80/tcp: "nobody": not an IPv4/IPv6 address, CIDR block, range, any or none',
+      'dockfw.allow.http: unknown label; expected dockfw.allow or dockfw.allow.<port>[-<port>][/tcp|udp|sctp]',
+      'dockfw.alow: unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>',
+    ]);
+  });
+
+  it('rejects overlapping port labels of one protocol', () => {
+    expect(
+      problems(
+        parseContainerLabels({
+          'dockfw.allow.1-100': 'any',
+          'dockfw.allow.5-6': 'any',
+          'dockfw.allow.50': 'any',
+          'dockfw.allow.100/udp': 'any',
+          'dockfw.allow.80/tcp': 'any',
+        }),
+      ),
+    ).toEqual([
+      'dockfw.allow.5-6: ports overlap dockfw.allow.1-100',
+      'dockfw.allow.50: ports overlap dockfw.allow.1-100',
+      'dockfw.allow.80/tcp: ports overlap dockfw.allow.1-100',
+    ]);
+  });
+
+  it('quotes keys that are not plain printable text', () => {
+    expect(problems(parseContainerLabels({ 'dockfw.allow.80\n-j ACCEPT': 'any' }))).toEqual([
+      '"dockfw.allow.80\\n-j ACCEPT": unknown label; expected dockfw.allow or dockfw.allow.<port>[-<port>][/tcp|udp|sctp]',
+    ]);
+  });
+});

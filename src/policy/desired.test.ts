@@ -1,0 +1,192 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../config/config.js';
+import type { ContainerSnapshot } from '../docker/snapshot.js';
+import { desiredState, formatLabelError } from './desired.js';
+
+function container(name: string, overrides: Partial<ContainerSnapshot> = {}): ContainerSnapshot {
+  return {
+    id: `${name.charCodeAt(0).toString(16)}`.padEnd(64, '0'),
+    name,
+    running: true,
+    labels: {},
+    networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+    ...overrides,
+  };
+}
+
+const allow = loadConfig({});
+const deny = loadConfig({ DOCKFW_DEFAULT_POLICY: 'deny' });
+
+describe('desiredState', () => {
+  it('covers running containers with published ports only', () => {
+    const state = desiredState(
+      {
+        containers: [
+          container('stopped', { running: false }),
+          container('quiet', { ports: [] }),
+          container('web'),
+        ],
+        bridges: [],
+      },
+      allow,
+    );
+    expect(state.containers.map((c) => c.name)).toEqual(['web']);
+    expect(state.rules.map((r) => r.containerName)).toEqual(['web']);
+  });
+
+  it('applies the default policy to unlabeled containers', () => {
+    const snapshot = { containers: [container('web')], bridges: [] };
+    expect(desiredState(snapshot, allow).rules[0]?.sources).toBe('any');
+    expect(desiredState(snapshot, allow).containers[0]?.state).toBe('default-allow');
+    expect(desiredState(snapshot, deny).rules[0]?.sources).toEqual([]);
+    expect(desiredState(snapshot, deny).containers[0]?.state).toBe('default-deny');
+  });
+
+  it('closes every port of a container with an invalid label, and reports it', () => {
+    const state = desiredState(
+      {
+        containers: [
+          container('web', {
+            labels: { 'dockfw.allow': 'any', 'dockfw.allow.443': '10.0.0.0/33' },
+            ports: [
+              { containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 80 },
+              { containerPort: 443, protocol: 'tcp', hostIp: '', hostPort: 443 },
+            ],
+          }),
+          container('quiet', { labels: { 'dockfw.typo': 'x' }, ports: [] }),
+        ],
+        bridges: [],
+      },
+      allow,
+    );
+    expect(state.rules.map((r) => [r.portFrom, r.portTo, r.sources])).toEqual([
+      [80, 80, []],
+      [443, 443, []],
+    ]);
+    expect(state.containers[0]).toMatchObject({ state: 'closed-invalid-label' });
+    expect(state.errors.map(formatLabelError)).toEqual([
+      'quiet: dockfw.typo: unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>',
+      'web: dockfw.allow.443: "10.0.0.0/33": prefix length must be 0-32',
+    ]);
+  });
+
+  it('makes one rule per container address and port, whatever the host bindings', () => {
+    const state = desiredState(
+      {
+        containers: [
+          container('web', {
+            labels: { 'dockfw.allow': '203.0.113.0/24, 2001:db8::/32' },
+            networks: [
+              { network: 'front', ipv4: '172.20.0.2', ipv6: 'FD00:0:0::2' },
+              { network: 'back', ipv4: '172.19.0.9' },
+            ],
+            ports: [
+              { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 80 },
+              { containerPort: 80, protocol: 'tcp', hostIp: '::', hostPort: 80 },
+              { containerPort: 80, protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 8080 },
+            ],
+          }),
+        ],
+        bridges: [],
+      },
+      allow,
+    );
+    expect(state.rules.map((r) => [r.family, r.address, r.portFrom])).toEqual([
+      [4, '172.19.0.9', 80],
+      [4, '172.20.0.2', 80],
+      [6, 'fd00::2', 80],
+    ]);
+    expect(state.rules[0]?.sources).toEqual([{ start: 0xcb007100n, end: 0xcb0071ffn }]);
+    expect(state.rules[2]?.sources).toEqual([
+      { start: 0x20010db8n << 96n, end: ((0x20010db8n + 1n) << 96n) - 1n },
+    ]);
+    expect(state.containers[0]?.addresses).toEqual(['172.19.0.9', '172.20.0.2', 'fd00::2']);
+  });
+
+  it('joins consecutive ports with the same sources into one rule', () => {
+    const ports = [8000, 8001, 8002, 8003, 8005].map((p) => ({
+      containerPort: p,
+      protocol: 'tcp' as const,
+      hostIp: '',
+      hostPort: p,
+    }));
+    const state = desiredState(
+      {
+        containers: [
+          container('media', {
+            labels: { 'dockfw.allow': 'any', 'dockfw.allow.8002': '203.0.113.1' },
+            ports: [...ports, { containerPort: 8004, protocol: 'udp', hostIp: '', hostPort: 8004 }],
+          }),
+        ],
+        bridges: [],
+      },
+      allow,
+    );
+    expect(state.rules.map((r) => `${r.portFrom}-${r.portTo}/${r.protocol}`)).toEqual([
+      '8000-8001/tcp',
+      '8002-8002/tcp',
+      '8003-8003/tcp',
+      '8005-8005/tcp',
+      '8004-8004/udp',
+    ]);
+  });
+
+  it('sorts containers by name, then id, and de-duplicates bridges', () => {
+    const state = desiredState(
+      {
+        containers: [
+          container('b'),
+          { ...container('a'), id: 'f'.repeat(64) },
+          { ...container('a'), id: 'e'.repeat(64) },
+        ],
+        bridges: ['docker0', 'br-1', 'docker0'],
+      },
+      allow,
+    );
+    expect(state.containers.map((c) => `${c.name}:${c.id[0]}`)).toEqual(['a:e', 'a:f', 'b:6']);
+    expect(state.bridges).toEqual(['br-1', 'docker0']);
+  });
+
+  it('summarises each port with where its answer came from', () => {
+    const state = desiredState(
+      {
+        containers: [
+          container('web', {
+            labels: { 'dockfw.allow.443': '203.0.113.5-203.0.113.9' },
+            ports: [
+              { containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 80 },
+              { containerPort: 443, protocol: 'tcp', hostIp: '', hostPort: 443 },
+            ],
+          }),
+        ],
+        bridges: [],
+      },
+      deny,
+    );
+    expect(state.containers[0]?.ports).toEqual([
+      { port: 80, protocol: 'tcp', allow: 'none', origin: 'default' },
+      { port: 443, protocol: 'tcp', allow: '203.0.113.5-203.0.113.9', origin: 'label' },
+    ]);
+    expect(state.containers[0]?.state).toBe('enforced');
+  });
+
+  it('treats 0.0.0.0/0 and ::/0 as any, per family', () => {
+    const state = desiredState(
+      {
+        containers: [
+          container('web', {
+            labels: { 'dockfw.allow': '0.0.0.0/0, 2001:db8::/32' },
+            networks: [{ network: 'bridge', ipv4: '172.17.0.2', ipv6: 'fd00::2' }],
+          }),
+        ],
+        bridges: [],
+      },
+      deny,
+    );
+    expect(state.rules.map((r) => [r.family, r.sources === 'any'])).toEqual([
+      [4, true],
+      [6, false],
+    ]);
+  });
+});
