@@ -5,8 +5,8 @@ import { renderSyncPayload } from '../backends/iptables/render.js';
 import { DOCKER_USER } from '../backends/iptables/chains.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { parseInspectArray } from '../docker/inspect.js';
-import type { EngineSnapshot, Family } from '../docker/snapshot.js';
-import { desiredState, formatLabelError, type DesiredState } from '../policy/desired.js';
+import type { ContainerSnapshot, EngineSnapshot, Family } from '../docker/snapshot.js';
+import { desiredState, formatLabelError, type DesiredState, type PortSummary } from '../policy/desired.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
 import { readLiveSnapshot } from './live.js';
 
@@ -50,6 +50,35 @@ export function renderPayloads(desired: DesiredState, families: readonly Family[
     .join('');
 }
 
+/** Consecutive ports of one protocol with the same answer, as one line. */
+function portRuns(ports: readonly PortSummary[]): { ports: string; port: PortSummary }[] {
+  const runs: { from: PortSummary; to: PortSummary }[] = [];
+  for (const port of ports) {
+    const last = runs[runs.length - 1];
+    if (
+      last !== undefined &&
+      last.to.protocol === port.protocol &&
+      last.to.port + 1 === port.port &&
+      last.to.allow === port.allow &&
+      last.to.origin === port.origin
+    ) {
+      last.to = port;
+    } else {
+      runs.push({ from: port, to: port });
+    }
+  }
+  return runs.map(({ from, to }) => ({
+    ports: `${from.port === to.port ? from.port : `${from.port}-${to.port}`}/${from.protocol}`,
+    port: from,
+  }));
+}
+
+const ORIGIN_NOTES: Readonly<Record<PortSummary['origin'], string>> = {
+  label: '',
+  default: ' (default policy)',
+  'invalid-label': ' (invalid label)',
+};
+
 /** Per container: state, addresses, each published port with who may reach it; then errors. */
 export function renderSummary(desired: DesiredState): string {
   const lines: string[] = [];
@@ -57,10 +86,8 @@ export function renderSummary(desired: DesiredState): string {
   for (const c of desired.containers) {
     lines.push(`${c.name} (${c.id.slice(0, 12)}): ${c.state}`);
     lines.push(`  addresses: ${c.addresses.length > 0 ? c.addresses.join(', ') : '(none)'}`);
-    for (const p of c.ports) {
-      const origin =
-        p.origin === 'label' ? '' : p.origin === 'default' ? ' (default policy)' : ' (invalid label)';
-      lines.push(`  ${`${p.port}/${p.protocol}`.padEnd(11)} from ${p.allow}${origin}`);
+    for (const run of portRuns(c.ports)) {
+      lines.push(`  ${run.ports.padEnd(15)} from ${run.port.allow}${ORIGIN_NOTES[run.port.origin]}`);
     }
   }
   if (desired.errors.length > 0) {
@@ -93,7 +120,7 @@ export async function run(argv: string[]): Promise<number> {
     // Without --input: the live engine at DOCKER_HOST, bridges included.
     const snapshot: EngineSnapshot =
       typeof input === 'string'
-        ? { containers: parseInspectArray(JSON.parse(await readFile(input, 'utf8'))), bridges: [] }
+        ? { containers: await readInspectFile(input), bridges: [] }
         : await readLiveSnapshot(config);
     const desired = desiredState(snapshot, config);
     process.stdout.write(renderPayloads(desired, families));
@@ -105,6 +132,24 @@ export async function run(argv: string[]): Promise<number> {
       if (error instanceof UsageError) process.stderr.write('(see dockfw plan --help)\n');
       return 2;
     }
-    throw error;
+    process.stderr.write(`dockfw plan: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+}
+
+/** A docker inspect file; errors name the file. */
+async function readInspectFile(file: string): Promise<ContainerSnapshot[]> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`${file}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  try {
+    return parseInspectArray(json);
+  } catch (error) {
+    throw new Error(
+      `${file}: not docker inspect output: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 }

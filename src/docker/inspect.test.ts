@@ -65,6 +65,13 @@ describe('parseInspect', () => {
   });
 
   it('rejects something that is not an array', () => {
-    expect(() => parseInspectArray(minimal())).toThrow();
+    expect(() => parseInspectArray(minimal())).toThrow('expected a JSON array');
+  });
+
+  it('names the element and the field that is wrong', () => {
+    const bad = minimal({ NetworkSettings: { Networks: { bridge: { IPAddress: '300.1.1.1' } } } });
+    expect(() => parseInspectArray([minimal(), bad])).toThrow(
+      'container 1 ("/web"): NetworkSettings.Networks.bridge.IPAddress: not an IPv4 address',
+    );
   });
 });

@@ -81,7 +81,28 @@ export function parseInspect(json: unknown): ContainerSnapshot {
   };
 }
 
-/** The array `docker inspect` prints. */
+/** Thrown for input that is not docker inspect output; the message says where. */
+export class InspectError extends Error {
+  override readonly name = 'InspectError';
+}
+
+function describe(error: unknown): string {
+  if (error instanceof z.ZodError) {
+    return error.issues.map((issue) => `${issue.path.join('.') || '(top)'}: ${issue.message}`).join('; ');
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The array `docker inspect` prints. Throws InspectError naming the bad element. */
 export function parseInspectArray(json: unknown): ContainerSnapshot[] {
-  return z.array(z.unknown()).parse(json).map(parseInspect);
+  if (!Array.isArray(json)) throw new InspectError('expected a JSON array (the output of docker inspect)');
+  return json.map((element: unknown, index) => {
+    try {
+      return parseInspect(element);
+    } catch (error) {
+      const name = (element as { Name?: unknown } | null)?.Name;
+      const which = typeof name === 'string' ? `${index} (${JSON.stringify(name)})` : `${index}`;
+      throw new InspectError(`container ${which}: ${describe(error)}`);
+    }
+  });
 }

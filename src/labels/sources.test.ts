@@ -131,6 +131,21 @@ describe('hostile values never parse', () => {
     expect(accepted(value)).toBe('203.0.113.1/32');
   });
 
+  it.each([
+    ['a run of blanks inside an item', `203.0.113.1${' '.repeat(MAX_VALUE_LENGTH - 30)}x`],
+    ['a run of blanks before a comma', `${' \t'.repeat(MAX_VALUE_LENGTH / 2 - 10)},any`],
+    ['many commas', `any${', any'.repeat(MAX_VALUE_LENGTH / 5 - 1)}`],
+    ['a long run of colons', ':'.repeat(MAX_VALUE_LENGTH)],
+    ['a long run of digits and dots', '1.'.repeat(MAX_VALUE_LENGTH / 2)],
+    ['a long prefix', `10.0.0.0/${'0'.repeat(MAX_VALUE_LENGTH - 10)}`],
+    ['a long range', `10.0.0.0-${'9'.repeat(MAX_VALUE_LENGTH - 10)}`],
+  ])('parses a worst case in linear time: %s', (_what, value) => {
+    expect(value.length).toBeLessThanOrEqual(MAX_VALUE_LENGTH);
+    const started = performance.now();
+    parseSources(value);
+    expect(performance.now() - started).toBeLessThan(100);
+  });
+
   it('shortens and escapes the quoted item in messages', () => {
     const message = rejected(`${'x'.repeat(100)}\n-j ACCEPT`);
     expect(message).not.toContain('\n');

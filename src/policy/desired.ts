@@ -110,10 +110,10 @@ function publishedPorts(container: ContainerSnapshot): PublishedPort[] {
 
 function describeSources(sources: SourceSet): string {
   if (sources.any) return 'any';
-  const texts = [
-    ...sources.v4.map((i) => formatInterval(4, i).text),
-    ...sources.v6.map((i) => formatInterval(6, i).text),
-  ];
+  // Single addresses without /32 or /128: this text is for people.
+  const text = (family: Family, i: Interval): string =>
+    i.start === i.end ? formatAddress(family, i.start) : formatInterval(family, i).text;
+  const texts = [...sources.v4.map((i) => text(4, i)), ...sources.v6.map((i) => text(6, i))];
   return texts.length === 0 ? 'none' : texts.join(', ');
 }
 

@@ -38,6 +38,12 @@ describe('dockfw', () => {
     expect(out).toMatch(/^ {2}check {2,}/m);
   });
 
+  it('shows usage on stderr without a command', async () => {
+    expect(await main([])).toBe(2);
+    expect(err).toContain('Usage: dockfw <command>');
+    expect(out).toBe('');
+  });
+
   it('refuses an unknown command', async () => {
     expect(await main(['frobnicate'])).toBe(2);
     expect(err).toContain('unknown command "frobnicate"');
@@ -89,6 +95,19 @@ describe('dockfw plan', () => {
   ])('exits 2 on %j', async (args, message) => {
     expect(await main(['plan', '--input', fixture('example-inspect.json'), ...args])).toBe(2);
     expect(err).toContain(message);
+  });
+});
+
+describe('dockfw plan input errors', () => {
+  it.each([
+    ['no-such-file.json', 'ENOENT'],
+    ['compose-ok.yml', 'is not valid JSON'],
+    ['multi-network.allow.golden', 'is not valid JSON'],
+  ])('%s: exits 1 naming the file', async (name, message) => {
+    expect(await main(['plan', '--input', fixture(name)])).toBe(1);
+    expect(err).toContain(`dockfw plan: ${fixture(name)}: `);
+    expect(err).toContain(message);
+    expect(out).toBe('');
   });
 });
 
