@@ -128,7 +128,7 @@ export async function run(argv: string[]): Promise<number> {
       problems.push(`${file}: cannot read: ${error instanceof Error ? error.message : String(error)}`);
       continue;
     }
-    const result = checkText(file, text);
+    const result = checkText(file === '-' ? '<stdin>' : file, text);
     problems.push(...result.lines);
     checked += result.checked;
   }

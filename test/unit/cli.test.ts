@@ -127,6 +127,7 @@ describe('dockfw check', () => {
       `${bad}: admin: dockfw.alow: unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>`,
       `${bad}: api: dockfw.allow: "\${OFFICE_NET}": not an IPv4/IPv6 address, CIDR block, range, any or none` +
         ' (compose variables are not expanded here; try docker compose config | dockfw check -)',
+      `${bad}: legacy: dockfw.allow: "10.0.0.0/33": prefix length must be 0-32`,
       `${fixture('example-inspect.json')}: metrics: dockfw.allow.9090: "10.0.0.0/33": prefix length must be 0-32`,
     ]);
   });
