@@ -6,6 +6,7 @@ import { ApplyError } from '../backends/iptables/apply.js';
 import { DockerChainsMissingError } from '../backends/iptables/reconcile.js';
 import type { Config } from '../config/config.js';
 import type { DockerClient } from '../docker/docker-client.js';
+import type { DaemonObserver } from '../observe/observer.js';
 import type { Clock } from './clock.js';
 import { DockerWatch } from './docker-watch.js';
 import { SyncRunner } from './runner.js';
@@ -17,6 +18,8 @@ export interface DaemonOptions {
   readonly firewall: Firewall;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** Told about every sync and connection change (status, readiness, metrics). */
+  readonly observer?: DaemonObserver;
 }
 
 function cronLogger(logger: Logger) {
@@ -35,12 +38,20 @@ export class Daemon {
   private lastFailure: string | undefined;
 
   constructor(private readonly options: DaemonOptions) {
-    const { logger, docker, clock } = options;
+    const { logger, docker, clock, observer } = options;
     const sync = createSync(options);
+    let connections = 0;
     this.runner = new SyncRunner({
       clock,
       sync: async (reasons) => {
-        await sync(reasons);
+        const started = clock.now();
+        try {
+          await sync(reasons);
+        } catch (error) {
+          observer?.syncFinished?.(clock.now() - started, error);
+          throw error;
+        }
+        observer?.syncFinished?.(clock.now() - started);
         if (this.lastFailure !== undefined) logger.info('sync succeeded again');
         this.lastFailure = undefined;
       },
@@ -52,6 +63,7 @@ export class Daemon {
       logger,
       clock,
       onConnected: async () => {
+        observer?.dockerConnected?.(++connections === 1);
         const info = await docker.info();
         logger.info(
           {
@@ -62,6 +74,7 @@ export class Daemon {
           'docker engine',
         );
       },
+      onDisconnected: (error) => observer?.dockerDisconnected?.(error),
     });
   }
 

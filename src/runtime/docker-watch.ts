@@ -21,6 +21,8 @@ export interface DockerWatchOptions {
   readonly retryMaxMs?: number;
   /** Called after each successful subscription (e.g. to log the engine's version). */
   readonly onConnected?: () => Promise<void> | void;
+  /** Called when a working connection is lost (once per loss, not per retry). */
+  readonly onDisconnected?: (error: unknown) => void;
 }
 
 type State = 'starting' | 'connected' | 'disconnected';
@@ -91,6 +93,7 @@ export class DockerWatch {
     } else {
       const reason = error instanceof Error ? error.message : String(error);
       this.options.logger.warn({ error: reason }, 'docker unreachable: keeping rules, retrying');
+      this.options.onDisconnected?.(error);
     }
   }
 

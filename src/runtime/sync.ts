@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { FamilyReport } from '../backends/iptables/reconcile.js';
 import type { Config } from '../config/config.js';
 import { readEngineSnapshot, type DockerClient } from '../docker/docker-client.js';
+import type { DaemonObserver } from '../observe/observer.js';
 import { desiredState, formatLabelError, type DesiredState } from '../policy/desired.js';
 import type { SyncReason } from './runner.js';
 
@@ -25,6 +26,7 @@ export interface SyncOptions {
   readonly config: Config;
   readonly firewall: Firewall;
   readonly logger: Logger;
+  readonly observer?: DaemonObserver;
 }
 
 const SHOWN_RULES = 20;
@@ -76,8 +78,10 @@ export function createSync(options: SyncOptions): SyncFn {
       jumpFixed: drift.jumpWrong,
       reordered: drift.reordered,
     };
-    if (onlyPeriodic) logger.warn(detail, 'drift found: re-applied the rules');
-    else logger.info(detail, 'rules applied');
+    if (onlyPeriodic) {
+      logger.warn(detail, 'drift found: re-applied the rules');
+      options.observer?.driftRepaired?.(report);
+    } else logger.info(detail, 'rules applied');
   }
 
   return async (reasons) => {
@@ -93,5 +97,6 @@ export function createSync(options: SyncOptions): SyncFn {
     reportLabelErrors(desired);
     const reports = await options.firewall.reconcile(desired);
     for (const report of reports) reportFamily(report, reasons);
+    options.observer?.syncApplied?.(desired, reports, reasons);
   };
 }
