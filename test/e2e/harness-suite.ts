@@ -24,11 +24,11 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
   describe(title, () => {
     let host: TestHost;
     // Rules a test inserted, removed again after it so tests stay independent.
-    let inserted: { family: Family; rule: string[] }[] = [];
+    let inserted: { family: Family; chain: string; rule: string[] }[] = [];
 
-    async function insertRule(family: Family, rule: string[]): Promise<void> {
-      await host.iptables(family, ['-I', 'DOCKER-USER', ...rule]);
-      inserted.push({ family, rule });
+    async function insertRule(family: Family, rule: string[], chain = 'DOCKER-USER'): Promise<void> {
+      await host.iptables(family, ['-I', chain, ...rule]);
+      inserted.push({ family, chain, rule });
     }
 
     beforeAll(async () => {
@@ -44,14 +44,26 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
     });
 
     afterEach(async () => {
-      for (const { family, rule } of inserted.reverse()) {
-        await host.iptables(family, ['-D', 'DOCKER-USER', ...rule]);
+      for (const { family, chain, rule } of inserted.reverse()) {
+        await host.iptables(family, ['-D', chain, ...rule]);
       }
       inserted = [];
     });
 
     afterAll(async () => {
       await host?.stop();
+    });
+
+    it('dockerd writes its rules with the chosen iptables variant, inside its namespace', async () => {
+      const nftRuleset = await host.nft(['list', 'ruleset']);
+      const legacyRules = (await host.exec('iptables-legacy-save', [])).stdout;
+      if (options.iptables === 'nft') {
+        expect(nftRuleset).toContain('chain DOCKER-USER');
+        expect(legacyRules).not.toContain('DOCKER');
+      } else {
+        expect(legacyRules).toContain(':DOCKER-USER');
+        expect(nftRuleset).not.toContain('DOCKER');
+      }
     });
 
     it('a published port is reached from every outside address without rules', async () => {
@@ -101,7 +113,12 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
 
     it('IPv6: a port published on the host IPv6 address, restricted with ip6tables', async () => {
       expect(await host.reachableFrom({ to: HOST_V6, port: 8090 })).toEqual(ALL_V6);
-      await insertRule(6, ['-i', EXT, '!', '-s', '2001:db8:1::11', '-j', 'DROP']);
+      // Docker 20.10 (--experimental --ip6tables) makes no IPv6 DOCKER-USER; admins use FORWARD there.
+      const chains = await host.iptables(6, ['-S']);
+      const hasUserChain = chains.split('\n').includes('-N DOCKER-USER');
+      expect(hasUserChain).toBe(options.engine !== '20.10');
+      const chain = hasUserChain ? 'DOCKER-USER' : 'FORWARD';
+      await insertRule(6, ['-i', EXT, '!', '-s', '2001:db8:1::11', '-j', 'DROP'], chain);
       expect(await host.reachableFrom({ to: HOST_V6, port: 8090 })).toEqual(['2001:db8:1::11']);
     });
 

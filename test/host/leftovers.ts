@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { mountsUnder, unmountAll } from './mounts.js';
 import { deleteNamespace, listNamespaces } from './netns.js';
 import { findProcesses, terminate } from './processes.js';
@@ -12,19 +13,20 @@ export interface Traces {
   mounts: string[];
 }
 
-async function allMountsUnderPrefix(): Promise<string[]> {
+async function mountsStartingWith(prefix: string): Promise<string[]> {
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   return mountinfo
     .split('\n')
     .map((line) => line.split(' ')[4] ?? '')
-    .filter((point) => point.startsWith(HOST_DIR_PREFIX));
+    .filter((point) => point.startsWith(prefix));
 }
 
-export async function findTraces(): Promise<Traces> {
+/** Traces of the test hosts of one run (host ids start with the run id). */
+export async function findTraces(runId: string): Promise<Traces> {
   return {
-    netns: (await listNamespaces()).filter((name) => name.startsWith(NETNS_PREFIX)),
-    pids: (await findProcesses(HOST_DIR_PREFIX)).map((p) => p.pid),
-    mounts: await allMountsUnderPrefix(),
+    netns: (await listNamespaces()).filter((name) => name.startsWith(`${NETNS_PREFIX}${runId}`)),
+    pids: (await findProcesses(`${HOST_DIR_PREFIX}${runId}`)).map((p) => p.pid),
+    mounts: await mountsStartingWith(`${HOST_DIR_PREFIX}${runId}`),
   };
 }
 
@@ -47,7 +49,7 @@ export function describeTraces(traces: Traces): string | undefined {
 }
 
 /** Removes the given traces (after reporting them), so one leak does not poison later runs. */
-export async function removeTraces(traces: Traces): Promise<void> {
+export async function removeTraces(traces: Traces, runId: string): Promise<void> {
   for (const pid of traces.pids) await terminate(pid, 5_000).catch(() => undefined);
   // /tmp/dfw-<id>/… → /tmp/dfw-<id>
   const dirs = new Set(traces.mounts.map((m) => m.split('/').slice(0, 3).join('/')));
@@ -56,4 +58,6 @@ export async function removeTraces(traces: Traces): Promise<void> {
   for (const dir of dirs) {
     if ((await mountsUnder(dir)).length > 0) throw new Error(`could not unmount everything under ${dir}`);
   }
+  const runDirs = (await readdir('/tmp')).filter((name) => name.startsWith(`dfw-${runId}`));
+  for (const name of runDirs) await rm(path.join('/tmp', name), { recursive: true, force: true });
 }

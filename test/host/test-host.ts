@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
 import { CLIENT_ADDRESSES } from './addresses.js';
@@ -21,7 +21,7 @@ import { mountsUnder, unmountAll } from './mounts.js';
 import { createNamespaces, deleteNamespace, netnsPath } from './netns.js';
 import { httpProbeArgs, probeFrom, type ProbeOptions, type ProbeOutcome, type Protocol } from './probe.js';
 import { findProcesses, terminate } from './processes.js';
-import { readProvisioned, type EngineVersion } from './provisioned.js';
+import { readProvisioned, REPO_ROOT, type EngineVersion } from './provisioned.js';
 import { run, type CommandResult } from './run.js';
 
 export interface TestHostOptions {
@@ -37,6 +37,13 @@ export type Family = 4 | 6;
 /** Every test host's folder starts with this; global-setup looks for leftovers by it. */
 export const HOST_DIR_PREFIX = '/tmp/dfw-';
 export const NETNS_PREFIX = 'dfw-';
+/**
+ * Set by global-setup for its test run; every host id starts with it, so a run
+ * judges (and cleans) only its own hosts when several runs share the machine.
+ */
+export const RUN_ID_ENV = 'DFW_TEST_RUN';
+/** dockerd and containerd logs of stopped hosts, for a look after a failure. */
+export const LOG_DIR = path.join(REPO_ROOT, '.cache', 'test-host-logs');
 
 export interface RunningContainer {
   id: string;
@@ -224,6 +231,13 @@ export class TestHost {
     await this.docker(['import', '--change', 'CMD ["/bin/serve"]', rootfsTar, TEST_IMAGE]);
   }
 
+  private async keepLogs(): Promise<void> {
+    await mkdir(LOG_DIR, { recursive: true });
+    for (const log of [this.layout.dockerLog, this.layout.containerdLog]) {
+      if (existsSync(log)) await copyFile(log, path.join(LOG_DIR, `${this.id}-${path.basename(log)}`));
+    }
+  }
+
   /**
    * Tears everything down; safe to call twice and after a failed start. Throws
    * if something could not be removed, so a leak never goes unnoticed.
@@ -248,6 +262,7 @@ export class TestHost {
     if (mounts.length > 0) problems.push(`mounts left: ${mounts.join(', ')}`);
     await deleteNamespace(this.clientNs);
     await deleteNamespace(this.engineNs);
+    await this.keepLogs();
     if ((await mountsUnder(this.layout.dir)).length === 0) {
       await rm(this.layout.dir, { recursive: true, force: true });
     }
@@ -258,7 +273,8 @@ export class TestHost {
 /** Starts a test host; on any failure during start it tears down what it made. */
 export async function startTestHost(options: TestHostOptions): Promise<TestHost> {
   const provisioned = readProvisioned();
-  const id = randomBytes(3).toString('hex');
+  const run = process.env[RUN_ID_ENV] ?? randomBytes(2).toString('hex');
+  const id = `${run}${randomBytes(2).toString('hex')}`;
   const host = new TestHost(id, options, provisioned.engines[options.engine], provisioned.composePlugin);
   try {
     await host.start();
