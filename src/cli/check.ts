@@ -1,7 +1,8 @@
 // `dockfw check FILE…`: label errors in compose files and docker inspect JSON, one line each.
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
-import { parseContainerLabels } from '../labels/labels.js';
+import { parseContainerLabels, type ContainerPolicy, type LabelProblem } from '../labels/labels.js';
+import { composePublished, type PublishedRange } from './compose-ports.js';
 import { parse, UsageError } from './args.js';
 
 const HELP = `Usage: dockfw check FILE...
@@ -12,13 +13,17 @@ to read standard input, e.g. \`docker compose config | dockfw check -\` (compose
 variables are only expanded that way).
 
 Prints one line per problem, FILE: service/container: label: message, and exits 1
-if there is any; otherwise prints a short OK line and exits 0.
+if there is any; otherwise prints a short OK line and exits 0. A port label that
+matches none of a compose service's published container ports is a warning (it
+usually names the host port by mistake); warnings do not change the exit code.
 `;
 
 /** Labels of one service or container, named for messages. */
 export interface LabelledThing {
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
+  /** Published container ports, when known. */
+  readonly published?: readonly PublishedRange[];
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -68,23 +73,59 @@ export function labelledThings(text: string): LabelledThing[] | undefined {
     }));
   }
   if (isRecord(document) && isRecord(document.services)) {
-    return Object.entries(document.services).map(([name, service]) => ({
-      name,
-      labels: isRecord(service) ? composeLabels(service.labels) : {},
-    }));
+    return Object.entries(document.services).map(([name, service]) => {
+      const published = isRecord(service) ? composePublished(service.ports) : undefined;
+      return {
+        name,
+        labels: isRecord(service) ? composeLabels(service.labels) : {},
+        ...(published === undefined ? {} : { published }),
+      };
+    });
   }
   return undefined;
 }
 
-/** Problem lines for one file's text, `FILE: name: label: message`. */
-export function checkText(file: string, text: string): { lines: string[]; checked: number } {
+/** Port labels that match no published container port: usually a host port by mistake. */
+function unmatchedPortLabels(policy: ContainerPolicy, published: readonly PublishedRange[]): LabelProblem[] {
+  const shown = published.map((p) => `${p.from === p.to ? p.from : `${p.from}-${p.to}`}/${p.protocol}`);
+  return policy.ports
+    .filter(
+      ({ spec }) =>
+        !published.some((p) => p.protocol === spec.protocol && p.from <= spec.to && spec.from <= p.to),
+    )
+    .map(({ label }) => ({
+      label,
+      message:
+        `warning: the service publishes no such container port (${shown.join(', ') || 'none'});` +
+        ' port labels name container ports, not host ports',
+    }));
+}
+
+/**
+ * Lines for one file's text, `FILE: name: label: message`. Problems make the check
+ * fail; warnings (port labels matching no published port) do not.
+ */
+export function checkText(
+  file: string,
+  text: string,
+): { lines: string[]; warnings: string[]; checked: number } {
   const things = labelledThings(text);
   if (things === undefined) {
-    return { lines: [`${file}: not a compose file or a docker inspect JSON array`], checked: 0 };
+    return {
+      lines: [`${file}: not a compose file or a docker inspect JSON array`],
+      warnings: [],
+      checked: 0,
+    };
   }
   const lines: string[] = [];
+  const warnings: string[] = [];
   for (const thing of things) {
     const result = parseContainerLabels(thing.labels);
+    if (result.kind === 'labeled' && thing.published !== undefined) {
+      for (const warning of unmatchedPortLabels(result.policy, thing.published)) {
+        warnings.push(`${file}: ${thing.name}: ${warning.label}: ${warning.message}`);
+      }
+    }
     if (result.kind !== 'invalid') continue;
     for (const problem of result.problems) {
       const hint = thing.labels[problem.label]?.includes('$')
@@ -93,7 +134,7 @@ export function checkText(file: string, text: string): { lines: string[]; checke
       lines.push(`${file}: ${thing.name}: ${problem.label}: ${problem.message}${hint}`);
     }
   }
-  return { lines, checked: things.length };
+  return { lines, warnings, checked: things.length };
 }
 
 async function readInput(file: string): Promise<string> {
@@ -119,6 +160,7 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const problems: string[] = [];
+  const warnings: string[] = [];
   let checked = 0;
   for (const file of files) {
     let text: string;
@@ -130,12 +172,17 @@ export async function run(argv: string[]): Promise<number> {
     }
     const result = checkText(file === '-' ? '<stdin>' : file, text);
     problems.push(...result.lines);
+    warnings.push(...result.warnings);
     checked += result.checked;
   }
+  if (warnings.length > 0) process.stdout.write(`${warnings.join('\n')}\n`);
   if (problems.length > 0) {
     process.stdout.write(`${problems.join('\n')}\n`);
     return 1;
   }
-  process.stdout.write(`OK: ${checked} services/containers in ${files.length} file(s), no label problems\n`);
+  const note = warnings.length > 0 ? ` (${warnings.length} warning(s))` : '';
+  process.stdout.write(
+    `OK: ${checked} services/containers in ${files.length} file(s), no label problems${note}\n`,
+  );
   return 0;
 }

@@ -132,6 +132,18 @@ describe('dockfw check', () => {
     ]);
   });
 
+  it('warns about port labels that match no published container port, without failing', async () => {
+    const file = fixture('compose-warn.yml');
+    const note = 'port labels name container ports, not host ports';
+    expect(await main(['check', file])).toBe(0);
+    expect(out.trimEnd().split('\n')).toEqual([
+      `${file}: web: dockfw.allow.53: warning: the service publishes no such container port (443/tcp, 80/tcp, 7000-7002/tcp, 53/udp); ${note}`,
+      `${file}: web: dockfw.allow.8443: warning: the service publishes no such container port (443/tcp, 80/tcp, 7000-7002/tcp, 53/udp); ${note}`,
+      `${file}: internal: dockfw.allow.80: warning: the service publishes no such container port (none); ${note}`,
+      'OK: 3 services/containers in 1 file(s), no label problems (3 warning(s))',
+    ]);
+  });
+
   it('reports files it cannot read or recognise', async () => {
     const missing = fixture('no-such-file.yml');
     const golden = fixture('example.allow.golden');
