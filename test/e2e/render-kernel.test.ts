@@ -110,6 +110,29 @@ function randomStates(count: number): DesiredState[] {
     .map(([e, c]) => desiredState(e, loadConfig(c)));
 }
 
+/** IPv6 spellings where inet_ntop has choices to make: zero runs, ties, IPv4 tails. */
+function trickyAddresses(): DesiredState {
+  const container = (id: string, ipv6: string, allow: string) => ({
+    id: id.repeat(64),
+    name: `c${id}`,
+    running: true,
+    labels: { 'dockfw.allow': allow },
+    networks: [{ network: 'n', ipv4: '10.0.0.1', ipv6 }],
+    ports: [{ containerPort: 80, protocol: 'tcp' as const, hostIp: '', hostPort: 80 }],
+  });
+  return desiredState(
+    {
+      containers: [
+        container('a', '2001:db8:0:1:1:1:1:1', '::1.2.3.4-::1.2.3.9, 2001:db8::1:0:0:1'),
+        container('b', '2001:db8:0:0:1:0:0:1', '1:0:0:1:0:0:1:1, ::5, 0.0.0.1-0.0.0.3'),
+        container('c', 'fd00::1:2:3:4', '2001:DB8::/33, 2001:db8:8000::-2001:db8:8000::ffff:ffff, ::/1'),
+      ],
+      bridges: [],
+    },
+    loadConfig({}),
+  );
+}
+
 const CASES: [string, DesiredState][] = [
   ['example, default allow', fixture('example-inspect.json', {}, ['docker0', 'br-6a1f0e2d3c4b'])],
   [
@@ -121,6 +144,7 @@ const CASES: [string, DesiredState][] = [
     ),
   ],
   ['multi-network, default allow', fixture('multi-network.json', {}, ['docker0', 'lan0'])],
+  ['addresses whose spelling is subtle', trickyAddresses()],
   ...randomStates(12).map((state, i): [string, DesiredState] => [`random engine ${i}`, state]),
 ];
 
