@@ -132,7 +132,7 @@ describe('desiredState', () => {
     ]);
   });
 
-  it('sorts containers by name, then id, and de-duplicates bridges', () => {
+  it('sorts containers by name, then id, and de-duplicates bridges, dropping unusable names', () => {
     const state = desiredState(
       {
         containers: [
@@ -140,7 +140,7 @@ describe('desiredState', () => {
           { ...container('a'), id: 'f'.repeat(64) },
           { ...container('a'), id: 'e'.repeat(64) },
         ],
-        bridges: ['docker0', 'br-1', 'docker0'],
+        bridges: ['docker0', 'br-1', 'docker0', 'br+', 'bad name', 'x'.repeat(16)],
       },
       allow,
     );

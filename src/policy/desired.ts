@@ -52,7 +52,10 @@ export interface LabelError {
 export interface DesiredState {
   /** Sorted: container (name, id), family, address, protocol, port. */
   readonly rules: readonly DesiredRule[];
-  /** Docker bridge interfaces, sorted and de-duplicated. */
+  /**
+   * Docker bridge interfaces, sorted and de-duplicated. Names iptables could misread
+   * are left out (Docker's own names, docker0 and br-<id>, are always fine).
+   */
   readonly bridges: readonly string[];
   /** From the config; empty means "everything but lo and the bridges". */
   readonly externalInterfaces: readonly string[];
@@ -61,6 +64,9 @@ export interface DesiredState {
   /** Every invalid label of every running container, published ports or not. */
   readonly errors: readonly LabelError[];
 }
+
+/** What an interface name in a rule may look like (`+` is iptables' wildcard). */
+const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 interface Address {
   readonly family: Family;
@@ -222,7 +228,7 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
   }
   return {
     rules,
-    bridges: [...new Set(snapshot.bridges)].sort(),
+    bridges: [...new Set(snapshot.bridges)].filter((name) => INTERFACE_NAME.test(name)).sort(),
     externalInterfaces: [...config.externalInterfaces],
     containers,
     errors,

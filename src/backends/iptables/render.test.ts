@@ -295,6 +295,34 @@ describe('properties of random engines', () => {
     );
   });
 
+  it('does not depend on the order Docker lists things in', () => {
+    fc.assert(
+      fc.property(engineArb, envArb, fc.integer(), (engine, env, seed) => {
+        const shuffle = <T>(items: readonly T[]): T[] =>
+          items
+            .map((item, i) => ({ item, key: Math.sin(seed + i * 7919) }))
+            .sort((a, b) => a.key - b.key)
+            .map((x) => x.item);
+        const reordered: EngineSnapshot = {
+          containers: shuffle(engine.containers).map((c) => ({
+            ...c,
+            networks: shuffle(c.networks),
+            ports: shuffle(c.ports),
+          })),
+          bridges: shuffle(engine.bridges),
+        };
+        const config = loadConfig(env);
+        const a = desiredState(engine, config);
+        const b = desiredState(reordered, config);
+        // Names and ids may repeat in random data; compare what reaches the kernel.
+        for (const family of [4, 6] as const) {
+          expect(renderSyncPayload(b, family, NO_JUMP)).toBe(renderSyncPayload(a, family, NO_JUMP));
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('a packet from outside meets exactly the verdict the labels ask for', () => {
     const checked = { allowed: 0, dropped: 0 };
     const probe = fc.record({
