@@ -3,6 +3,8 @@
  * Docker's documentation suggests must have the documented effect on a real
  * engine. One variant per test file, so vitest runs the variants in parallel.
  */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   CLIENT_ADDRESSES,
@@ -132,6 +134,17 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
       expect(await host.probeFromEngine({ to: HOST_A, port: 8080 })).toBe('reached');
       // The rule is in force for outside traffic at the same time.
       expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual(['203.0.113.11']);
+    });
+
+    it('docker compose (v2 plugin) publishes a service that the client reaches', async () => {
+      const file = path.join(host.layout.dir, 'compose.yml');
+      await writeFile(file, 'services:\n  web:\n    image: dfw-busybox:local\n    ports: ["8085:80"]\n');
+      await host.compose(['-p', 'harness', '-f', file, 'up', '-d']);
+      await expect
+        .poll(() => host.reachableFrom({ to: HOST_A, port: 8085 }), { timeout: 10_000, interval: 300 })
+        .toEqual(ALL_V4);
+      await host.compose(['-p', 'harness', '-f', file, 'down']);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8085 })).toEqual([]);
     });
 
     it('after an engine restart the rules remain and a --restart always container is back', async () => {

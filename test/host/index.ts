@@ -4,6 +4,7 @@ export type { IptablesVariant } from './engine.js';
 export type { ProbeOptions, ProbeOutcome, Protocol } from './probe.js';
 export type { EngineVersion } from './provisioned.js';
 export {
+  attachTestHost,
   startTestHost,
   TestHost,
   type Family,

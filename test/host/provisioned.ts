@@ -13,7 +13,17 @@ export interface Provisioned {
   busyboxRootfs: string;
 }
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The checkout this file belongs to (also when compiled elsewhere, as scripts/testhost.sh does). */
+function findRepoRoot(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json')) && existsSync(path.join(dir, 'scripts', 'provision.sh'))) {
+      return dir;
+    }
+    if (dir === path.dirname(dir)) throw new Error(`no repository above ${start}`);
+  }
+}
+
+export const REPO_ROOT = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
 const SUMMARY = path.join(REPO_ROOT, '.cache', 'provisioned.json');
 
 /** Reads the provisioning summary, failing with the command that fixes it. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
 import { CLIENT_ADDRESSES } from './addresses.js';
@@ -42,6 +42,8 @@ export const NETNS_PREFIX = 'dfw-';
  * judges (and cleans) only its own hosts when several runs share the machine.
  */
 export const RUN_ID_ENV = 'DFW_TEST_RUN';
+/** Written into each host's folder so another process can attach to the host (scripts/testhost.sh). */
+const HOST_FILE = 'host.json';
 /** dockerd and containerd logs of stopped hosts, for a look after a failure. */
 export const LOG_DIR = path.join(REPO_ROOT, '.cache', 'test-host-logs');
 
@@ -92,6 +94,10 @@ export class TestHost {
   async start(): Promise<void> {
     await createNamespaces(this.engineNs, this.clientNs);
     await prepareLayout(this.layout, this.options.iptables, this.composePlugin);
+    await writeFile(
+      path.join(this.layout.dir, HOST_FILE),
+      `${JSON.stringify({ id: this.id, options: this.options })}\n`,
+    );
     const env = { ...this.env, HOME: this.layout.dir };
     await startContainerd(this.layout, this.engineNs, env);
     this.dockerdPid = await startDockerd(this.layout, this.engineNs, env, this.dockerdArgs);
@@ -151,8 +157,19 @@ export class TestHost {
     return this.execOrThrow('nft', args);
   }
 
-  async flushChain(chain: string, families: Family[] = [4, 6]): Promise<void> {
-    for (const family of families) await this.iptables(family, ['-F', chain]);
+  /**
+   * Flushes a chain in the given families; without families, in each family
+   * that has the chain (Docker 20.10 has no IPv6 DOCKER-USER).
+   */
+  async flushChain(chain: string, families?: Family[]): Promise<void> {
+    const targets: Family[] = [];
+    for (const family of families ?? [4, 6]) {
+      const exists =
+        (await this.exec(family === 4 ? 'iptables' : 'ip6tables', ['-w', '-n', '-L', chain])).exitCode === 0;
+      if (families !== undefined || exists) targets.push(family);
+    }
+    if (targets.length === 0) throw new Error(`no chain ${chain} in any family`);
+    for (const family of targets) await this.iptables(family, ['-F', chain]);
   }
 
   /** Starts a test-image container (testcontainers); see RunContainerOptions. */
@@ -284,4 +301,19 @@ export async function startTestHost(options: TestHostOptions): Promise<TestHost>
     throw error;
   }
   return host;
+}
+
+/** Takes over a host another process started (by its id), e.g. to stop it. */
+export async function attachTestHost(id: string): Promise<TestHost> {
+  if (!/^[0-9a-f]+$/.test(id)) throw new Error(`bad test host id ${id}`);
+  const provisioned = readProvisioned();
+  const saved = JSON.parse(await readFile(`${HOST_DIR_PREFIX}${id}/${HOST_FILE}`, 'utf8')) as {
+    options: TestHostOptions;
+  };
+  return new TestHost(
+    id,
+    saved.options,
+    provisioned.engines[saved.options.engine],
+    provisioned.composePlugin,
+  );
 }
