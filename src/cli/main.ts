@@ -25,6 +25,14 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   },
   run: { summary: 'run the sidecar: keep the firewall in step with Docker', load: () => import('./run.js') },
   uninstall: { summary: 'remove every rule and chain dockfw owns', load: () => import('./uninstall.js') },
+  status: {
+    summary: 'ask the running daemon what it enforces (exit 0 ready, 1 not, 2 no answer)',
+    load: () => import('./status.js'),
+  },
+  health: {
+    summary: 'exit 0 if the running daemon answers /healthz (for HEALTHCHECK)',
+    load: () => import('./health.js'),
+  },
 };
 
 export function version(): string {

@@ -4,10 +4,12 @@ import { runCommand } from '../backends/iptables/command.js';
 import { IptablesReconciler } from '../backends/iptables/reconcile.js';
 import { ConfigError } from '../config/config.js';
 import { createDockerClient } from '../docker/dockerode-client.js';
+import { startObservability } from '../observe/index.js';
 import { createLogger } from '../observe/logger.js';
 import { systemClock } from '../runtime/clock.js';
 import { Daemon } from '../runtime/daemon.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
+import { version } from './main.js';
 
 const HELP = `Usage: dockfw run [configuration flags]
 
@@ -71,12 +73,35 @@ export async function run(argv: string[]): Promise<number> {
     onIpv6Unavailable: (error) =>
       logger.warn({ error: error.message }, 'ip6tables not available: IPv6 not managed'),
   });
-  const daemon = new Daemon({ config, docker, firewall, logger, clock: systemClock });
+  // A taken DOCKFW_LISTEN address usually means another dockfw already runs here.
+  const observability = await startObservability({
+    config,
+    logger,
+    run: runCommand,
+    version: version(),
+  }).catch((error: unknown) => {
+    process.stderr.write(
+      `dockfw run: cannot listen on DOCKFW_LISTEN: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    return undefined;
+  });
+  if (observability === undefined) return 1;
+  const daemon = new Daemon({
+    config,
+    docker,
+    firewall,
+    logger,
+    clock: systemClock,
+    observer: observability.observer,
+  });
   const signal = waitForSignal();
   daemon.start();
   logger.info({ signal: await signal }, 'stopping: rules stay in place');
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([daemon.stop(), new Promise((resolve) => (timer = setTimeout(resolve, STOP_GRACE_MS)))]);
+  await Promise.race([
+    Promise.all([daemon.stop(), observability.close()]),
+    new Promise((resolve) => (timer = setTimeout(resolve, STOP_GRACE_MS))),
+  ]);
   clearTimeout(timer);
   logger.flush();
   // Idle keep-alive sockets must not hold the process open after a stop.

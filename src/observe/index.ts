@@ -1,0 +1,77 @@
+// Observability for `dockfw run` in one call: the state, the metrics, and the
+// HTTP server on DOCKFW_LISTEN, plus the one observer the daemon is given.
+import type { Logger } from 'pino';
+import type { CommandRunner } from '../backends/iptables/command.js';
+import type { Config } from '../config/config.js';
+import { readFamilyCounters } from './counters.js';
+import { startObserveServer, type ObserveServer } from './http.js';
+import { DaemonMetrics } from './metrics.js';
+import type { DaemonObserver } from './observer.js';
+import { DaemonState } from './state.js';
+
+export interface Observability {
+  readonly observer: DaemonObserver;
+  readonly state: DaemonState;
+  readonly metrics: DaemonMetrics;
+  /** Undefined when DOCKFW_LISTEN is empty. */
+  readonly server: ObserveServer | undefined;
+  close(): Promise<void>;
+}
+
+/** Every hook goes to each observer in turn; one failing hook never breaks a sync. */
+export function fanOut(observers: readonly DaemonObserver[], logger: Logger): DaemonObserver {
+  const call = <K extends keyof DaemonObserver>(
+    hook: K,
+    args: Parameters<NonNullable<DaemonObserver[K]>>,
+  ) => {
+    for (const observer of observers) {
+      try {
+        (observer[hook] as ((...a: unknown[]) => void) | undefined)?.apply(observer, args);
+      } catch (error) {
+        logger.error(
+          { hook, error: error instanceof Error ? error.message : String(error) },
+          'observer failed',
+        );
+      }
+    }
+  };
+  return {
+    syncApplied: (...args) => call('syncApplied', args),
+    driftRepaired: (...args) => call('driftRepaired', args),
+    syncFinished: (...args) => call('syncFinished', args),
+    dockerConnected: (...args) => call('dockerConnected', args),
+    dockerDisconnected: (...args) => call('dockerDisconnected', args),
+  };
+}
+
+export async function startObservability(options: {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly run: CommandRunner;
+  readonly version: string;
+}): Promise<Observability> {
+  const { config, logger, run, version } = options;
+  const state = new DaemonState({ version, defaultPolicy: config.defaultPolicy });
+  const metrics = new DaemonMetrics({
+    state,
+    version,
+    logger,
+    processMetrics: true,
+    readCounters: (family, variant) => readFamilyCounters(run, family, variant),
+  });
+  const server =
+    config.listen === null ? undefined : await startObserveServer(config.listen, { state, metrics, logger });
+  if (server !== undefined) {
+    logger.info(
+      { listen: `${server.address.address}:${server.address.port}` },
+      'serving /healthz, /readyz, /metrics, /status',
+    );
+  }
+  return {
+    observer: fanOut([state, metrics], logger),
+    state,
+    metrics,
+    server,
+    close: async () => server?.close(),
+  };
+}

@@ -1,0 +1,190 @@
+// Prometheus metrics on their own Registry. Sync outcomes are counted as they
+// happen (hooks); state-like values are read when scraped: from DaemonState,
+// and dockfw's rule counters from the kernel (one iptables-save -c per family).
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import type { Variant } from '../backends/iptables/read.js';
+import type { Family } from '../docker/snapshot.js';
+import { DropTotals, type FamilyCounters } from './counters.js';
+import type { DaemonObserver } from './observer.js';
+import type { DaemonState } from './state.js';
+
+/** Reads one family's owned chains with counters; the iptables variant comes from the last sync. */
+export type CounterReader = (family: Family, variant: Variant) => Promise<FamilyCounters>;
+
+export interface DaemonMetricsOptions {
+  readonly state: DaemonState;
+  readonly readCounters: CounterReader;
+  readonly version: string;
+  readonly logger: Logger;
+  /** Node.js process metrics (process_*, nodejs_*); off in tests. */
+  readonly processMetrics?: boolean;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : JSON.stringify(error);
+}
+
+export class DaemonMetrics implements DaemonObserver {
+  readonly registry = new Registry();
+  private readonly syncDuration: Histogram;
+  private readonly syncs: Counter<'result'>;
+  private readonly driftRepairs: Counter<'family'>;
+  private readonly reconnects: Counter;
+  private readonly managedRules: Gauge<'family'>;
+  private readonly droppedPackets: Counter<'container'>;
+  private readonly droppedBytes: Counter<'container'>;
+  private readonly catchAllPackets: Counter;
+  private readonly drops = new DropTotals();
+  private readFailing = false;
+  private rendering: Promise<string> | undefined;
+
+  constructor(private readonly options: DaemonMetricsOptions) {
+    const { state } = options;
+    const registers = [this.registry];
+    new Gauge({
+      name: 'dockfw_build_info',
+      help: 'Always 1; the version label says which dockfw runs',
+      labelNames: ['version'],
+      registers,
+    }).set({ version: options.version }, 1);
+    this.syncDuration = new Histogram({
+      name: 'dockfw_sync_duration_seconds',
+      help: 'Duration of full syncs (list containers, compute, read and maybe write the firewall)',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.syncs = new Counter({
+      name: 'dockfw_syncs_total',
+      help: 'Full syncs, by result (success or failure)',
+      labelNames: ['result'],
+      registers,
+    });
+    // Both results exist from the start, so rate() and alerts see a zero.
+    this.syncs.inc({ result: 'success' }, 0);
+    this.syncs.inc({ result: 'failure' }, 0);
+    new Gauge({
+      name: 'dockfw_last_successful_sync_timestamp_seconds',
+      help: 'Unix time of the last successful sync (0: none yet)',
+      registers,
+      collect() {
+        this.set(state.lastSuccessSeconds ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'dockfw_ready',
+      help: '1 when /readyz answers 200: docker connected and the last sync succeeded',
+      registers,
+      collect() {
+        this.set(state.notReady().length === 0 ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'dockfw_managed_containers',
+      help: 'Running containers with published ports, as of the last sync that reached the firewall',
+      registers,
+      collect() {
+        this.set(state.containers.length);
+      },
+    });
+    this.managedRules = new Gauge({
+      name: 'dockfw_managed_rules',
+      help: "Rules in dockfw's chains, read from the kernel at scrape time",
+      labelNames: ['family'],
+      registers,
+    });
+    this.driftRepairs = new Counter({
+      name: 'dockfw_drift_repairs_total',
+      help: 'Periodic checks that found the rules changed behind dockfw and re-applied them',
+      labelNames: ['family'],
+      registers,
+    });
+    this.reconnects = new Counter({
+      name: 'dockfw_event_stream_reconnects_total',
+      help: 'Reconnections of the Docker event stream after it was lost',
+      registers,
+    });
+    this.droppedPackets = new Counter({
+      name: 'dockfw_dropped_packets_total',
+      help: "Packets from outside dropped by a container's dockfw rules",
+      labelNames: ['container'],
+      registers,
+    });
+    this.droppedBytes = new Counter({
+      name: 'dockfw_dropped_bytes_total',
+      help: "Bytes from outside dropped by a container's dockfw rules",
+      labelNames: ['container'],
+      registers,
+    });
+    this.catchAllPackets = new Counter({
+      name: 'dockfw_catch_all_dropped_packets_total',
+      help: 'Packets dropped by the catch-all (containers dockfw had not seen yet)',
+      registers,
+    });
+    if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  syncFinished(durationMs: number, error?: unknown): void {
+    this.syncDuration.observe(durationMs / 1000);
+    this.syncs.inc({ result: error === undefined ? 'success' : 'failure' });
+  }
+
+  driftRepaired(report: FamilyReport): void {
+    this.driftRepairs.inc({ family: `ipv${report.family}` });
+  }
+
+  dockerConnected(first: boolean): void {
+    if (!first) this.reconnects.inc();
+  }
+
+  /** The exposition text; reads the kernel's counters first. */
+  render(): Promise<string> {
+    // Scrapes that arrive together share one kernel read.
+    this.rendering ??= this.refreshKernelCounters()
+      .then(() => this.registry.metrics())
+      .finally(() => (this.rendering = undefined));
+    return this.rendering;
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private async refreshKernelCounters(): Promise<void> {
+    const { state, readCounters, logger } = this.options;
+    this.managedRules.reset();
+    let failed: unknown;
+    for (const { family, variant } of state.families) {
+      try {
+        const counters = await readCounters(family, variant);
+        this.drops.update(family, state.writeCount(family), counters);
+        this.managedRules.set({ family: `ipv${family}` }, counters.rules);
+      } catch (error) {
+        failed = error;
+      }
+    }
+    // Say it once when reading starts failing and once when it works again.
+    if (failed !== undefined && !this.readFailing) {
+      logger.warn({ error: errorMessage(failed) }, 'cannot read rule counters');
+    } else if (failed === undefined && this.readFailing) {
+      logger.info('rule counters readable again');
+    }
+    this.readFailing = failed !== undefined;
+
+    const names = new Map(state.containers.map((c) => [c.id.slice(0, 12), c.name]));
+    this.droppedPackets.reset();
+    this.droppedBytes.reset();
+    this.catchAllPackets.reset();
+    for (const [id12, traffic] of this.drops.totals()) {
+      if (id12 === '') {
+        this.catchAllPackets.inc(traffic.packets);
+        continue;
+      }
+      // A container dockfw no longer lists (just removed) keeps its id as the name.
+      const container = names.get(id12) ?? id12;
+      this.droppedPackets.inc({ container }, traffic.packets);
+      this.droppedBytes.inc({ container }, traffic.bytes);
+    }
+  }
+}
