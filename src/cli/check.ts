@@ -72,8 +72,11 @@ export function labelledThings(text: string): LabelledThing[] | undefined {
       labels: isRecord(c.Config) ? composeLabels(c.Config.Labels) : {},
     }));
   }
-  if (isRecord(document) && isRecord(document.services)) {
-    return Object.entries(document.services).map(([name, service]) => {
+  // An override file may have no services; anything with compose's top-level keys counts.
+  const composeKeys = ['services', 'networks', 'volumes', 'configs', 'secrets', 'include'];
+  if (isRecord(document) && composeKeys.some((key) => key in document)) {
+    const services = isRecord(document.services) ? document.services : {};
+    return Object.entries(services).map(([name, service]) => {
       const published = isRecord(service) ? composePublished(service.ports) : undefined;
       return {
         name,

@@ -117,6 +117,11 @@ describe('dockfw check', () => {
     expect(out).toBe('OK: 4 services/containers in 1 file(s), no label problems\n');
   });
 
+  it('accepts a compose file without services', async () => {
+    expect(await main(['check', fixture('compose-override.yml')])).toBe(0);
+    expect(out).toBe('OK: 0 services/containers in 1 file(s), no label problems\n');
+  });
+
   it('prints one line per problem', async () => {
     const bad = fixture('compose-bad.yml');
     expect(await main(['check', bad, fixture('example-inspect.json')])).toBe(1);
