@@ -1,0 +1,101 @@
+// Does the kernel already hold the table dockfw would write? Rules are compared
+// by role (their comment) in order, sets by declaration and by element. When
+// only elements differ, the sync writes just those; anything else rewrites the table.
+import type { Family } from '../../docker/snapshot.js';
+import type { Drift } from '../iptables/drift.js';
+import type { TableSpec } from './elements.js';
+import { CHAIN, PRIORITY, SET_NAMES, SET_TYPES, setFamily, TABLE, type SetName } from './names.js';
+import type { TableSeen } from './read.js';
+import { chainRules, ruleComment, type ElementChanges } from './render.js';
+
+export interface TableDrift {
+  /** Why the whole table must be written again; empty when element changes suffice. */
+  readonly structural: readonly string[];
+  readonly rulesMissing: readonly string[];
+  readonly rulesUnexpected: readonly string[];
+  /** Same rules, another order. */
+  readonly reordered: boolean;
+  /** Per set, what to add and delete (sets that differ only). */
+  readonly changes: readonly ElementChanges[];
+}
+
+function minus(a: readonly string[], b: readonly string[]): string[] {
+  const other = new Set(b);
+  return a.filter((x) => !other.has(x));
+}
+
+function sameList(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDrift {
+  const expectedRules = chainRules(spec).map((r) => ruleComment(r.role));
+  const expectedSets = SET_NAMES.filter((name) => spec.sets.has(name));
+  const changes: ElementChanges[] = [];
+  for (const name of expectedSets) {
+    const want = spec.sets.get(name) ?? [];
+    const have = seen?.sets.get(name)?.elements ?? [];
+    const change = { set: name, add: minus(want, have), delete: minus(have, want) };
+    if (change.add.length > 0 || change.delete.length > 0) changes.push(change);
+  }
+  if (seen === undefined) {
+    return {
+      structural: [`table ${TABLE}`],
+      rulesMissing: expectedRules,
+      rulesUnexpected: [],
+      reordered: false,
+      changes,
+    };
+  }
+  const structural: string[] = [];
+  const chain = seen.chains.get(CHAIN);
+  if (
+    chain?.type !== 'filter' ||
+    chain.hook !== 'forward' ||
+    chain.priority !== PRIORITY ||
+    chain.policy !== 'accept'
+  ) {
+    structural.push(`chain ${CHAIN}`);
+  }
+  for (const other of seen.chains.keys()) if (other !== CHAIN) structural.push(`chain ${other} (not ours)`);
+  for (const name of expectedSets) {
+    const set = seen.sets.get(name);
+    if (set === undefined || !sameList(set.type, SET_TYPES[name]) || !sameList(set.flags, ['interval']))
+      structural.push(`set ${name}`);
+    else if (set.unreadable > 0) structural.push(`set ${name} (${set.unreadable} foreign elements)`);
+  }
+  for (const other of seen.sets.keys()) {
+    if (!(expectedSets as readonly string[]).includes(other)) structural.push(`set ${other} (not ours)`);
+  }
+  const haveRules = (chain?.rules ?? []).map((comment) => comment ?? '(rule without comment)');
+  const rulesMissing = minus(expectedRules, haveRules);
+  const rulesUnexpected = minus(haveRules, expectedRules);
+  const reordered =
+    rulesMissing.length === 0 && rulesUnexpected.length === 0 && !sameList(haveRules, expectedRules);
+  if (rulesMissing.length > 0 || rulesUnexpected.length > 0 || reordered)
+    structural.push(`chain ${CHAIN} rules`);
+  return { structural: [...new Set(structural)], rulesMissing, rulesUnexpected, reordered, changes };
+}
+
+export function needsWrite(drift: TableDrift): boolean {
+  return drift.structural.length > 0 || drift.changes.length > 0;
+}
+
+/** Element and rule differences of one family, in the shape every backend reports. */
+export function familyDrift(drift: TableDrift, family: Family): Drift {
+  // Rules and table-wide sets are reported with IPv4 (the table serves both).
+  const tableWide = family === 4;
+  const inFamily = (set: SetName): boolean => (setFamily(set) ?? 4) === family;
+  const lines = (pick: (c: ElementChanges) => readonly string[]): string[] =>
+    drift.changes.filter((c) => inFamily(c.set)).flatMap((c) => pick(c).map((e) => `set ${c.set}: ${e}`));
+  return {
+    missing: [...(tableWide ? drift.rulesMissing.map((r) => `rule ${r}`) : []), ...lines((c) => c.add)],
+    unexpected: [
+      ...(tableWide ? drift.rulesUnexpected.map((r) => `rule ${r}`) : []),
+      ...lines((c) => c.delete),
+    ],
+    reordered: tableWide && drift.reordered,
+    chainsMissing: tableWide ? drift.structural : [],
+    jumpWrong: false,
+  };
+}

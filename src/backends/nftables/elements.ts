@@ -1,0 +1,181 @@
+// DesiredState → the elements of dockfw's nftables sets (pure). Every element is
+// spelled in one canonical text, used both to write it and to compare it with
+// what the kernel lists, so "what changed" is a plain set difference.
+import type { Family, Protocol } from '../../docker/snapshot.js';
+import { cidrPrefix, type Interval } from '../../labels/intervals.js';
+import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../labels/ip.js';
+import type { DesiredState, RuleSources } from '../../policy/desired.js';
+import type { SetName } from './names.js';
+
+/** Thrown when something that would reach the kernel is not what the core promises. */
+export class NftRenderError extends Error {
+  override readonly name = 'NftRenderError';
+}
+
+/** What dockfw's table should hold: which entry rules, and every set's elements. */
+export interface TableSpec {
+  /** DOCKFW_EXTERNAL_INTERFACES is set: only packets arriving on those are judged. */
+  readonly outsideConfigured: boolean;
+  /** Canonical element texts per set, sorted; a set absent here is absent from the table. */
+  readonly sets: ReadonlyMap<SetName, readonly string[]>;
+}
+
+const INTERFACE = /^[A-Za-z0-9_.+-]{1,15}$/;
+const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
+
+/** An interface name as an nft string; a trailing `+` (iptables' wildcard) becomes nft's `*`. */
+export function ifnameElement(name: string): string {
+  if (!INTERFACE.test(name)) throw new NftRenderError(`refusing to render interface ${JSON.stringify(name)}`);
+  return `"${name.endsWith('+') ? `${name.slice(0, -1)}*` : name}"`;
+}
+
+/** Interval sets refuse overlapping elements: drop names a wildcard already covers. */
+function ifnameSet(names: readonly string[]): string[] {
+  const elements = [...new Set(names.map(ifnameElement))];
+  const bare = (element: string): string => element.slice(1, -1);
+  const wildcards = elements.filter((e) => bare(e).endsWith('*'));
+  const covered = (element: string): boolean =>
+    wildcards.some((w) => w !== element && bare(element).startsWith(bare(w).slice(0, -1)));
+  return elements.filter((e) => !covered(e)).sort();
+}
+
+function parseFamily(family: Family, text: string): bigint | undefined {
+  return family === 4 ? parseIPv4(text) : parseIPv6(text);
+}
+
+/** One address, re-formatted from its number (never copied text). */
+export function addressElement(family: Family, text: string): string {
+  const value = parseFamily(family, text);
+  if (value === undefined)
+    throw new NftRenderError(`refusing to render IPv${family} address ${JSON.stringify(text)}`);
+  return formatAddress(family, value);
+}
+
+/** Source interval: one address, a CIDR block when it is one, else `a-b`. */
+export function intervalElement(family: Family, interval: Interval): string {
+  const max = (1n << BigInt(FAMILY_BITS[family])) - 1n;
+  if (interval.start < 0n || interval.end > max || interval.start > interval.end)
+    throw new NftRenderError(`refusing to render IPv${family} interval ${interval.start}-${interval.end}`);
+  if (interval.start === interval.end) return formatAddress(family, interval.start);
+  const prefix = cidrPrefix(family, interval);
+  if (prefix !== undefined) return `${formatAddress(family, interval.start)}/${prefix}`;
+  return `${formatAddress(family, interval.start)}-${formatAddress(family, interval.end)}`;
+}
+
+export function portElement(from: number, to: number): string {
+  for (const port of [from, to]) {
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new NftRenderError(`refusing to render port ${port}`);
+  }
+  if (from > to) throw new NftRenderError(`refusing to render port range ${from}-${to}`);
+  return from === to ? `${from}` : `${from}-${to}`;
+}
+
+export function protocolElement(protocol: string): Protocol {
+  const known = PROTOCOLS.find((p) => p === protocol);
+  if (known === undefined)
+    throw new NftRenderError(`refusing to render protocol ${JSON.stringify(protocol)}`);
+  return known;
+}
+
+interface PortVerdict {
+  readonly family: Family;
+  readonly address: string;
+  readonly protocol: Protocol;
+  readonly portFrom: number;
+  readonly portTo: number;
+  readonly sources: RuleSources;
+}
+
+function sameSources(a: RuleSources, b: RuleSources): boolean {
+  if (a === 'any' || b === 'any') return a === b;
+  return a.length === b.length && a.every((x, i) => x.start === b[i]?.start && x.end === b[i]?.end);
+}
+
+/**
+ * One verdict per (address, protocol, port), the first rule in order winning
+ * (as the first matching iptables rule would), consecutive ports with the same
+ * sources joined again. Interval sets refuse overlapping elements, so two
+ * containers claiming one address must not both reach the kernel.
+ */
+function portVerdicts(desired: DesiredState): PortVerdict[] {
+  const seen = new Set<string>();
+  const verdicts: PortVerdict[] = [];
+  for (const rule of desired.rules) {
+    const address = addressElement(rule.family, rule.address);
+    const protocol = protocolElement(rule.protocol);
+    portElement(rule.portFrom, rule.portTo);
+    for (let port = rule.portFrom; port <= rule.portTo; port++) {
+      const key = `${rule.family} ${address} ${protocol} ${port}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const last = verdicts[verdicts.length - 1];
+      if (
+        last !== undefined &&
+        last.family === rule.family &&
+        last.address === address &&
+        last.protocol === protocol &&
+        last.portTo + 1 === port &&
+        sameSources(last.sources, rule.sources)
+      ) {
+        verdicts[verdicts.length - 1] = { ...last, portTo: port };
+      } else {
+        verdicts.push({
+          family: rule.family,
+          address,
+          protocol,
+          portFrom: port,
+          portTo: port,
+          sources: rule.sources,
+        });
+      }
+    }
+  }
+  return verdicts;
+}
+
+/** Sorted, overlapping and adjacent intervals joined (label sources are; this makes sure). */
+function disjoint(intervals: readonly Interval[]): Interval[] {
+  const sorted = [...intervals].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const out: Interval[] = [];
+  for (const next of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && next.start <= last.end + 1n) {
+      if (next.end > last.end) out[out.length - 1] = { start: last.start, end: next.end };
+    } else out.push(next);
+  }
+  return out;
+}
+
+const WHOLE: Readonly<Record<Family, Interval>> = {
+  4: { start: 0n, end: (1n << 32n) - 1n },
+  6: { start: 0n, end: (1n << 128n) - 1n },
+};
+
+export function tableSpec(desired: DesiredState): TableSpec {
+  const sets = new Map<SetName, string[]>([
+    ['bridges', ifnameSet(['docker0', 'br-+', ...desired.bridges])],
+    ['allowed4', []],
+    ['guarded4', []],
+    ['allowed6', []],
+    ['guarded6', []],
+  ]);
+  const outsideConfigured = desired.externalInterfaces.length > 0;
+  if (outsideConfigured) sets.set('outside', ifnameSet(desired.externalInterfaces));
+  for (const verdict of portVerdicts(desired)) {
+    const target = `${verdict.address} . ${verdict.protocol} . ${portElement(verdict.portFrom, verdict.portTo)}`;
+    const allowed = sets.get(verdict.family === 4 ? 'allowed4' : 'allowed6') ?? [];
+    const guarded = sets.get(verdict.family === 4 ? 'guarded4' : 'guarded6') ?? [];
+    if (verdict.sources === 'any') {
+      // Allowed from anywhere: nothing to drop, like the iptables RETURN without -s.
+      allowed.push(`${target} . ${intervalElement(verdict.family, WHOLE[verdict.family])}`);
+      continue;
+    }
+    for (const interval of disjoint(verdict.sources)) {
+      allowed.push(`${target} . ${intervalElement(verdict.family, interval)}`);
+    }
+    guarded.push(target);
+  }
+  for (const elements of sets.values()) elements.sort();
+  return { outsideConfigured, sets };
+}

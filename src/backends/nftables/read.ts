@@ -1,0 +1,156 @@
+// Reading the kernel: `nft -j list table inet dockfw` into chains, rule roles
+// and set elements in the same canonical text elements.ts writes.
+import type { Family } from '../../docker/snapshot.js';
+import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../../labels/ip.js';
+import { CommandError, type CommandRunner } from '../iptables/command.js';
+import { intervalElement, portElement } from './elements.js';
+import { TABLE_FAMILY, TABLE_NAME } from './names.js';
+
+export interface ChainSeen {
+  readonly type: string | undefined;
+  readonly hook: string | undefined;
+  readonly priority: number | undefined;
+  readonly policy: string | undefined;
+  /** The comment of each rule in order (undefined for a rule without one). */
+  readonly rules: readonly (string | undefined)[];
+}
+
+export interface SetSeen {
+  readonly type: readonly string[];
+  readonly flags: readonly string[];
+  readonly elements: readonly string[];
+  /** Elements that could not be read back into canonical text. */
+  readonly unreadable: number;
+}
+
+export interface TableSeen {
+  readonly chains: ReadonlyMap<string, ChainSeen>;
+  readonly sets: ReadonlyMap<string, SetSeen>;
+}
+
+const PROTOCOL_NUMBERS: Readonly<Record<number, string>> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
+
+type Json = unknown;
+
+function record(value: Json): Record<string, Json> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, Json>)
+    : undefined;
+}
+
+function parseFamilyAddress(family: Family, text: Json): bigint | undefined {
+  if (typeof text !== 'string') return undefined;
+  return family === 4 ? parseIPv4(text) : parseIPv6(text);
+}
+
+function addressField(family: Family, value: Json): string | undefined {
+  const single = parseFamilyAddress(family, value);
+  if (single !== undefined) return intervalElement(family, { start: single, end: single });
+  const prefix = record(record(value)?.prefix);
+  if (prefix) {
+    const base = parseFamilyAddress(family, prefix.addr);
+    const len = prefix.len;
+    const bits = FAMILY_BITS[family];
+    if (base === undefined || typeof len !== 'number' || len < 0 || len > bits) return undefined;
+    const size = 1n << BigInt(bits - len);
+    return intervalElement(family, { start: base, end: base + size - 1n });
+  }
+  const range = record(value)?.range;
+  if (Array.isArray(range)) {
+    const start = parseFamilyAddress(family, range[0]);
+    const end = parseFamilyAddress(family, range[1]);
+    if (start === undefined || end === undefined || start > end) return undefined;
+    return intervalElement(family, { start, end });
+  }
+  return undefined;
+}
+
+function portField(value: Json): string | undefined {
+  try {
+    if (typeof value === 'number') return portElement(value, value);
+    const range = record(value)?.range;
+    if (Array.isArray(range) && typeof range[0] === 'number' && typeof range[1] === 'number')
+      return portElement(range[0], range[1]);
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+function field(type: string, value: Json): string | undefined {
+  switch (type) {
+    case 'ipv4_addr':
+      return addressField(4, value);
+    case 'ipv6_addr':
+      return addressField(6, value);
+    case 'inet_proto':
+      if (typeof value === 'number') return PROTOCOL_NUMBERS[value];
+      return typeof value === 'string' && Object.values(PROTOCOL_NUMBERS).includes(value) ? value : undefined;
+    case 'inet_service':
+      return portField(value);
+    case 'ifname':
+      return typeof value === 'string' && /^[A-Za-z0-9_.+*-]{1,16}$/.test(value) ? `"${value}"` : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** One element of `elem` in canonical text, or undefined when it is not one dockfw would write. */
+export function elementText(types: readonly string[], raw: Json): string | undefined {
+  // Elements with counters, timeouts or comments come wrapped: {"elem": {"val": …}}.
+  const value = record(record(raw)?.elem)?.val ?? raw;
+  const parts = types.length === 1 ? [value] : record(value)?.concat;
+  if (!Array.isArray(parts) || parts.length !== types.length) return undefined;
+  const texts = types.map((type, i) => field(type, parts[i]));
+  return texts.every((t): t is string => t !== undefined) ? texts.join(' . ') : undefined;
+}
+
+/** Parses `nft -j list table …` output (only dockfw's table is looked at). */
+export function parseTable(json: string): TableSeen {
+  const root = record(JSON.parse(json) as Json);
+  const items = Array.isArray(root?.nftables) ? root.nftables : [];
+  const chains = new Map<string, ChainSeen>();
+  const rules = new Map<string, (string | undefined)[]>();
+  const sets = new Map<string, SetSeen>();
+  const ours = (o: Record<string, Json>): boolean => o.family === TABLE_FAMILY && o.table === TABLE_NAME;
+  for (const item of items) {
+    const entry = record(item);
+    const chain = record(entry?.chain);
+    const rule = record(entry?.rule);
+    const set = record(entry?.set);
+    if (chain && ours(chain) && typeof chain.name === 'string') {
+      chains.set(chain.name, {
+        type: typeof chain.type === 'string' ? chain.type : undefined,
+        hook: typeof chain.hook === 'string' ? chain.hook : undefined,
+        priority: typeof chain.prio === 'number' ? chain.prio : undefined,
+        policy: typeof chain.policy === 'string' ? chain.policy : undefined,
+        rules: [],
+      });
+    } else if (rule && ours(rule) && typeof rule.chain === 'string') {
+      const list = rules.get(rule.chain) ?? [];
+      list.push(typeof rule.comment === 'string' ? rule.comment : undefined);
+      rules.set(rule.chain, list);
+    } else if (set && ours(set) && typeof set.name === 'string') {
+      const type = Array.isArray(set.type) ? set.type.map(String) : [String(set.type)];
+      const flags = Array.isArray(set.flags) ? set.flags.map(String) : [];
+      const raw = Array.isArray(set.elem) ? set.elem : [];
+      const texts = raw.map((e) => elementText(type, e));
+      const elements = texts.filter((t): t is string => t !== undefined).sort();
+      sets.set(set.name, { type, flags, elements, unreadable: texts.length - elements.length });
+    }
+  }
+  for (const [name, chain] of chains) chains.set(name, { ...chain, rules: rules.get(name) ?? [] });
+  return { chains, sets };
+}
+
+/** dockfw's table as the kernel has it, or undefined when there is none. */
+export async function readTable(run: CommandRunner): Promise<TableSeen | undefined> {
+  try {
+    const { stdout } = await run('nft', ['-j', 'list', 'table', TABLE_FAMILY, TABLE_NAME]);
+    return parseTable(stdout);
+  } catch (error) {
+    if (error instanceof CommandError && !error.missing && /No such file or directory/.test(error.stderr))
+      return undefined;
+    throw error;
+  }
+}

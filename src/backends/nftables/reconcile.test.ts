@@ -1,0 +1,191 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../config/config.js';
+import { parseInspectArray } from '../../docker/inspect.js';
+import type { ContainerSnapshot } from '../../docker/snapshot.js';
+import { desiredState, type DesiredState } from '../../policy/desired.js';
+import { CommandError } from '../iptables/command.js';
+import { failedLineNumber } from './apply.js';
+import { diffTable, familyDrift, needsWrite } from './drift.js';
+import { tableSpec } from './elements.js';
+import { fakeNft, tableJson } from './fake-nft.js';
+import { elementText, parseTable } from './read.js';
+import { NftablesReconciler } from './reconcile.js';
+import { renderTablePayload } from './render.js';
+import { uninstallNftables } from './uninstall.js';
+
+const fixtures = new URL('../../../test/fixtures/', import.meta.url);
+
+const WEB: ContainerSnapshot = {
+  id: 'a'.repeat(64),
+  name: 'web',
+  running: true,
+  labels: { 'dockfw.allow': '203.0.113.10' },
+  networks: [{ network: 'bridge', ipv4: '172.17.0.2', ipv6: '2001:db8:ffff::2' }],
+  ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+};
+
+function desired(containers: ContainerSnapshot[] = [WEB], env: Record<string, string> = {}): DesiredState {
+  return desiredState({ containers, bridges: ['docker0'] }, loadConfig(env));
+}
+
+describe('reading nft -j output', () => {
+  it('reads what the kernel printed for a loaded golden payload back into the same elements', () => {
+    // Listed from a real kernel after loading nftables.multi-network.deny-external.golden.
+    const listed = readFileSync(new URL('nftables.multi-network.list.json', fixtures), 'utf8');
+    const json: unknown = JSON.parse(readFileSync(new URL('multi-network.json', fixtures), 'utf8'));
+    const state = desiredState(
+      { containers: parseInspectArray(json), bridges: ['docker0', 'br-0c1d2e3f4a5b', 'lan0'] },
+      loadConfig({ DOCKFW_DEFAULT_POLICY: 'deny', DOCKFW_EXTERNAL_INTERFACES: 'eth0,eth1' }),
+    );
+    const drift = diffTable(tableSpec(state), parseTable(listed));
+    expect(drift).toEqual({
+      structural: [],
+      rulesMissing: [],
+      rulesUnexpected: [],
+      reordered: false,
+      changes: [],
+    });
+    // And a different state is told apart.
+    expect(needsWrite(diffTable(tableSpec(desired()), parseTable(listed)))).toBe(true);
+  });
+
+  it('spells prefixes, ranges and wrapped elements canonically, and refuses foreign ones', () => {
+    const types = ['ipv4_addr', 'inet_proto', 'inet_service', 'ipv4_addr'];
+    expect(
+      elementText(types, {
+        concat: ['172.17.0.2', 'tcp', { range: [80, 81] }, { prefix: { addr: '203.0.113.10', len: 31 } }],
+      }),
+    ).toBe('172.17.0.2 . tcp . 80-81 . 203.0.113.10/31');
+    expect(
+      elementText(types, { concat: ['172.17.0.2', 6, 80, { prefix: { addr: '203.0.113.0', len: 24 } }] }),
+    ).toBe('172.17.0.2 . tcp . 80 . 203.0.113.0/24');
+    expect(
+      elementText(types, {
+        elem: { val: { concat: ['172.17.0.2', 'udp', 53, '203.0.113.10'] }, counter: {} },
+      }),
+    ).toBe('172.17.0.2 . udp . 53 . 203.0.113.10');
+    expect(
+      elementText(['ipv6_addr', 'inet_proto', 'inet_service'], { concat: ['2001:DB8::0:1', 'sctp', 9] }),
+    ).toBe('2001:db8::1 . sctp . 9');
+    expect(elementText(['ifname'], 'br-*')).toBe('"br-*"');
+    expect(elementText(types, { concat: ['172.17.0.2', 'icmp', 80, '203.0.113.10'] })).toBeUndefined();
+    expect(elementText(types, { concat: ['172.17.0.2', 'tcp', 80] })).toBeUndefined();
+    expect(elementText(['ifname'], 'a"; flush ruleset')).toBeUndefined();
+  });
+});
+
+describe('comparing', () => {
+  const spec = tableSpec(desired());
+
+  it('finds nothing to do for the table it would write', () => {
+    expect(needsWrite(diffTable(spec, parseTable(tableJson(spec))))).toBe(false);
+  });
+
+  it('needs only element changes when one container changed', () => {
+    const moved = tableSpec(desired([{ ...WEB, networks: [{ network: 'bridge', ipv4: '172.17.0.9' }] }]));
+    const drift = diffTable(moved, parseTable(tableJson(spec)));
+    expect(drift.structural).toEqual([]);
+    expect(drift.changes).toEqual([
+      {
+        set: 'allowed4',
+        add: ['172.17.0.9 . tcp . 80 . 203.0.113.10'],
+        delete: ['172.17.0.2 . tcp . 80 . 203.0.113.10'],
+      },
+      { set: 'guarded4', add: ['172.17.0.9 . tcp . 80'], delete: ['172.17.0.2 . tcp . 80'] },
+      { set: 'guarded6', add: [], delete: ['2001:db8:ffff::2 . tcp . 80'] },
+    ]);
+    expect(familyDrift(drift, 6)).toEqual({
+      missing: [],
+      unexpected: ['set guarded6: 2001:db8:ffff::2 . tcp . 80'],
+      reordered: false,
+      chainsMissing: [],
+      jumpWrong: false,
+    });
+  });
+
+  it('rewrites the table when a rule, a chain setting or a set declaration is off', () => {
+    const without = (role: string) => (items: unknown[]) =>
+      items.filter((i) => JSON.stringify(i).indexOf(`"dockfw ${role}"`) < 0);
+    const flushed = diffTable(spec, parseTable(tableJson(spec, without('catch-all'))));
+    expect(flushed.structural).toEqual(['chain forward rules']);
+    expect(familyDrift(flushed, 4).missing).toEqual(['rule dockfw catch-all']);
+    const swapped = diffTable(
+      spec,
+      parseTable(tableJson(spec, (items) => [...items.slice(0, -2), items.at(-1), items.at(-2)])),
+    );
+    expect(swapped.reordered).toBe(true);
+    const retyped = (items: unknown[]) =>
+      items.map((i) => JSON.parse(JSON.stringify(i).replace('"prio":-10', '"prio":0')) as unknown);
+    expect(diffTable(spec, parseTable(tableJson(spec, retyped))).structural).toEqual(['chain forward']);
+    const extra = (items: unknown[]) => [
+      ...items,
+      { set: { family: 'inet', table: 'dockfw', name: 'mine', type: 'ipv4_addr', flags: [] } },
+    ];
+    expect(diffTable(spec, parseTable(tableJson(spec, extra))).structural).toEqual(['set mine (not ours)']);
+    expect(diffTable(spec, undefined).structural).toEqual(['table inet dockfw']);
+  });
+});
+
+describe('NftablesReconciler', () => {
+  it('writes nothing when the kernel matches, and reports both families in sync', async () => {
+    const state = desired();
+    const fake = fakeNft(tableJson(tableSpec(state)));
+    const reports = await new NftablesReconciler({ run: fake.run }).reconcile(state);
+    expect(reports.map((r) => [r.family, r.written])).toEqual([
+      [4, false],
+      [6, false],
+    ]);
+    expect(fake.payloads).toEqual([]);
+  });
+
+  it('writes the whole table when there is none', async () => {
+    const state = desired();
+    const fake = fakeNft(undefined);
+    const reports = await new NftablesReconciler({ run: fake.run }).reconcile(state);
+    expect(fake.payloads).toEqual([renderTablePayload(tableSpec(state))]);
+    expect(reports[0]?.drift.chainsMissing).toEqual(['table inet dockfw']);
+    expect(reports[0]?.written).toBe(true);
+  });
+
+  it('writes only the changed elements when the table is intact', async () => {
+    const kinds: string[] = [];
+    const fake = fakeNft(tableJson(tableSpec(desired())));
+    const next = desired([
+      WEB,
+      { ...WEB, id: 'b'.repeat(64), name: 'new', networks: [{ network: 'bridge', ipv4: '172.17.0.3' }] },
+    ]);
+    const reports = await new NftablesReconciler({ run: fake.run, onWrite: (k) => kinds.push(k) }).reconcile(
+      next,
+    );
+    expect(fake.payloads).toEqual([
+      'add element inet dockfw allowed4 { 172.17.0.3 . tcp . 80 . 203.0.113.10 }\n' +
+        'add element inet dockfw guarded4 { 172.17.0.3 . tcp . 80 }\n',
+    ]);
+    expect(kinds).toEqual(['elements']);
+    expect(reports.map((r) => r.written)).toEqual([true, false]);
+  });
+
+  it('says clearly when nft is missing, and where nft rejected a payload', async () => {
+    await expect(
+      new NftablesReconciler({ run: fakeNft(undefined, { missing: true }).run }).reconcile(desired()),
+    ).rejects.toThrow(/not found/);
+    const stderr = '/dev/stdin:5:1-3: Error: syntax error\n';
+    const reject = new CommandError('nft -f - failed', 'nft', ['-f', '-'], stderr, false);
+    expect(failedLineNumber(stderr)).toBe(5);
+    await expect(
+      new NftablesReconciler({ run: fakeNft(undefined, { reject }).run }).reconcile(desired()),
+    ).rejects.toThrow(/nft rejected the rules: .*syntax error at line 5: type ifname$/);
+  });
+});
+
+describe('uninstallNftables', () => {
+  it('deletes the table when there is one, and says when there was none', async () => {
+    const present = fakeNft(tableJson(tableSpec(desired())));
+    expect(await uninstallNftables(present.run)).toEqual({ removed: true, table: 'inet dockfw' });
+    expect(present.payloads).toEqual(['add table inet dockfw\ndelete table inet dockfw\n']);
+    const absent = fakeNft(undefined);
+    expect(await uninstallNftables(absent.run)).toEqual({ removed: false, table: 'inet dockfw' });
+    expect(absent.payloads).toEqual([]);
+  });
+});

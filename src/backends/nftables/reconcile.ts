@@ -1,0 +1,61 @@
+// One sync for the nftables backend: read dockfw's table, compare, and write one
+// transaction only when the kernel differs: just the changed set elements when
+// the table is otherwise intact, else the whole table.
+import type { Family } from '../../docker/snapshot.js';
+import type { DesiredState } from '../../policy/desired.js';
+import type { CommandRunner } from '../iptables/command.js';
+import { hasDrift } from '../iptables/drift.js';
+import type { FamilyReport } from '../iptables/reconcile.js';
+import { applyNftPayload, NftApplyError } from './apply.js';
+import { familyDrift, diffTable, needsWrite, type TableDrift } from './drift.js';
+import { tableSpec } from './elements.js';
+import { TABLE } from './names.js';
+import { readTable } from './read.js';
+import { renderElementPayload, renderTablePayload } from './render.js';
+
+export type WriteKind = 'table' | 'elements';
+
+export interface NftablesReconcilerOptions {
+  readonly run: CommandRunner;
+  /** Called after each write, e.g. for metrics and tests. */
+  readonly onWrite?: (kind: WriteKind, payload: string) => void;
+}
+
+export class NftablesReconciler {
+  constructor(private readonly options: NftablesReconcilerOptions) {}
+
+  async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+    const spec = tableSpec(desired);
+    const drift = diffTable(spec, await readTable(this.options.run));
+    if (needsWrite(drift)) await this.write(drift, spec);
+    return ([4, 6] as const).map((family) => this.report(drift, family));
+  }
+
+  private async write(drift: TableDrift, spec: ReturnType<typeof tableSpec>): Promise<void> {
+    if (drift.structural.length === 0) {
+      const payload = renderElementPayload(drift.changes);
+      try {
+        await applyNftPayload(this.options.run, payload);
+        this.options.onWrite?.('elements', payload);
+        return;
+      } catch (error) {
+        // Someone changed the table between our read and write: write it whole.
+        if (!(error instanceof NftApplyError)) throw error;
+      }
+    }
+    const payload = renderTablePayload(spec);
+    await applyNftPayload(this.options.run, payload);
+    this.options.onWrite?.('table', payload);
+  }
+
+  private report(drift: TableDrift, family: Family): FamilyReport {
+    const familyView = familyDrift(drift, family);
+    return {
+      family,
+      variant: 'nft',
+      parent: `table ${TABLE}`,
+      drift: familyView,
+      written: hasDrift(familyView),
+    };
+  }
+}
