@@ -1,7 +1,7 @@
 // `dockfw run`: the sidecar. Watches Docker and keeps the firewall in step
 // until SIGTERM/SIGINT; then stops at once and leaves the rules in place.
+import { createFirewall } from '../backends/create.js';
 import { runCommand } from '../backends/iptables/command.js';
-import { IptablesReconciler } from '../backends/iptables/reconcile.js';
 import { ConfigError } from '../config/config.js';
 import { createDockerClient } from '../docker/dockerode-client.js';
 import { startObservability } from '../observe/index.js';
@@ -10,14 +10,16 @@ import { systemClock } from '../runtime/clock.js';
 import { Daemon } from '../runtime/daemon.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
 import { version } from './main.js';
+import { installStopSignals } from './signals.js';
 
 const HELP = `Usage: dockfw run [configuration flags]
 
 Runs the sidecar: subscribes to Docker's events, and after every relevant event
-(and on the periodic check) re-lists the containers and brings dockfw's iptables
-chains in step with their dockfw.allow labels. Logs JSON lines to stdout (pretty
-when stdout is a terminal). SIGTERM or SIGINT stops it; the rules stay in place
-(new connections to containers stay as they were; use \`dockfw uninstall\` to remove them).
+(and on the periodic check) re-lists the containers and brings dockfw's rules
+(iptables chains, or the nftables table inet dockfw) in step with their
+dockfw.allow labels. Logs JSON lines to stdout (pretty when stdout is a
+terminal). SIGTERM or SIGINT stops it; the rules stay in place (new connections
+to containers stay as they were; use \`dockfw uninstall\` to remove them).
 
 ${configHelp()}
 `;
@@ -25,19 +27,9 @@ ${configHelp()}
 /** How long a stop may wait for a sync in progress. */
 const STOP_GRACE_MS = 5000;
 
-function waitForSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-}
-
 export async function run(argv: string[]): Promise<number> {
+  // Before anything slow, so a stop during start-up is orderly too.
+  const signals = installStopSignals();
   let config;
   try {
     const { values } = parse(argv, { ...CONFIG_OPTIONS, help: { type: 'boolean' } }, false);
@@ -53,13 +45,6 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  if (config.backend === 'nftables') {
-    process.stderr.write(
-      'dockfw run: DOCKFW_BACKEND=nftables is not implemented yet; use iptables (or auto, which picks iptables)\n',
-    );
-    return 2;
-  }
-
   const logger = createLogger({ level: config.logLevel });
   let docker;
   try {
@@ -68,11 +53,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`dockfw run: ${error instanceof Error ? error.message : String(error)}\n`);
     return 2;
   }
-  const firewall = new IptablesReconciler({
-    run: runCommand,
-    onIpv6Unavailable: (error) =>
-      logger.warn({ error: error.message }, 'ip6tables not available: IPv6 not managed'),
-  });
+  const firewall = createFirewall(config, docker, logger);
   // A taken DOCKFW_LISTEN address usually means another dockfw already runs here.
   const observability = await startObservability({
     config,
@@ -94,9 +75,8 @@ export async function run(argv: string[]): Promise<number> {
     clock: systemClock,
     observer: observability.observer,
   });
-  const signal = waitForSignal();
   daemon.start();
-  logger.info({ signal: await signal }, 'stopping: rules stay in place');
+  logger.info({ signal: await signals.received }, 'stopping: rules stay in place');
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     Promise.all([daemon.stop(), observability.close()]),

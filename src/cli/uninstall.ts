@@ -1,15 +1,17 @@
 // `dockfw uninstall`: removes dockfw's jumps and chains (both families, every
-// iptables variant where they exist). Other rules are left alone. Stop `dockfw
-// run` first, or it puts them back.
-import { runCommand } from '../backends/iptables/command.js';
-import { uninstall } from '../backends/iptables/uninstall.js';
+// iptables variant where they exist) and its nftables table. Other rules are
+// left alone. Stop `dockfw run` first, or it puts them back.
+import { CommandError, runCommand } from '../backends/iptables/command.js';
+import { uninstall, type UninstallReport } from '../backends/iptables/uninstall.js';
+import { runNft } from '../backends/nftables/command.js';
+import { uninstallNftables } from '../backends/nftables/uninstall.js';
 import { parse, UsageError } from './args.js';
 
 const HELP = `Usage: dockfw uninstall
 
 Removes every rule and chain dockfw owns (DOCKFW*) and its jump from DOCKER-USER
-(or ip6tables FORWARD), in IPv4 and IPv6, in iptables-nft and iptables-legacy.
-Rules that others own are not touched. Stop \`dockfw run\` first, or it re-adds them.
+(or ip6tables FORWARD), in IPv4 and IPv6, in iptables-nft and iptables-legacy,
+and the nftables table inet dockfw. Rules that others own are not touched. Stop \`dockfw run\` first, or it re-adds them.
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -26,10 +28,17 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const reports = await uninstall({ run: runCommand });
-  if (reports.length === 0) {
-    process.stdout.write('nothing to remove: no dockfw chains or jumps found\n');
+  // A host may have only one of the two tools; what a missing tool manages cannot exist.
+  const missing = (error: unknown): undefined => {
+    if (error instanceof CommandError && error.missing) return undefined;
+    throw error;
+  };
+  const reports: UninstallReport[] = (await uninstall({ run: runCommand }).catch(missing)) ?? [];
+  const table = await uninstallNftables(runNft).catch(missing);
+  if (reports.length === 0 && table?.removed !== true) {
+    process.stdout.write('nothing to remove: no dockfw chains, jumps or nftables table found\n');
   }
+  if (table?.removed === true) process.stdout.write(`removed nftables table ${table.table}\n`);
   for (const report of reports) {
     process.stdout.write(
       `removed from ${report.family === 4 ? 'iptables' : 'ip6tables'}-${report.variant}: ${report.removedChains.join(', ') || 'jump'}\n`,
