@@ -63,13 +63,15 @@ describe('isRelevantEvent', () => {
     }
     expect(isRelevantEvent(event('network', 'connect'))).toBe(true);
     expect(isRelevantEvent(event('network', 'disconnect'))).toBe(true);
+    expect(isRelevantEvent(event('network', 'create'))).toBe(true);
+    expect(isRelevantEvent(event('network', 'destroy'))).toBe(true);
   });
 
   it('ignores the noise', () => {
     expect(isRelevantEvent(event('container', 'exec_start: sh -c true'))).toBe(false);
     expect(isRelevantEvent(event('container', 'health_status: healthy'))).toBe(false);
     expect(isRelevantEvent(event('container', 'attach'))).toBe(false);
-    expect(isRelevantEvent(event('network', 'create'))).toBe(false);
+    expect(isRelevantEvent(event('network', 'prune'))).toBe(false);
     expect(isRelevantEvent(event('image', 'pull'))).toBe(false);
   });
 });

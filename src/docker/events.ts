@@ -25,7 +25,10 @@ export const CONTAINER_ACTIONS = [
   'rename',
   'update',
 ] as const;
-export const NETWORK_ACTIONS = ['connect', 'disconnect'] as const;
+// create/destroy change the set of bridges (DOCKFW's "inside" interfaces and
+// the catch-all); on engines without an IPv6 DOCKER-USER they also insert
+// Docker rules above dockfw's jump in FORWARD.
+export const NETWORK_ACTIONS = ['connect', 'disconnect', 'create', 'destroy'] as const;
 
 /** Server-side filter for GET /events, so a busy engine sends only these. */
 export const EVENT_FILTERS: { type: ('container' | 'network')[]; event: string[] } = {

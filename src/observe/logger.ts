@@ -1,7 +1,7 @@
 // One logger for the whole process: static messages plus a metadata object.
 // JSON lines by default (for log collectors); pretty output when a person watches
 // a terminal.
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { destination, pino, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
@@ -20,7 +20,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } },
     });
   }
-  return pino({ level, base: { name: 'dockfw' } });
+  // Synchronous writes: a sidecar logs little, and nothing is lost when it is
+  // stopped or killed right after a line.
+  return pino({ level, base: { name: 'dockfw' } }, destination({ dest: 1, sync: true }));
 }
 
 /** A logger that drops everything; for tests and library use. */

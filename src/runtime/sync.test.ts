@@ -11,6 +11,7 @@ const ID = (c: string) => c.repeat(64);
 class RecordingFirewall implements Firewall {
   readonly seen: DesiredState[] = [];
   written = false;
+  desiredChanged = true;
   reconcile(desired: DesiredState): Promise<FamilyReport[]> {
     this.seen.push(desired);
     const drift = {
@@ -21,7 +22,14 @@ class RecordingFirewall implements Firewall {
       jumpWrong: false,
     };
     return Promise.resolve([
-      { family: 4, variant: 'nft', parent: 'DOCKER-USER', drift, written: this.written },
+      {
+        family: 4,
+        variant: 'nft',
+        parent: 'DOCKER-USER',
+        drift,
+        written: this.written,
+        desiredChanged: this.desiredChanged,
+      },
     ]);
   }
 }
@@ -73,15 +81,15 @@ describe('createSync', () => {
     expect(firewall.seen).toHaveLength(0);
   });
 
-  it('reports a write from the periodic check as drift, and an event-driven one as applied', async () => {
+  it('reports a write the desired state did not ask for as drift, and the others as applied', async () => {
     const { firewall, records, sync } = setup();
     firewall.written = true;
+    await sync(new Set(['event']));
+    firewall.desiredChanged = false;
     await sync(new Set(['periodic']));
-    await sync(new Set(['event', 'periodic']));
-    expect(records.filter((r) => r.msg === 'drift found: re-applied the rules')).toHaveLength(1);
     expect(records.filter((r) => r.msg === 'rules applied')).toHaveLength(1);
-    expect(records.find((r) => r.msg === 'drift found: re-applied the rules')).toMatchObject({
-      missing: ['DOCKFW-IN -j X'],
-    });
+    const drift = records.filter((r) => r.msg === 'drift found: re-applied the rules');
+    expect(drift).toHaveLength(1);
+    expect(drift[0]).toMatchObject({ level: 40, missing: ['DOCKFW-IN -j X'], reasons: ['periodic'] });
   });
 });

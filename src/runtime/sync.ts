@@ -67,9 +67,6 @@ export function createSync(options: SyncOptions): SyncFn {
       logger.debug(fields, 'firewall in sync');
       return;
     }
-    // A sync asked for only by the periodic check should find nothing to do:
-    // a difference means someone else changed the rules (or an event was lost).
-    const onlyPeriodic = [...reasons].every((r) => r === 'periodic');
     const detail = {
       ...fields,
       missing: drift.missing.slice(0, SHOWN_RULES),
@@ -78,7 +75,9 @@ export function createSync(options: SyncOptions): SyncFn {
       jumpFixed: drift.jumpWrong,
       reordered: drift.reordered,
     };
-    if (onlyPeriodic) {
+    // Nothing changed on Docker's side, yet the kernel differed: someone else
+    // changed or flushed dockfw's rules.
+    if (report.desiredChanged === false) {
       logger.warn(detail, 'drift found: re-applied the rules');
       options.observer?.driftRepaired?.(report);
     } else logger.info(detail, 'rules applied');

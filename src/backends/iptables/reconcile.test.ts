@@ -50,6 +50,23 @@ describe('IptablesReconciler', () => {
     expect(fake.restores).toEqual([]);
   });
 
+  it('tells a write the desired state asked for from one that repairs drift', async () => {
+    const state = desired();
+    const v4 = { text: installed(state, 4) };
+    const fake = fakeIptables({ 'iptables-nft-save': '', 'ip6tables-nft-save': installed(state, 6) });
+    const reconciler = new IptablesReconciler({
+      run: (file, args, input) =>
+        file === 'iptables-nft-save' ? Promise.resolve({ stdout: v4.text }) : fake.run(file, args, input),
+      legacyTableNames: noLegacy,
+    });
+    expect((await reconciler.reconcile(state))[0]).toMatchObject({ written: false, desiredChanged: true });
+    expect((await reconciler.reconcile(state))[0]).toMatchObject({ written: false, desiredChanged: false });
+    v4.text = v4.text.replace(/-A DOCKFW-IN .*catch-all.*\n/g, '');
+    expect((await reconciler.reconcile(state))[0]).toMatchObject({ written: true, desiredChanged: false });
+    const changed = desired([{ ...WEB, labels: {} }]);
+    expect((await reconciler.reconcile(changed))[0]).toMatchObject({ written: true, desiredChanged: true });
+  });
+
   it('writes one transaction per family that differs, and says what was missing', async () => {
     const before = desired([{ ...WEB, labels: {} }]);
     const after = desired();

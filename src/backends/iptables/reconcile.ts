@@ -17,6 +17,20 @@ export interface FamilyReport {
   readonly parent: string;
   readonly drift: Drift;
   readonly written: boolean;
+  /**
+   * The owned chains' desired content differs from the previous sync's: a
+   * write is then expected. A write without it means someone else changed
+   * the kernel (drift). Absent: treated as changed.
+   */
+  readonly desiredChanged?: boolean;
+}
+
+/** The part of a payload that describes the owned chains (not the jump repair). */
+function ownedPart(payload: string): string {
+  return payload
+    .split('\n')
+    .filter((line) => line.startsWith(':') || line.startsWith('-A '))
+    .join('\n');
 }
 
 /** Docker has not created its chains yet (engine starting); try again later. */
@@ -34,6 +48,7 @@ export interface IptablesReconcilerOptions {
 export class IptablesReconciler {
   private readonly deps: DetectDeps;
   private ipv6Unavailable = false;
+  private readonly lastDesired = new Map<Family, string>();
 
   constructor(private readonly options: IptablesReconcilerOptions) {
     this.deps = { run: options.run, legacyTableNames: options.legacyTableNames ?? procLegacyTableNames };
@@ -69,7 +84,10 @@ export class IptablesReconciler {
     const payload = renderSyncPayload(desired, family, { parent, positions });
     const drift = diffOwned(table, payload, positions);
     const written = hasDrift(drift);
+    const owned = ownedPart(payload);
+    const desiredChanged = this.lastDesired.get(family) !== owned;
     if (written) await applyPayload(this.options.run, family, variant, payload);
-    return { family, variant, parent, drift, written };
+    this.lastDesired.set(family, owned);
+    return { family, variant, parent, drift, written, desiredChanged };
   }
 }

@@ -1,0 +1,403 @@
+/**
+ * `dockfw run` against a real engine with real packets: labels in, DOCKER-USER
+ * rules out, probed from outside addresses. One function, parameterised by
+ * engine and iptables variant; one small test file per variant calls it, so
+ * vitest runs the variants in parallel. A later backend reuses it.
+ *
+ * Containers are set up once per suite and the tests run in order (later ones
+ * stop dockfw, restart it with another policy, uninstall).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CLIENT_ADDRESSES,
+  startTestHost,
+  TEST_IMAGE,
+  type RunContainerOptions,
+  type TestHost,
+  type TestHostOptions,
+} from '../host/index.js';
+import { dockfwCommand, DockfwProcess } from './dockfw-process.js';
+
+export interface DaemonSuiteOptions extends TestHostOptions {
+  /** The engine makes an IPv6 DOCKER-USER (24+); older ones get the jump in ip6tables FORWARD. */
+  readonly ipv6UserChain: boolean;
+  /** Measure and print the start-up delay of an unlabeled container (once is enough). */
+  readonly measureStartupDelay?: boolean;
+}
+
+const HOST_A = '203.0.113.1';
+const HOST_B = '198.51.100.1';
+const HOST_V6 = '2001:db8:1::1';
+const ALL_V4 = [...CLIENT_ADDRESSES.v4];
+/** A client the admin's own DOCKER-USER rule drops, whatever dockfw says. */
+const ADMIN_BLOCKED = '203.0.113.13';
+const ADMIN_RULE_V4 = `-s ${ADMIN_BLOCKED}/32 -m comment --comment admin-rule -j DROP`;
+const ADMIN_RULE_V6 = '-s 2001:db8:1::13/128 -m comment --comment admin-rule -j DROP';
+const FAST_RESYNC = '*/2 * * * * *';
+const V4_WITHOUT_ADMIN_BLOCKED = ALL_V4.filter((a) => a !== ADMIN_BLOCKED);
+
+function rulesOf(save: string, prefix = '-A DOCKFW'): string[] {
+  return save.split('\n').filter((line) => line.startsWith(prefix));
+}
+
+export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
+  describe(title, () => {
+    let host: TestHost;
+    let dockfw: DockfwProcess | undefined;
+    const ids = new Map<string, string>();
+
+    const save = async (family: 4 | 6): Promise<string> => host.iptablesSave(family, 'filter');
+    const id12 = (name: string): string => (ids.get(name) ?? name).slice(0, 12);
+    const parentV6 = options.ipv6UserChain ? 'DOCKER-USER' : 'FORWARD';
+
+    /** Polls the kernel until `check` holds for the IPv4 (and IPv6) filter table. */
+    async function waitForKernel(
+      what: string,
+      check: (v4: string, v6: string) => boolean,
+      timeoutMs = 15_000,
+    ): Promise<void> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const [v4, v6] = await Promise.all([save(4), save(6)]);
+        if (check(v4, v6)) return;
+        if (Date.now() > deadline) {
+          throw new Error(`timed out waiting for ${what}\n${v4}\n${v6}\n${dockfw?.output() ?? ''}`);
+        }
+        await sleep(50);
+      }
+    }
+
+    const hasRulesFor = (name: string) => (v4: string) => v4.includes(`dockfw ${id12(name)}`);
+
+    async function run(name: string, runOptions: Omit<RunContainerOptions, 'name'>): Promise<void> {
+      const started = await host.runContainer({ ...runOptions, name });
+      ids.set(name, started.id);
+    }
+
+    beforeAll(async () => {
+      host = await startTestHost({ engine: options.engine, iptables: options.iptables, ipv6: true });
+      // The admin's own rules, first in the chains dockfw jumps from.
+      await host.iptables(4, ['-I', 'DOCKER-USER', ...ADMIN_RULE_V4.split(' ')]);
+      await host.iptables(6, ['-I', parentV6, ...ADMIN_RULE_V6.split(' ')]);
+      await host.docker(['network', 'create', 'second']);
+      await host.docker(['network', 'create', '--subnet', '172.30.0.0/24', 'moving']);
+      await host.docker(['network', 'create', '--ipv6', '--subnet', '2001:db8:2::/64', 'v6net']);
+
+      // Some containers exist before dockfw starts (its first list), the rest
+      // appear while it runs (events).
+      await Promise.all([
+        run('one', { ports: ['8081:80'], labels: { 'dockfw.allow': '203.0.113.10' } }),
+        run('open', { ports: ['8088:80'] }),
+      ]);
+      dockfw = DockfwProcess.start(host, { DOCKFW_RESYNC: FAST_RESYNC, DOCKFW_LOG_LEVEL: 'debug' });
+      await dockfw.waitForLog('connected to docker');
+      await Promise.all([
+        run('subnet', { ports: ['8082:80'], labels: { 'dockfw.allow': '198.51.100.0/24' } }),
+        run('range', { ports: ['8083:80'], labels: { 'dockfw.allow': '203.0.113.10-203.0.113.11' } }),
+        run('one-address', { ports: [`${HOST_A}:8084:80`], labels: { 'dockfw.allow': '203.0.113.11' } }),
+        run('per-port', {
+          ports: ['8085:80', '8086:81'],
+          labels: { 'dockfw.allow.80': '203.0.113.10', 'dockfw.allow.81': 'any' },
+        }),
+        run('udp', { ports: ['5353:53/udp'], labels: { 'dockfw.allow': '203.0.113.11' } }),
+        run('v6', {
+          network: 'v6net',
+          ports: [`[${HOST_V6}]:8087:80`],
+          labels: { 'dockfw.allow': '2001:db8:1::10' },
+        }),
+        run('multi', { ports: ['8089:80'], labels: { 'dockfw.allow': '203.0.113.12' } }),
+        run('invalid', { ports: ['8090:80'], labels: { 'dockfw.allow': '203.0.113.0/33' } }),
+        run('peer', {}),
+      ]);
+      await host.docker(['network', 'connect', 'second', 'multi']);
+      await waitForKernel('rules for every container', (v4) =>
+        ['one', 'open', 'subnet', 'range', 'one-address', 'per-port', 'udp', 'v6', 'multi', 'invalid'].every(
+          (n) => hasRulesFor(n)(v4),
+        ),
+      );
+      // The second network's address too.
+      const multi = await host.containerAddresses('multi');
+      expect(multi.v4).toHaveLength(2);
+      await waitForKernel('rules for both addresses of multi', (v4) =>
+        multi.v4.every((a) => v4.includes(`-d ${a}/32`)),
+      );
+    });
+
+    afterAll(async () => {
+      await dockfw?.stop().catch(() => undefined);
+      await host?.stop();
+    });
+
+    it('enforces the documented label forms: one address, a subnet, a range, one host address', async () => {
+      const [one, subnet, range, hostA, hostB] = await Promise.all([
+        host.reachableFrom({ to: HOST_A, port: 8081 }),
+        host.reachableFrom({ to: HOST_B, port: 8082 }),
+        host.reachableFrom({ to: HOST_A, port: 8083 }),
+        host.reachableFrom({ to: HOST_A, port: 8084 }),
+        host.reachableFrom({ to: HOST_B, port: 8084 }),
+      ]);
+      expect(one).toEqual(['203.0.113.10']);
+      expect(subnet).toEqual(['198.51.100.10', '198.51.100.11']);
+      expect(range).toEqual(['203.0.113.10', '203.0.113.11']);
+      expect(hostA).toEqual(['203.0.113.11']);
+      expect(hostB).toEqual([]);
+    });
+
+    it('enforces per-port labels, UDP, IPv6 and a container on two networks', async () => {
+      const [port80, port81, udp, v6, v6overV4, multi] = await Promise.all([
+        host.reachableFrom({ to: HOST_A, port: 8085 }),
+        host.reachableFrom({ to: HOST_A, port: 8086 }),
+        host.reachableFrom({ to: HOST_A, port: 5353, proto: 'udp' }),
+        host.reachableFrom({ to: HOST_V6, port: 8087 }),
+        host.reachableFrom({ to: HOST_A, port: 8087 }),
+        host.reachableFrom({ to: HOST_B, port: 8089 }),
+      ]);
+      expect(port80).toEqual(['203.0.113.10']);
+      // `any` still meets the admin's rule after dockfw's RETURN.
+      expect(port81).toEqual(V4_WITHOUT_ADMIN_BLOCKED);
+      expect(udp).toEqual(['203.0.113.11']);
+      expect(v6).toEqual(['2001:db8:1::10']);
+      expect(v6overV4).toEqual([]);
+      expect(multi).toEqual(['203.0.113.12']);
+    });
+
+    it('leaves unlabeled containers open under policy allow, closes one with an invalid label and says why once', async () => {
+      const [open, invalid] = await Promise.all([
+        host.reachableFrom({ to: HOST_A, port: 8088 }),
+        host.reachableFrom({ to: HOST_A, port: 8090 }),
+      ]);
+      expect(open).toEqual(V4_WITHOUT_ADMIN_BLOCKED);
+      expect(invalid).toEqual([]);
+      const complaints = dockfw?.logged('invalid dockfw label: container closed') ?? [];
+      expect(complaints).toHaveLength(1);
+      expect(complaints[0]).toMatchObject({ level: 40, container: 'invalid', label: 'dockfw.allow' });
+      expect(String(complaints[0]?.problem)).toMatch(/33/);
+    });
+
+    it('does not touch container-to-container traffic or the host’s own connections', async () => {
+      const [oneAddress] = (await host.containerAddresses('one')).v4;
+      const [invalidAddress] = (await host.containerAddresses('invalid')).v4;
+      expect(oneAddress).toBeDefined();
+      const targets = [oneAddress ?? '', invalidAddress ?? ''];
+      for (const to of targets) {
+        expect(await host.probeFromContainer('peer', { to, port: 80 })).toBe('reached');
+        expect(await host.probeFromEngine({ to, port: 80 })).toBe('reached');
+      }
+      expect(await host.probeFromEngine({ to: HOST_A, port: 8081 })).toBe('reached');
+      expect(await host.probeFromEngine({ to: '127.0.0.1', port: 8090 })).toBe('reached');
+    });
+
+    it('keeps exactly one jump first and the admin’s rule right after it; the periodic check writes nothing when nothing drifted', async () => {
+      const v4 = await save(4);
+      expect(rulesOf(v4, '-A DOCKER-USER')).toEqual([
+        '-A DOCKER-USER -j DOCKFW',
+        `-A DOCKER-USER ${ADMIN_RULE_V4}`,
+        ...(options.engine === '20.10' ? ['-A DOCKER-USER -j RETURN'] : []),
+      ]);
+      // In ip6tables FORWARD (old engines) Docker inserts its own rules on top
+      // when it makes a network; dockfw keeps its jump first, the admin's rule stays.
+      const v6 = rulesOf(await save(6), `-A ${parentV6}`);
+      expect(v6[0]).toBe(`-A ${parentV6} -j DOCKFW`);
+      expect(v6.filter((r) => r === `-A ${parentV6} ${ADMIN_RULE_V6}`)).toHaveLength(1);
+      expect(v6.filter((r) => r.includes('DOCKFW'))).toHaveLength(1);
+      const writes = () =>
+        (dockfw?.logged('rules applied').length ?? 0) +
+        (dockfw?.logged('drift found: re-applied the rules').length ?? 0);
+      const periodic = () =>
+        dockfw?.records.filter((r) => r.msg === 'firewall in sync' && String(r.reasons) === 'periodic')
+          .length ?? 0;
+      const before = { writes: writes(), periodic: periodic() };
+      await expect
+        .poll(periodic, { timeout: 10_000, interval: 200 })
+        .toBeGreaterThanOrEqual(before.periodic + 4);
+      expect(writes()).toBe(before.writes);
+    });
+
+    it('puts flushed rules back at the next periodic check and says what was missing', async () => {
+      const owned = rulesOf(await save(4), '-A DOCKFW-IN ');
+      const seen = dockfw?.logged('drift found: re-applied the rules').length ?? 0;
+      await host.flushChain('DOCKFW-IN', [4]);
+      const drift = await dockfw?.waitForLog('drift found: re-applied the rules', 10_000, seen + 1);
+      expect(drift).toMatchObject({ family: 'ipv4', added: owned.length, removed: 0 });
+      expect(drift?.missing).toContain('DOCKFW-IN -m conntrack --ctdir REPLY -j RETURN');
+      expect(rulesOf(await save(4), '-A DOCKFW-IN ')).toEqual(owned);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
+    });
+
+    it('start-up window: a disallowed client probing in a tight loop never gets an answer', async () => {
+      const allowed = '203.0.113.10';
+      const disallowed = ['203.0.113.11', '198.51.100.10', '198.51.100.11'];
+      let stop = false;
+      let probes = 0;
+      const answered: string[] = [];
+      const loops = disallowed.flatMap((from) =>
+        [0, 1].map(async () => {
+          while (!stop) {
+            probes++;
+            if ((await host.probe({ from, to: HOST_A, port: 8091, timeoutMs: 250 })) === 'reached')
+              answered.push(from);
+          }
+        }),
+      );
+      try {
+        for (let round = 0; round < 6; round++) {
+          await host.docker([
+            'run',
+            '-d',
+            '--name',
+            'flap',
+            '-p',
+            '8091:80',
+            '-l',
+            `dockfw.allow=${allowed}`,
+            TEST_IMAGE,
+          ]);
+          // Up and answering the allowed client: the window is over.
+          await expect
+            .poll(() => host.probe({ from: allowed, to: HOST_A, port: 8091, timeoutMs: 250 }), {
+              timeout: 10_000,
+              interval: 20,
+            })
+            .toBe('reached');
+          await host.docker(['rm', '-f', 'flap']);
+        }
+      } finally {
+        stop = true;
+        await Promise.all(loops);
+      }
+      expect(probes).toBeGreaterThan(30);
+      expect(answered).toEqual([]);
+    });
+
+    it('follows an address change (restarted with another address)', async () => {
+      await host.docker([
+        'run',
+        '-d',
+        '--name',
+        'mover',
+        '--network',
+        'moving',
+        '--ip',
+        '172.30.0.50',
+        '-p',
+        '8092:80',
+        '-l',
+        'dockfw.allow=203.0.113.11',
+        TEST_IMAGE,
+      ]);
+      ids.set('mover', (await host.docker(['inspect', '--format', '{{.Id}}', 'mover'])).stdout.trim());
+      await waitForKernel('rules for 172.30.0.50', (v4) => v4.includes('-d 172.30.0.50/32'));
+      await expect
+        .poll(() => host.reachableFrom({ to: HOST_A, port: 8092 }), { timeout: 10_000, interval: 100 })
+        .toEqual(['203.0.113.11']);
+      await host.docker(['stop', 'mover']);
+      await host.docker(['network', 'disconnect', 'moving', 'mover']);
+      await host.docker(['network', 'connect', '--ip', '172.30.0.60', 'moving', 'mover']);
+      await host.docker(['start', 'mover']);
+      await waitForKernel(
+        'rules to follow the new address',
+        (v4) => v4.includes('-d 172.30.0.60/32') && !v4.includes('-d 172.30.0.50/32'),
+      );
+      // The container may still be starting its server: wait for the allowed client.
+      await expect
+        .poll(() => host.reachableFrom({ to: HOST_A, port: 8092 }), { timeout: 10_000, interval: 100 })
+        .toEqual(['203.0.113.11']);
+    });
+
+    it('leaves no owned rule behind when a container is removed', async () => {
+      const gone = ['mover', 'per-port', 'v6'];
+      await host.docker(['rm', '-f', ...gone]);
+      await waitForKernel('rules of removed containers to go', (v4, v6) =>
+        gone.every((name) => !v4.includes(id12(name)) && !v6.includes(id12(name))),
+      );
+      expect(hasRulesFor('one')(await save(4))).toBe(true);
+    });
+
+    it('on SIGTERM exits promptly and leaves the rules in place; restarted with policy deny, closes unlabeled containers', async () => {
+      const before = rulesOf(await save(4));
+      const stopped = await dockfw?.stop();
+      expect(stopped, dockfw?.output()).toMatchObject({ code: 0, signal: null });
+      expect(stopped?.ms).toBeLessThan(3000);
+      expect(rulesOf(await save(4))).toEqual(before);
+      // Still enforced with nobody watching.
+      expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
+
+      dockfw = DockfwProcess.start(host, { DOCKFW_DEFAULT_POLICY: 'deny', DOCKFW_LOG_LEVEL: 'debug' });
+      await waitForKernel('the unlabeled container to get a DROP', (v4) =>
+        rulesOf(v4).some((r) => r.includes(id12('open')) && r.endsWith('-j DROP')),
+      );
+      expect(await host.reachableFrom({ to: HOST_A, port: 8088 })).toEqual([]);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
+    });
+
+    it('uninstall removes every owned rule, chain and jump, and nothing else', async () => {
+      await dockfw?.stop();
+      const othersBefore = async (family: 4 | 6) =>
+        (await save(family))
+          .split('\n')
+          .filter((l) => (l.startsWith('-A') || l.startsWith(':')) && !l.includes('DOCKFW'))
+          .map((l) => l.replace(/ \[\d+:\d+\]$/, ''));
+      const [others4, others6] = await Promise.all([othersBefore(4), othersBefore(6)]);
+      const result = await dockfwCommand(host, ['uninstall']);
+      expect(result.exitCode, result.stderr).toBe(0);
+      const [v4, v6] = await Promise.all([save(4), save(6)]);
+      expect(v4).not.toContain('DOCKFW');
+      expect(v6).not.toContain('DOCKFW');
+      expect(await othersBefore(4)).toEqual(others4);
+      expect(await othersBefore(6)).toEqual(others6);
+      expect(v4).toContain(`-A DOCKER-USER ${ADMIN_RULE_V4}`);
+      expect(v6).toContain(`-A ${parentV6} ${ADMIN_RULE_V6}`);
+      // Docker's own forwarding is back to what it was without dockfw.
+      expect(await host.reachableFrom({ to: HOST_A, port: 8088 })).toEqual(V4_WITHOUT_ADMIN_BLOCKED);
+      const again = await dockfwCommand(host, ['uninstall']);
+      expect(again.stdout).toContain('nothing to remove');
+    });
+
+    if (options.measureStartupDelay === true) {
+      it('measures how long an unlabeled container takes to become reachable, with and without dockfw', async () => {
+        /** ms from `docker run -d` returning until a probe that started then was answered. */
+        const measure = async (name: string): Promise<number> => {
+          await host.docker(['run', '-d', '--name', name, '-p', '8093:80', TEST_IMAGE]);
+          const ran = Date.now();
+          let reachedAt: number | undefined;
+          // Staggered probers: a dropped SYN costs a prober its whole timeout.
+          await Promise.all(
+            Array.from({ length: 8 }, async (_, i) => {
+              await sleep(i * 25);
+              while (reachedAt === undefined && Date.now() - ran < 10_000) {
+                const probeStart = Date.now();
+                const outcome = await host.probe({
+                  from: '203.0.113.10',
+                  to: HOST_A,
+                  port: 8093,
+                  timeoutMs: 200,
+                });
+                if (outcome === 'reached') reachedAt = Math.min(reachedAt ?? Infinity, probeStart);
+              }
+            }),
+          );
+          await host.docker(['rm', '-f', name]);
+          if (reachedAt === undefined) throw new Error(`${name} never became reachable`);
+          return Math.max(0, reachedAt - ran);
+        };
+        const without: number[] = [];
+        for (let i = 0; i < 5; i++) without.push(await measure(`plain${i}`));
+        dockfw = DockfwProcess.start(host, { DOCKFW_LOG_LEVEL: 'info' });
+        await dockfw.waitForLog('connected to docker');
+        await sleep(500);
+        const withDockfw: number[] = [];
+        for (let i = 0; i < 5; i++) withDockfw.push(await measure(`watched${i}`));
+        const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+        console.log(
+          `start-up delay of an unlabeled container (ms after \`docker run -d\` returned, policy allow): ` +
+            `without dockfw ${without.join(', ')} (median ${median(without)}); ` +
+            `with dockfw ${withDockfw.join(', ')} (median ${median(withDockfw)})`,
+        );
+        expect(median(withDockfw)).toBeLessThan(2000);
+        await dockfw.stop();
+        await dockfwCommand(host, ['uninstall']);
+      });
+    }
+  });
+}
