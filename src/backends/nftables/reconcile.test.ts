@@ -164,6 +164,22 @@ describe('NftablesReconciler', () => {
     ]);
     expect(kinds).toEqual(['elements']);
     expect(reports.map((r) => r.written)).toEqual([true, false]);
+    expect(reports.map((r) => r.desiredChanged)).toEqual([true, true]);
+  });
+
+  it('tells a write Docker asked for from drift: the same desired state written again is drift', async () => {
+    const state = desired();
+    const fake = fakeNft(tableJson(tableSpec(state)));
+    const reconciler = new NftablesReconciler({ run: fake.run });
+    await reconciler.reconcile(state);
+    fake.listing = tableJson(tableSpec(state), (items) =>
+      items.filter((i) => !JSON.stringify(i).includes('catch-all')),
+    );
+    const reports = await reconciler.reconcile(state);
+    expect(reports.map((r) => [r.written, r.desiredChanged])).toEqual([
+      [true, false],
+      [false, false],
+    ]);
   });
 
   it('says clearly when nft is missing, and where nft rejected a payload', async () => {

@@ -8,8 +8,8 @@ import { hasDrift } from '../iptables/drift.js';
 import type { FamilyReport } from '../iptables/reconcile.js';
 import { applyNftPayload, NftApplyError } from './apply.js';
 import { familyDrift, diffTable, needsWrite, type TableDrift } from './drift.js';
-import { tableSpec } from './elements.js';
-import { TABLE } from './names.js';
+import { tableSpec, type TableSpec } from './elements.js';
+import { SET_NAMES, setFamily, TABLE } from './names.js';
 import { readTable } from './read.js';
 import { renderElementPayload, renderTablePayload } from './render.js';
 
@@ -21,17 +21,32 @@ export interface NftablesReconcilerOptions {
   readonly onWrite?: (kind: WriteKind, payload: string) => void;
 }
 
+/** The part of the table a family's report covers; the rules and interface sets go with IPv4. */
+function familyPart(spec: TableSpec, family: Family): string {
+  const sets = SET_NAMES.filter((name) => (setFamily(name) ?? 4) === family);
+  const parts = sets.map((name) => [name, spec.sets.get(name)]);
+  return JSON.stringify(family === 4 ? [spec.outsideConfigured, parts] : parts);
+}
+
 export class NftablesReconciler {
+  private readonly lastDesired = new Map<Family, string>();
+
   constructor(private readonly options: NftablesReconcilerOptions) {}
 
   async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
     const spec = tableSpec(desired);
     const drift = diffTable(spec, await readTable(this.options.run));
     if (needsWrite(drift)) await this.write(drift, spec);
-    return ([4, 6] as const).map((family) => this.report(drift, family));
+    return ([4, 6] as const).map((family) => {
+      const part = familyPart(spec, family);
+      // A write nobody asked for (Docker's side unchanged) is drift: someone else changed the table.
+      const desiredChanged = this.lastDesired.get(family) !== part;
+      this.lastDesired.set(family, part);
+      return { ...this.report(drift, family), desiredChanged };
+    });
   }
 
-  private async write(drift: TableDrift, spec: ReturnType<typeof tableSpec>): Promise<void> {
+  private async write(drift: TableDrift, spec: TableSpec): Promise<void> {
     if (drift.structural.length === 0) {
       const payload = renderElementPayload(drift.changes);
       try {
