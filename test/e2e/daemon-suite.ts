@@ -69,6 +69,13 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     }
 
     const hasRulesFor = (name: string) => (v4: string) => v4.includes(`dockfw ${id12(name)}`);
+    /** Syncs so far: each logs one line per family; count the IPv4 ones. */
+    const syncsLogged = (): number =>
+      dockfw?.records.filter(
+        (r) =>
+          r.family === 'ipv4' &&
+          ['firewall in sync', 'rules applied', 'drift found: re-applied the rules'].includes(r.msg),
+      ).length ?? 0;
 
     async function run(name: string, runOptions: Omit<RunContainerOptions, 'name'>): Promise<void> {
       const started = await host.runContainer({ ...runOptions, name });
@@ -142,6 +149,18 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(range).toEqual(['203.0.113.10', '203.0.113.11']);
       expect(hostA).toEqual(['203.0.113.11']);
       expect(hostB).toEqual([]);
+    });
+
+    it('plan without --input reads the live engine and prints what run applies', async () => {
+      const plan = await dockfwCommand(host, ['plan', '--family', '4']);
+      expect(plan.exitCode, plan.stderr).toBe(0);
+      const [address] = (await host.containerAddresses('one')).v4;
+      const planned = rulesOf(plan.stdout, '-A DOCKFW');
+      expect(planned).toContain(
+        `-A DOCKFW-IN -s 203.0.113.10/32 -d ${address}/32 -p tcp -m tcp --dport 80 -m comment --comment "dockfw ${id12('one')}" -j RETURN`,
+      );
+      expect(planned).toEqual(rulesOf(await save(4), '-A DOCKFW'));
+      expect(plan.stderr).toMatch(/invalid.*dockfw\.allow/s);
     });
 
     it('enforces per-port labels, UDP, IPv6 and a container on two networks', async () => {
@@ -307,11 +326,18 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
 
     it('leaves no owned rule behind when a container is removed', async () => {
       const gone = ['mover', 'per-port', 'v6'];
+      const count = () => ({ events: dockfw?.logged('docker event').length ?? 0, syncs: syncsLogged() });
+      const before = count();
       await host.docker(['rm', '-f', ...gone]);
       await waitForKernel('rules of removed containers to go', (v4, v6) =>
         gone.every((name) => !v4.includes(id12(name)) && !v6.includes(id12(name))),
       );
       expect(hasRulesFor('one')(await save(4))).toBe(true);
+      // The burst (kill, die, disconnect, stop, destroy per container) costs a few syncs, not one per event.
+      await sleep(300);
+      const after = count();
+      expect(after.events - before.events).toBeGreaterThanOrEqual(3 * gone.length);
+      expect(after.syncs - before.syncs).toBeLessThanOrEqual(Math.ceil((after.events - before.events) / 2));
     });
 
     it('on SIGTERM exits promptly and leaves the rules in place; restarted with policy deny, closes unlabeled containers', async () => {
@@ -329,6 +355,40 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       );
       expect(await host.reachableFrom({ to: HOST_A, port: 8088 })).toEqual([]);
       expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
+    });
+
+    it('keeps the rules while the engine restarts, says so once, reconnects and follows the restarted container', async () => {
+      await host.docker([
+        'run',
+        '-d',
+        '--restart',
+        'always',
+        '--name',
+        'phoenix',
+        '-p',
+        '8094:80',
+        '-l',
+        'dockfw.allow=203.0.113.12',
+        TEST_IMAGE,
+      ]);
+      await expect
+        .poll(() => host.reachableFrom({ to: HOST_A, port: 8094 }), { timeout: 10_000, interval: 100 })
+        .toEqual(['203.0.113.12']);
+      const unreachable = 'docker unreachable: keeping rules, retrying';
+      const seen = {
+        down: dockfw?.logged(unreachable).length ?? 0,
+        up: dockfw?.logged('connected to docker').length ?? 0,
+      };
+      await host.restartEngine();
+      await dockfw?.waitForLog('connected to docker', 20_000, seen.up + 1);
+      expect(dockfw?.logged(unreachable).length).toBe(seen.down + 1);
+      const [address] = (await host.containerAddresses('phoenix')).v4;
+      await waitForKernel('rules for the restarted container', (v4) =>
+        rulesOf(v4).some((r) => r.includes(`-d ${address}/32`) && r.includes('203.0.113.12')),
+      );
+      await expect
+        .poll(() => host.reachableFrom({ to: HOST_A, port: 8094 }), { timeout: 10_000, interval: 100 })
+        .toEqual(['203.0.113.12']);
     });
 
     it('uninstall removes every owned rule, chain and jump, and nothing else', async () => {
@@ -349,7 +409,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(v4).toContain(`-A DOCKER-USER ${ADMIN_RULE_V4}`);
       expect(v6).toContain(`-A ${parentV6} ${ADMIN_RULE_V6}`);
       // Docker's own forwarding is back to what it was without dockfw.
-      expect(await host.reachableFrom({ to: HOST_A, port: 8088 })).toEqual(V4_WITHOUT_ADMIN_BLOCKED);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8094 })).toEqual(V4_WITHOUT_ADMIN_BLOCKED);
       const again = await dockfwCommand(host, ['uninstall']);
       expect(again.stdout).toContain('nothing to remove');
     });
