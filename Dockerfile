@@ -1,21 +1,32 @@
 # syntax=docker/dockerfile:1
-# dockfw: a host-network sidecar that keeps DOCKER-USER (or its own nftables
-# table) in step with containers' dockfw.allow labels.
+# dockfw: a host-network sidecar that keeps DOCKER-USER in step with
+# containers' dockfw.allow labels.
+#   docker build -t dockfw:0.1.0 --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) .
 
-FROM node:24-bookworm-slim AS build
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# --ignore-scripts: no native add-on builds (dockerode's optional ssh helpers
+# work without them).
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev --ignore-scripts
 
-FROM node:24-bookworm-slim
-# iptables brings both the nft and legacy variants; dockfw picks the one
-# Docker uses. No compilers or dev dependencies reach this stage.
+FROM ${NODE_IMAGE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+# iptables brings both the nft and the legacy variant (and ip6tables); dockfw
+# uses the one Docker uses. Package managers are removed: nothing installs
+# anything at run time, and no compiler or dev dependency reaches this stage.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables nftables \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+           /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* \
+           /usr/local/bin/yarn /usr/local/bin/yarnpkg
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
@@ -23,9 +34,13 @@ COPY --from=build /src/dist ./dist
 ENV NODE_ENV=production DOCKFW_LISTEN=127.0.0.1:9811
 LABEL org.opencontainers.image.title="dockfw" \
       org.opencontainers.image.description="Keeps a Docker host's firewall in step with its containers' labels" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://example.invalid/dockfw"
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+# Liveness only (the process answers /healthz); readiness is /readyz and
+# `dockfw status`. Runs as root with only the capabilities compose grants.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --start-interval=2s \
   CMD ["node", "dist/cli/main.js", "health"]
 ENTRYPOINT ["node", "dist/cli/main.js"]
 CMD ["run"]
