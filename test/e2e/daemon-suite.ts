@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CLIENT_ADDRESSES,
+  EXTERNAL_INTERFACE,
   startTestHost,
   TEST_IMAGE,
   type RunContainerOptions,
@@ -132,7 +133,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     });
 
     afterAll(async () => {
-      await dockfw?.stop().catch(() => undefined);
+      await DockfwProcess.stopAll();
       await host?.stop();
     });
 
@@ -349,12 +350,22 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       // Still enforced with nobody watching.
       expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
 
-      dockfw = DockfwProcess.start(host, { DOCKFW_DEFAULT_POLICY: 'deny', DOCKFW_LOG_LEVEL: 'debug' });
+      // This time "outside" is named: only packets coming in on ext0 are judged.
+      dockfw = DockfwProcess.start(host, {
+        DOCKFW_DEFAULT_POLICY: 'deny',
+        DOCKFW_EXTERNAL_INTERFACES: EXTERNAL_INTERFACE,
+        DOCKFW_LOG_LEVEL: 'debug',
+      });
       await waitForKernel('the unlabeled container to get a DROP', (v4) =>
         rulesOf(v4).some((r) => r.includes(id12('open')) && r.endsWith('-j DROP')),
       );
       expect(await host.reachableFrom({ to: HOST_A, port: 8088 })).toEqual([]);
       expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
+      expect(rulesOf(await save(4), '-A DOCKFW ')).toEqual([
+        `-A DOCKFW -i ${EXTERNAL_INTERFACE} -j DOCKFW-IN`,
+      ]);
+      const [openAddress] = (await host.containerAddresses('open')).v4;
+      expect(await host.probeFromContainer('peer', { to: openAddress ?? '', port: 80 })).toBe('reached');
     });
 
     it('keeps the rules while the engine restarts, says so once, reconnects and follows the restarted container', async () => {

@@ -27,6 +27,14 @@ function dockfwEnv(host: TestHost, env: Record<string, string>): Record<string, 
 }
 
 export class DockfwProcess {
+  /** Every process started in this worker, so a failed test cannot leak one. */
+  private static readonly started = new Set<DockfwProcess>();
+
+  /** Stops every dockfw this worker started and has not stopped yet. */
+  static async stopAll(): Promise<void> {
+    await Promise.all([...DockfwProcess.started].map((p) => p.stop().catch(() => undefined)));
+  }
+
   readonly records: LogRecord[] = [];
   private stderr = '';
   private exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -46,7 +54,13 @@ export class DockfwProcess {
       }
     });
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
-    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code, signal) => {
+        DockfwProcess.started.delete(this);
+        resolve({ code, signal });
+      }),
+    );
+    DockfwProcess.started.add(this);
   }
 
   /** Starts `dockfw run` in the host's engine namespace. */
