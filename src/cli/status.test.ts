@@ -121,6 +121,22 @@ describe('dockfw health', () => {
 });
 
 describe('formatStatus', () => {
+  it('names the backend of each family', () => {
+    const base = JSON.parse(
+      JSON.stringify(new DaemonState({ version: '1', defaultPolicy: 'allow' }).report()),
+    ) as StatusReport;
+    const text = formatStatus({
+      ...base,
+      firewall: [
+        { family: 4, variant: 'legacy', parent: 'DOCKER-USER' },
+        { family: 6, variant: 'nft', parent: 'table inet dockfw' },
+      ],
+    });
+    expect(text).toContain(
+      'firewall: ipv4 iptables-legacy (DOCKER-USER), ipv6 nftables (table inet dockfw)\n',
+    );
+  });
+
   it('says so when no container publishes a port', () => {
     const report: StatusReport = {
       version: '1',

@@ -70,7 +70,11 @@ export function formatStatus(report: StatusReport): string {
   );
   for (const reason of report.notReady) lines.push(`  not ready: ${reason}`);
   if (report.firewall.length > 0) {
-    const families = report.firewall.map((f) => `ipv${f.family} iptables-${f.variant} (${f.parent})`);
+    const families = report.firewall.map((f) =>
+      f.parent.startsWith('table ')
+        ? `ipv${f.family} nftables (${f.parent})`
+        : `ipv${f.family} iptables-${f.variant} (${f.parent})`,
+    );
     lines.push(`firewall: ${families.join(', ')}`);
   }
   lines.push('');

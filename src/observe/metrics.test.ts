@@ -127,6 +127,17 @@ describe('DaemonMetrics', () => {
     expect(records.filter((r) => r.msg === 'rule counters readable again')).toHaveLength(1);
   });
 
+  it('reads no iptables counters when the nftables backend writes the rules', async () => {
+    const { state, kernel, metrics } = setup();
+    const nft = { ...familyReport(4, true), parent: 'table inet dockfw' };
+    state.syncApplied(exampleDesired(), [nft, { ...nft, family: 6 }]);
+    kernel.set(4, { [WEB_ID]: 3 }, 9);
+    const text = await metrics.render();
+    expect(kernel.reads).toEqual([]);
+    expect(text).not.toContain('dockfw_dropped_packets_total{');
+    expect(sample(text, 'dockfw_managed_containers')).toBe(2);
+  });
+
   it('shares one kernel read between scrapes that arrive together', async () => {
     const { state, kernel, metrics } = setup();
     state.syncApplied(exampleDesired(), [familyReport(4, true)]);

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import { DOCKER_USER, FORWARD } from '../backends/iptables/chains.js';
 import type { Variant } from '../backends/iptables/read.js';
 import type { Family } from '../docker/snapshot.js';
 import { DropTotals, type FamilyCounters } from './counters.js';
@@ -90,7 +91,7 @@ export class DaemonMetrics implements DaemonObserver {
     });
     this.managedRules = new Gauge({
       name: 'dockfw_managed_rules',
-      help: "Rules in dockfw's chains, read from the kernel at scrape time",
+      help: "Rules in dockfw's iptables chains, read from the kernel at scrape time (iptables backend)",
       labelNames: ['family'],
       registers,
     });
@@ -107,19 +108,19 @@ export class DaemonMetrics implements DaemonObserver {
     });
     this.droppedPackets = new Counter({
       name: 'dockfw_dropped_packets_total',
-      help: "Packets from outside dropped by a container's dockfw rules",
+      help: "Packets from outside dropped by a container's dockfw rules (iptables backend)",
       labelNames: ['container'],
       registers,
     });
     this.droppedBytes = new Counter({
       name: 'dockfw_dropped_bytes_total',
-      help: "Bytes from outside dropped by a container's dockfw rules",
+      help: "Bytes from outside dropped by a container's dockfw rules (iptables backend)",
       labelNames: ['container'],
       registers,
     });
     this.catchAllPackets = new Counter({
       name: 'dockfw_catch_all_dropped_packets_total',
-      help: 'Packets dropped by the catch-all (containers dockfw had not seen yet)',
+      help: 'Packets dropped by the catch-all (containers dockfw had not seen yet; iptables backend)',
       registers,
     });
     if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry });
@@ -155,7 +156,10 @@ export class DaemonMetrics implements DaemonObserver {
     const { state, readCounters, logger } = this.options;
     this.managedRules.reset();
     let failed: unknown;
-    for (const { family, variant } of state.families) {
+    // Per-container counters exist in the iptables layout only: the nftables
+    // backend drops every guarded container with one rule.
+    const iptables = state.families.filter((f) => f.parent === DOCKER_USER || f.parent === FORWARD);
+    for (const { family, variant } of iptables) {
       try {
         const counters = await readCounters(family, variant);
         this.drops.update(family, state.writeCount(family), counters);
