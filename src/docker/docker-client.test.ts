@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { bridgeName, bridgeNames, readEngineSnapshot } from './docker-client.js';
-import { parseDockerHost } from './dockerode-client.js';
+import { mayHaveEndpoints, parseDockerHost } from './dockerode-client.js';
 import { FakeDockerClient, inspectJson } from './fake-docker-client.js';
 
 const ID = (c: string) => c.repeat(64);
@@ -110,5 +110,17 @@ describe('parseDockerHost', () => {
   it('rejects what it cannot connect to, naming the value', () => {
     expect(() => parseDockerHost('npipe:////./pipe/docker_engine')).toThrow(/npipe.*not supported/);
     expect(() => parseDockerHost('fd://')).toThrow(/not supported/);
+  });
+});
+
+describe('mayHaveEndpoints', () => {
+  it('keeps running, paused and restarting containers, skips stopped ones', () => {
+    expect(['running', 'paused', 'restarting', 'removing'].map(mayHaveEndpoints)).toEqual([
+      true,
+      true,
+      true,
+      true,
+    ]);
+    expect(['created', 'exited', 'dead'].map(mayHaveEndpoints)).toEqual([false, false, false]);
   });
 });

@@ -27,6 +27,7 @@ export interface EventSubscription extends AsyncIterable<DockerEvent> {
 export interface DockerClient {
   /** Resolves once the engine has accepted the subscription. */
   subscribe(): Promise<EventSubscription>;
+  /** Containers that may have live network endpoints (running, paused, restarting). */
   listContainerIds(): Promise<string[]>;
   /** Raw `docker inspect` element, or undefined when the container is gone. */
   inspectContainer(id: string): Promise<unknown>;

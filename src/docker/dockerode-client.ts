@@ -92,6 +92,15 @@ function dockerodeOptions(
   return options;
 }
 
+/**
+ * Stopped containers (created, exited, dead) have no address and publish
+ * nothing; inspecting them on every sync would only cost time. A paused
+ * container keeps its endpoints, so it stays in.
+ */
+export function mayHaveEndpoints(state: string | undefined): boolean {
+  return state !== 'created' && state !== 'exited' && state !== 'dead';
+}
+
 function statusCode(error: unknown): number | undefined {
   const code = (error as { statusCode?: unknown } | null)?.statusCode;
   return typeof code === 'number' ? code : undefined;
@@ -133,7 +142,7 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
 
     async listContainerIds(): Promise<string[]> {
       const containers = await api.listContainers({ all: true });
-      return containers.map((c) => c.Id);
+      return containers.filter((c) => mayHaveEndpoints(c.State)).map((c) => c.Id);
     },
 
     async inspectContainer(id: string): Promise<unknown> {

@@ -110,10 +110,13 @@ export class Daemon {
     // One line per kind of failure, not one per retry.
     const repeated = this.lastFailure === message;
     this.lastFailure = message;
-    if (error instanceof DockerUnavailableError) {
-      logger.debug(fields, 'sync failed: docker unavailable');
-    } else if (repeated) {
+    const knownOutage =
+      error instanceof DockerUnavailableError && (error.connectionLost || !this.watch.connected);
+    if (repeated || knownOutage) {
+      // Already said, here or by the watch ("docker unreachable").
       logger.debug(fields, 'sync failed again');
+    } else if (error instanceof DockerUnavailableError) {
+      logger.warn(fields, 'sync failed: cannot read containers from docker');
     } else if (error instanceof DockerChainsMissingError) {
       logger.warn(fields, "waiting for Docker's iptables chains");
     } else if (error instanceof ApplyError) {

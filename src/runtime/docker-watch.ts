@@ -37,6 +37,11 @@ export class DockerWatch {
 
   constructor(private readonly options: DockerWatchOptions) {}
 
+  /** Whether the event stream is up (so a failing sync is news, not a known outage). */
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
   start(): void {
     this.loop ??= this.run();
   }

@@ -77,7 +77,14 @@ describe('createSync', () => {
   it('wraps an unreachable engine in DockerUnavailableError and leaves the firewall alone', async () => {
     const { docker, firewall, sync } = setup();
     docker.reachable = false;
-    await expect(sync(once)).rejects.toBeInstanceOf(DockerUnavailableError);
+    const error = await sync(once).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DockerUnavailableError);
+    expect((error as DockerUnavailableError).connectionLost).toBe(true);
+    expect(
+      new DockerUnavailableError(
+        Object.assign(new Error('(HTTP code 500) server error'), { statusCode: 500 }),
+      ).connectionLost,
+    ).toBe(false);
     expect(firewall.seen).toHaveLength(0);
   });
 

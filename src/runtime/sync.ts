@@ -13,11 +13,27 @@ export interface Firewall {
   reconcile(desired: DesiredState): Promise<readonly FamilyReport[]>;
 }
 
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOENT',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+]);
+
 /** Listing or inspecting containers failed (usually: the engine is unreachable). */
 export class DockerUnavailableError extends Error {
   override readonly name = 'DockerUnavailableError';
   constructor(override readonly cause: unknown) {
     super(`docker: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+
+  /** The connection itself failed (engine down), rather than the engine answering with an error. */
+  get connectionLost(): boolean {
+    const code = (this.cause as { code?: unknown } | null)?.code;
+    const message = this.cause instanceof Error ? this.cause.message : '';
+    return (typeof code === 'string' && CONNECTION_ERRORS.has(code)) || /socket hang up/i.test(message);
   }
 }
 

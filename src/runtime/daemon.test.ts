@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import { defaultConfig } from '../config/config.js';
+import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
+import { memoryLogger } from '../observe/memory-logger.js';
+import type { DesiredState } from '../policy/desired.js';
+import { Daemon } from './daemon.js';
+import { FakeClock } from './fake-clock.js';
+
+class CountingFirewall {
+  readonly seen: DesiredState[] = [];
+  reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+    this.seen.push(desired);
+    return Promise.resolve([]);
+  }
+}
+
+function setup() {
+  const docker = new FakeDockerClient();
+  docker.containers.set('1'.repeat(64), inspectJson({ id: '1'.repeat(64), name: 'web' }));
+  const clock = new FakeClock();
+  const firewall = new CountingFirewall();
+  const { logger, records } = memoryLogger();
+  const daemon = new Daemon({ config: defaultConfig(), docker, firewall, logger, clock });
+  const warnings = () => records.filter((r) => r.level >= 40).map((r) => r.msg);
+  return { docker, clock, firewall, daemon, records, warnings };
+}
+
+describe('Daemon', () => {
+  it('syncs once connected, and says "docker unreachable" once however long the outage lasts', async () => {
+    const { docker, clock, firewall, daemon, warnings } = setup();
+    daemon.start();
+    await clock.advance(200);
+    expect(firewall.seen).toHaveLength(1);
+
+    // The last events arrive as the engine goes down; the syncs they ask for fail.
+    docker.reachable = false;
+    docker.emit({ type: 'container', action: 'die', actorId: 'x', containerId: 'x', name: undefined });
+    await clock.advance(150);
+    docker.endStreams();
+    await clock.advance(60_000);
+    expect(warnings()).toEqual(['docker unreachable: keeping rules, retrying']);
+
+    const before = firewall.seen.length;
+    docker.reachable = true;
+    await clock.advance(6_000);
+    expect(firewall.seen.length).toBeGreaterThan(before);
+    expect(warnings()).toHaveLength(1);
+    await daemon.stop();
+  });
+
+  it('warns once when the engine answers but listing fails, and says when it works again', async () => {
+    const { docker, clock, firewall, daemon, records, warnings } = setup();
+    daemon.start();
+    await clock.advance(200);
+    const list = docker.listContainerIds.bind(docker);
+    docker.listContainerIds = () =>
+      Promise.reject(Object.assign(new Error('(HTTP code 500) server error'), { statusCode: 500 }));
+    docker.emit({ type: 'container', action: 'start', actorId: 'x', containerId: 'x', name: undefined });
+    await clock.advance(10_000);
+    expect(warnings()).toEqual(['sync failed: cannot read containers from docker']);
+    docker.listContainerIds = list;
+    await clock.advance(30_000);
+    expect(records.filter((r) => r.msg === 'sync succeeded again')).toHaveLength(1);
+    expect(firewall.seen.length).toBeGreaterThanOrEqual(2);
+    await daemon.stop();
+  });
+});
