@@ -1,8 +1,9 @@
 /**
- * `dockfw run` against a real engine with real packets: labels in, DOCKER-USER
- * rules out, probed from outside addresses. One function, parameterised by
- * engine and iptables variant; one small test file per variant calls it, so
- * vitest runs the variants in parallel. A later backend reuses it.
+ * `dockfw run` against a real engine with real packets: labels in, rules out,
+ * probed from outside addresses. One function, parameterised by engine,
+ * iptables variant and backend (see suite-firewall.ts for what differs per
+ * backend); one small test file per variant calls it, so vitest runs the
+ * variants in parallel.
  *
  * Containers are set up once per suite and the tests run in order (later ones
  * stop dockfw, restart it with another policy, uninstall).
@@ -19,12 +20,15 @@ import {
   type TestHostOptions,
 } from '../host/index.js';
 import { dockfwCommand, DockfwProcess } from './dockfw-process.js';
+import { iptablesFirewall, type ContainerRef, type SuiteFirewall } from './suite-firewall.js';
 
 export interface DaemonSuiteOptions extends TestHostOptions {
   /** The engine makes an IPv6 DOCKER-USER (24+); older ones get the jump in ip6tables FORWARD. */
   readonly ipv6UserChain: boolean;
   /** Measure and print the start-up delay of an unlabeled container (once is enough). */
   readonly measureStartupDelay?: boolean;
+  /** Where dockfw's rules live and how the checks read them; default: iptables. */
+  readonly firewall?: SuiteFirewall;
 }
 
 const HOST_A = '203.0.113.1';
@@ -33,6 +37,7 @@ const HOST_V6 = '2001:db8:1::1';
 const ALL_V4 = [...CLIENT_ADDRESSES.v4];
 /** A client the admin's own DOCKER-USER rule drops, whatever dockfw says. */
 const ADMIN_BLOCKED = '203.0.113.13';
+const ADMIN_BLOCKED_V6 = '2001:db8:1::13';
 const ADMIN_RULE_V4 = `-s ${ADMIN_BLOCKED}/32 -m comment --comment admin-rule -j DROP`;
 const ADMIN_RULE_V6 = '-s 2001:db8:1::13/128 -m comment --comment admin-rule -j DROP';
 const FAST_RESYNC = '*/2 * * * * *';
@@ -47,12 +52,23 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     let host: TestHost;
     let dockfw: DockfwProcess | undefined;
     const ids = new Map<string, string>();
+    const fw = options.firewall ?? iptablesFirewall(options.ipv6UserChain);
+    const env = (more: Record<string, string>) => ({ ...fw.dockfwEnv(), ...more });
 
     const save = async (family: 4 | 6): Promise<string> => host.iptablesSave(family, 'filter');
+    const owned = async (family: 4 | 6): Promise<string> =>
+      (await fw.owned(host))[family === 4 ? 'v4' : 'v6'];
     const id12 = (name: string): string => (ids.get(name) ?? name).slice(0, 12);
     const parentV6 = options.ipv6UserChain ? 'DOCKER-USER' : 'FORWARD';
+    const refs = (names: string[]): Promise<ContainerRef[]> =>
+      Promise.all(
+        names.map(async (name) => {
+          const { v4, v6 } = await host.containerAddresses(name);
+          return { id12: id12(name), addresses: [...v4, ...v6] };
+        }),
+      );
 
-    /** Polls the kernel until `check` holds for the IPv4 (and IPv6) filter table. */
+    /** Polls the kernel until `check` holds for dockfw's IPv4 (and IPv6) rules. */
     async function waitForKernel(
       what: string,
       check: (v4: string, v6: string) => boolean,
@@ -60,8 +76,9 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     ): Promise<void> {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const [v4, v6] = await Promise.all([save(4), save(6)]);
-        if (check(v4, v6)) return;
+        const { v4, v6 } = await fw.owned(host);
+        // The engine's own firewall (a fixture on some layouts) has caught up too.
+        if (check(v4, v6)) return fw.settled();
         if (Date.now() > deadline) {
           throw new Error(`timed out waiting for ${what}\n${v4}\n${v6}\n${dockfw?.output() ?? ''}`);
         }
@@ -69,7 +86,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       }
     }
 
-    const hasRulesFor = (name: string) => (v4: string) => v4.includes(`dockfw ${id12(name)}`);
+    const hasRulesFor = (ref: ContainerRef) => (v4: string) => fw.judges(v4, ref);
     /** Syncs so far: each logs one line per family; count the IPv4 ones. */
     const syncsLogged = (): number =>
       dockfw?.records.filter(
@@ -84,10 +101,15 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     }
 
     beforeAll(async () => {
-      host = await startTestHost({ engine: options.engine, iptables: options.iptables, ipv6: true });
-      // The admin's own rules, first in the chains dockfw jumps from.
-      await host.iptables(4, ['-I', 'DOCKER-USER', ...ADMIN_RULE_V4.split(' ')]);
-      await host.iptables(6, ['-I', parentV6, ...ADMIN_RULE_V6.split(' ')]);
+      host = await startTestHost({
+        engine: options.engine,
+        iptables: options.iptables,
+        ipv6: true,
+        dockerdArgs: [...fw.dockerdArgs],
+      });
+      await fw.setUp(host);
+      // The admin's own rules (iptables: first in the chains dockfw jumps from).
+      await fw.addAdminRule(host, ADMIN_BLOCKED, ADMIN_BLOCKED_V6);
       await host.docker(['network', 'create', 'second']);
       await host.docker(['network', 'create', '--subnet', '172.30.0.0/24', 'moving']);
       await host.docker(['network', 'create', '--ipv6', '--subnet', '2001:db8:2::/64', 'v6net']);
@@ -98,7 +120,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
         run('one', { ports: ['8081:80'], labels: { 'dockfw.allow': '203.0.113.10' } }),
         run('open', { ports: ['8088:80'] }),
       ]);
-      dockfw = DockfwProcess.start(host, { DOCKFW_RESYNC: FAST_RESYNC, DOCKFW_LOG_LEVEL: 'debug' });
+      dockfw = DockfwProcess.start(host, env({ DOCKFW_RESYNC: FAST_RESYNC, DOCKFW_LOG_LEVEL: 'debug' }));
       await dockfw.waitForLog('connected to docker');
       await Promise.all([
         run('subnet', { ports: ['8082:80'], labels: { 'dockfw.allow': '198.51.100.0/24' } }),
@@ -119,21 +141,32 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
         run('peer', {}),
       ]);
       await host.docker(['network', 'connect', 'second', 'multi']);
-      await waitForKernel('rules for every container', (v4) =>
-        ['one', 'open', 'subnet', 'range', 'one-address', 'per-port', 'udp', 'v6', 'multi', 'invalid'].every(
-          (n) => hasRulesFor(n)(v4),
-        ),
+      const all = await refs([
+        'one',
+        'open',
+        'subnet',
+        'range',
+        'one-address',
+        'per-port',
+        'udp',
+        'v6',
+        'multi',
+        'invalid',
+      ]);
+      await waitForKernel('rules for every container', (v4, v6) =>
+        all.every((ref) => hasRulesFor(ref)(v4) || hasRulesFor(ref)(v6)),
       );
       // The second network's address too.
       const multi = await host.containerAddresses('multi');
       expect(multi.v4).toHaveLength(2);
       await waitForKernel('rules for both addresses of multi', (v4) =>
-        multi.v4.every((a) => v4.includes(`-d ${a}/32`)),
+        multi.v4.every((a) => fw.mentions(v4, a)),
       );
     });
 
     afterAll(async () => {
       await DockfwProcess.stopAll();
+      await fw.tearDown();
       await host?.stop();
     });
 
@@ -152,17 +185,21 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(hostB).toEqual([]);
     });
 
-    it('plan without --input reads the live engine and prints what run applies', async () => {
-      const plan = await dockfwCommand(host, ['plan', '--family', '4']);
-      expect(plan.exitCode, plan.stderr).toBe(0);
-      const [address] = (await host.containerAddresses('one')).v4;
-      const planned = rulesOf(plan.stdout, '-A DOCKFW');
-      expect(planned).toContain(
-        `-A DOCKFW-IN -s 203.0.113.10/32 -d ${address}/32 -p tcp -m tcp --dport 80 -m comment --comment "dockfw ${id12('one')}" -j RETURN`,
-      );
-      expect(planned).toEqual(rulesOf(await save(4), '-A DOCKFW'));
-      expect(plan.stderr).toMatch(/invalid.*dockfw\.allow/s);
-    });
+    // `plan` prints the iptables layout.
+    it.runIf(fw.backend === 'iptables')(
+      'plan without --input reads the live engine and prints what run applies',
+      async () => {
+        const plan = await dockfwCommand(host, ['plan', '--family', '4']);
+        expect(plan.exitCode, plan.stderr).toBe(0);
+        const [address] = (await host.containerAddresses('one')).v4;
+        const planned = rulesOf(plan.stdout, '-A DOCKFW');
+        expect(planned).toContain(
+          `-A DOCKFW-IN -s 203.0.113.10/32 -d ${address}/32 -p tcp -m tcp --dport 80 -m comment --comment "dockfw ${id12('one')}" -j RETURN`,
+        );
+        expect(planned).toEqual(rulesOf(await save(4), '-A DOCKFW'));
+        expect(plan.stderr).toMatch(/invalid.*dockfw\.allow/s);
+      },
+    );
 
     it('enforces per-port labels, UDP, IPv6 and a container on two networks', async () => {
       const [port80, port81, udp, v6, v6overV4, multi] = await Promise.all([
@@ -208,19 +245,26 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(await host.probeFromEngine({ to: '127.0.0.1', port: 8090 })).toBe('reached');
     });
 
-    it('keeps exactly one jump first and the admin’s rule right after it; the periodic check writes nothing when nothing drifted', async () => {
-      const v4 = await save(4);
-      expect(rulesOf(v4, '-A DOCKER-USER')).toEqual([
-        '-A DOCKER-USER -j DOCKFW',
-        `-A DOCKER-USER ${ADMIN_RULE_V4}`,
-        ...(options.engine === '20.10' ? ['-A DOCKER-USER -j RETURN'] : []),
-      ]);
-      // In ip6tables FORWARD (old engines) Docker inserts its own rules on top
-      // when it makes a network; dockfw keeps its jump first, the admin's rule stays.
-      const v6 = rulesOf(await save(6), `-A ${parentV6}`);
-      expect(v6[0]).toBe(`-A ${parentV6} -j DOCKFW`);
-      expect(v6.filter((r) => r === `-A ${parentV6} ${ADMIN_RULE_V6}`)).toHaveLength(1);
-      expect(v6.filter((r) => r.includes('DOCKFW'))).toHaveLength(1);
+    it.runIf(fw.backend === 'iptables')(
+      'keeps exactly one jump first and the admin’s rule right after it',
+      async () => {
+        const v4 = await save(4);
+        expect(rulesOf(v4, '-A DOCKER-USER')).toEqual([
+          '-A DOCKER-USER -j DOCKFW',
+          `-A DOCKER-USER ${ADMIN_RULE_V4}`,
+          ...(options.engine === '20.10' ? ['-A DOCKER-USER -j RETURN'] : []),
+        ]);
+        // In ip6tables FORWARD (old engines) Docker inserts its own rules on top
+        // when it makes a network; dockfw keeps its jump first, the admin's rule stays.
+        const v6 = rulesOf(await save(6), `-A ${parentV6}`);
+        expect(v6[0]).toBe(`-A ${parentV6} -j DOCKFW`);
+        expect(v6.filter((r) => r === `-A ${parentV6} ${ADMIN_RULE_V6}`)).toHaveLength(1);
+        expect(v6.filter((r) => r.includes('DOCKFW'))).toHaveLength(1);
+      },
+    );
+
+    it('keeps the admin’s rule; the periodic check writes nothing when nothing drifted', async () => {
+      expect(await fw.adminRuleIntact(host)).toBe(true);
       const writes = () =>
         (dockfw?.logged('rules applied').length ?? 0) +
         (dockfw?.logged('drift found: re-applied the rules').length ?? 0);
@@ -235,13 +279,13 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     });
 
     it('puts flushed rules back at the next periodic check and says what was missing', async () => {
-      const owned = rulesOf(await save(4), '-A DOCKFW-IN ');
+      const before = fw.ruleLines(await owned(4));
       const seen = dockfw?.logged('drift found: re-applied the rules').length ?? 0;
-      await host.flushChain('DOCKFW-IN', [4]);
+      const damage = await fw.damage(host);
       const drift = await dockfw?.waitForLog('drift found: re-applied the rules', 10_000, seen + 1);
-      expect(drift).toMatchObject({ family: 'ipv4', added: owned.length, removed: 0 });
-      expect(drift?.missing).toContain('DOCKFW-IN -m conntrack --ctdir REPLY -j RETURN');
-      expect(rulesOf(await save(4), '-A DOCKFW-IN ')).toEqual(owned);
+      expect(drift).toMatchObject({ family: 'ipv4', added: damage.added, removed: 0 });
+      expect(drift?.missing).toContain(damage.missing);
+      expect(fw.ruleLines(await owned(4))).toEqual(before);
       expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
     });
 
@@ -307,7 +351,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
         TEST_IMAGE,
       ]);
       ids.set('mover', (await host.docker(['inspect', '--format', '{{.Id}}', 'mover'])).stdout.trim());
-      await waitForKernel('rules for 172.30.0.50', (v4) => v4.includes('-d 172.30.0.50/32'));
+      await waitForKernel('rules for 172.30.0.50', (v4) => fw.mentions(v4, '172.30.0.50'));
       await expect
         .poll(() => host.reachableFrom({ to: HOST_A, port: 8092 }), { timeout: 10_000, interval: 100 })
         .toEqual(['203.0.113.11']);
@@ -317,7 +361,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       await host.docker(['start', 'mover']);
       await waitForKernel(
         'rules to follow the new address',
-        (v4) => v4.includes('-d 172.30.0.60/32') && !v4.includes('-d 172.30.0.50/32'),
+        (v4) => fw.mentions(v4, '172.30.0.60') && !fw.mentions(v4, '172.30.0.50'),
       );
       // The container may still be starting its server: wait for the allowed client.
       await expect
@@ -329,11 +373,13 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       const gone = ['mover', 'per-port', 'v6'];
       const count = () => ({ events: dockfw?.logged('docker event').length ?? 0, syncs: syncsLogged() });
       const before = count();
+      const goneRefs = await refs(gone);
       await host.docker(['rm', '-f', ...gone]);
       await waitForKernel('rules of removed containers to go', (v4, v6) =>
-        gone.every((name) => !v4.includes(id12(name)) && !v6.includes(id12(name))),
+        goneRefs.every((ref) => !fw.judges(v4, ref) && !fw.judges(v6, ref)),
       );
-      expect(hasRulesFor('one')(await save(4))).toBe(true);
+      const [one] = await refs(['one']);
+      expect(one && hasRulesFor(one)(await owned(4))).toBe(true);
       // The burst (kill, die, disconnect, stop, destroy per container) costs a few syncs, not one per event.
       await sleep(300);
       const after = count();
@@ -342,29 +388,30 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     });
 
     it('on SIGTERM exits promptly and leaves the rules in place; restarted with policy deny, closes unlabeled containers', async () => {
-      const before = rulesOf(await save(4));
+      const before = fw.ruleLines(await owned(4));
       const stopped = await dockfw?.stop();
       expect(stopped, dockfw?.output()).toMatchObject({ code: 0, signal: null });
       expect(stopped?.ms).toBeLessThan(3000);
-      expect(rulesOf(await save(4))).toEqual(before);
+      expect(fw.ruleLines(await owned(4))).toEqual(before);
       // Still enforced with nobody watching.
       expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
 
       // This time "outside" is named: only packets coming in on ext0 are judged.
-      dockfw = DockfwProcess.start(host, {
-        DOCKFW_DEFAULT_POLICY: 'deny',
-        DOCKFW_EXTERNAL_INTERFACES: EXTERNAL_INTERFACE,
-        DOCKFW_LOG_LEVEL: 'debug',
-      });
+      dockfw = DockfwProcess.start(
+        host,
+        env({
+          DOCKFW_DEFAULT_POLICY: 'deny',
+          DOCKFW_EXTERNAL_INTERFACES: EXTERNAL_INTERFACE,
+          DOCKFW_LOG_LEVEL: 'debug',
+        }),
+      );
+      const [openAddress] = (await host.containerAddresses('open')).v4;
       await waitForKernel('the unlabeled container to get a DROP', (v4) =>
-        rulesOf(v4).some((r) => r.includes(id12('open')) && r.endsWith('-j DROP')),
+        fw.closes(v4, openAddress ?? '', 80),
       );
       expect(await host.reachableFrom({ to: HOST_A, port: 8088 })).toEqual([]);
       expect(await host.reachableFrom({ to: HOST_A, port: 8081 })).toEqual(['203.0.113.10']);
-      expect(rulesOf(await save(4), '-A DOCKFW ')).toEqual([
-        `-A DOCKFW -i ${EXTERNAL_INTERFACE} -j DOCKFW-IN`,
-      ]);
-      const [openAddress] = (await host.containerAddresses('open')).v4;
+      expect(fw.judgesOnly(await owned(4), EXTERNAL_INTERFACE)).toBe(true);
       expect(await host.probeFromContainer('peer', { to: openAddress ?? '', port: 80 })).toBe('reached');
     });
 
@@ -395,7 +442,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(dockfw?.logged(unreachable).length).toBe(seen.down + 1);
       const [address] = (await host.containerAddresses('phoenix')).v4;
       await waitForKernel('rules for the restarted container', (v4) =>
-        rulesOf(v4).some((r) => r.includes(`-d ${address}/32`) && r.includes('203.0.113.12')),
+        fw.allows(v4, address ?? '', 80, '203.0.113.12'),
       );
       await expect
         .poll(() => host.reachableFrom({ to: HOST_A, port: 8094 }), { timeout: 10_000, interval: 100 })
@@ -404,24 +451,15 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
 
     it('uninstall removes every owned rule, chain and jump, and nothing else', async () => {
       await dockfw?.stop();
-      const othersBefore = async (family: 4 | 6) =>
-        (await save(family))
-          .split('\n')
-          .filter((l) => (l.startsWith('-A') || l.startsWith(':')) && !l.includes('DOCKFW'))
-          .map((l) => l.replace(/ \[\d+:\d+\]$/, ''));
-      const [others4, others6] = await Promise.all([othersBefore(4), othersBefore(6)]);
-      const result = await dockfwCommand(host, ['uninstall']);
+      const others = await fw.others(host);
+      const result = await dockfwCommand(host, ['uninstall'], fw.dockfwEnv());
       expect(result.exitCode, result.stderr).toBe(0);
-      const [v4, v6] = await Promise.all([save(4), save(6)]);
-      expect(v4).not.toContain('DOCKFW');
-      expect(v6).not.toContain('DOCKFW');
-      expect(await othersBefore(4)).toEqual(others4);
-      expect(await othersBefore(6)).toEqual(others6);
-      expect(v4).toContain(`-A DOCKER-USER ${ADMIN_RULE_V4}`);
-      expect(v6).toContain(`-A ${parentV6} ${ADMIN_RULE_V6}`);
+      expect(await fw.anyOwned(host)).toBe(false);
+      expect(await fw.others(host)).toEqual(others);
+      expect(await fw.adminRuleIntact(host)).toBe(true);
       // Docker's own forwarding is back to what it was without dockfw.
       expect(await host.reachableFrom({ to: HOST_A, port: 8094 })).toEqual(V4_WITHOUT_ADMIN_BLOCKED);
-      const again = await dockfwCommand(host, ['uninstall']);
+      const again = await dockfwCommand(host, ['uninstall'], fw.dockfwEnv());
       expect(again.stdout).toContain('nothing to remove');
     });
 
@@ -454,7 +492,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
         };
         const without: number[] = [];
         for (let i = 0; i < 5; i++) without.push(await measure(`plain${i}`));
-        dockfw = DockfwProcess.start(host, { DOCKFW_LOG_LEVEL: 'info' });
+        dockfw = DockfwProcess.start(host, env({ DOCKFW_LOG_LEVEL: 'info' }));
         await dockfw.waitForLog('connected to docker');
         await sleep(500);
         const withDockfw: number[] = [];
@@ -467,7 +505,7 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
         );
         expect(median(withDockfw)).toBeLessThan(2000);
         await dockfw.stop();
-        await dockfwCommand(host, ['uninstall']);
+        await dockfwCommand(host, ['uninstall'], fw.dockfwEnv());
       });
     }
   });

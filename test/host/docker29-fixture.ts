@@ -264,7 +264,10 @@ export class Docker29Firewall {
 
   /** Loads the tables for the engine's state now. */
   async sync(): Promise<void> {
-    const view = await readDocker29View(this.host.socket);
+    await this.load(await readDocker29View(this.host.socket));
+  }
+
+  private async load(view: Docker29View): Promise<void> {
     const payload = renderDocker29Table(view, 'ip') + renderDocker29Table(view, 'ip6');
     const result = await this.host.exec('nft', ['-f', '-'], { input: payload });
     if (result.exitCode !== 0)
@@ -289,8 +292,11 @@ export class Docker29Firewall {
     this.pending = true;
     this.running = this.running.then(async () => {
       this.pending = false;
+      // An engine that does not answer (restarting) is read again when its events come back.
+      const view = await readDocker29View(this.host.socket).catch(() => undefined);
+      if (view === undefined) return;
       try {
-        await this.sync();
+        await this.load(view);
       } catch (error) {
         this.failure = error instanceof Error ? error : new Error(String(error));
       }

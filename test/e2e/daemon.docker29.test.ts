@@ -1,0 +1,10 @@
+import { daemonSuite } from './daemon-suite.js';
+import { nftablesFirewall } from './suite-firewall.js';
+
+// Docker 29's nftables layout (fixture) with /info saying nftables: `auto` picks the nftables backend.
+daemonSuite('dockfw run: Docker 29 nftables layout, auto backend', {
+  engine: '28.5',
+  iptables: 'nft',
+  ipv6UserChain: true,
+  firewall: nftablesFirewall('docker29'),
+});
