@@ -99,15 +99,23 @@ export function createSync(options: SyncOptions): SyncFn {
     } else logger.info(detail, 'rules applied');
   }
 
+  /** Containers whose inspect could not be read, already logged (once each while it lasts). */
+  let reportedUnreadable = new Set<string>();
+
   return async (reasons) => {
-    const unreadable = (id: string, error: unknown): void =>
+    const unreadableNow = new Set<string>();
+    const unreadable = (id: string, error: unknown): void => {
+      unreadableNow.add(id);
+      if (reportedUnreadable.has(id)) return;
       logger.error(
         { container: id, error: error instanceof Error ? error.message : String(error) },
         'cannot read container: left closed',
       );
+    };
     const snapshot = await readEngineSnapshot(options.docker, unreadable).catch((error: unknown) => {
       throw new DockerUnavailableError(error);
     });
+    reportedUnreadable = unreadableNow;
     const desired = desiredState(snapshot, options.config);
     reportLabelErrors(desired);
     const reports = await options.firewall.reconcile(desired);
