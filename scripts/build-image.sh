@@ -96,6 +96,8 @@ if [ -n "${DOCKFW_ROOTFS_CACHE:-}" ]; then
   if [ ! -f "$ROOTFS" ]; then
     log "building root filesystem $ROOTFS"
     build_rootfs "$ROOTFS.partial" && mv "$ROOTFS.partial" "$ROOTFS"
+    # Keep only the newest (each is ~140 MB).
+    find "$DOCKFW_ROOTFS_CACHE" -maxdepth 1 -name 'dockfw-rootfs-*.tar*' ! -name "$(basename "$ROOTFS")" -delete
   fi
   flock -u 9
 else
