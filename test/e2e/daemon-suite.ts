@@ -87,6 +87,10 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     }
 
     const hasRulesFor = (ref: ContainerRef) => (v4: string) => fw.judges(v4, ref);
+    /** Checks of the iptables layout itself (other backends have no such thing). */
+    const itIptables = (name: string, fn: () => Promise<void>): void => {
+      if (fw.backend === 'iptables') it(name, fn);
+    };
     /** Syncs so far: each logs one line per family; count the IPv4 ones. */
     const syncsLogged = (): number =>
       dockfw?.records.filter(
@@ -186,20 +190,17 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
     });
 
     // `plan` prints the iptables layout.
-    it.runIf(fw.backend === 'iptables')(
-      'plan without --input reads the live engine and prints what run applies',
-      async () => {
-        const plan = await dockfwCommand(host, ['plan', '--family', '4']);
-        expect(plan.exitCode, plan.stderr).toBe(0);
-        const [address] = (await host.containerAddresses('one')).v4;
-        const planned = rulesOf(plan.stdout, '-A DOCKFW');
-        expect(planned).toContain(
-          `-A DOCKFW-IN -s 203.0.113.10/32 -d ${address}/32 -p tcp -m tcp --dport 80 -m comment --comment "dockfw ${id12('one')}" -j RETURN`,
-        );
-        expect(planned).toEqual(rulesOf(await save(4), '-A DOCKFW'));
-        expect(plan.stderr).toMatch(/invalid.*dockfw\.allow/s);
-      },
-    );
+    itIptables('plan without --input reads the live engine and prints what run applies', async () => {
+      const plan = await dockfwCommand(host, ['plan', '--family', '4']);
+      expect(plan.exitCode, plan.stderr).toBe(0);
+      const [address] = (await host.containerAddresses('one')).v4;
+      const planned = rulesOf(plan.stdout, '-A DOCKFW');
+      expect(planned).toContain(
+        `-A DOCKFW-IN -s 203.0.113.10/32 -d ${address}/32 -p tcp -m tcp --dport 80 -m comment --comment "dockfw ${id12('one')}" -j RETURN`,
+      );
+      expect(planned).toEqual(rulesOf(await save(4), '-A DOCKFW'));
+      expect(plan.stderr).toMatch(/invalid.*dockfw\.allow/s);
+    });
 
     it('enforces per-port labels, UDP, IPv6 and a container on two networks', async () => {
       const [port80, port81, udp, v6, v6overV4, multi] = await Promise.all([
@@ -245,23 +246,20 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(await host.probeFromEngine({ to: '127.0.0.1', port: 8090 })).toBe('reached');
     });
 
-    it.runIf(fw.backend === 'iptables')(
-      'keeps exactly one jump first and the admin’s rule right after it',
-      async () => {
-        const v4 = await save(4);
-        expect(rulesOf(v4, '-A DOCKER-USER')).toEqual([
-          '-A DOCKER-USER -j DOCKFW',
-          `-A DOCKER-USER ${ADMIN_RULE_V4}`,
-          ...(options.engine === '20.10' ? ['-A DOCKER-USER -j RETURN'] : []),
-        ]);
-        // In ip6tables FORWARD (old engines) Docker inserts its own rules on top
-        // when it makes a network; dockfw keeps its jump first, the admin's rule stays.
-        const v6 = rulesOf(await save(6), `-A ${parentV6}`);
-        expect(v6[0]).toBe(`-A ${parentV6} -j DOCKFW`);
-        expect(v6.filter((r) => r === `-A ${parentV6} ${ADMIN_RULE_V6}`)).toHaveLength(1);
-        expect(v6.filter((r) => r.includes('DOCKFW'))).toHaveLength(1);
-      },
-    );
+    itIptables('keeps exactly one jump first and the admin’s rule right after it', async () => {
+      const v4 = await save(4);
+      expect(rulesOf(v4, '-A DOCKER-USER')).toEqual([
+        '-A DOCKER-USER -j DOCKFW',
+        `-A DOCKER-USER ${ADMIN_RULE_V4}`,
+        ...(options.engine === '20.10' ? ['-A DOCKER-USER -j RETURN'] : []),
+      ]);
+      // In ip6tables FORWARD (old engines) Docker inserts its own rules on top
+      // when it makes a network; dockfw keeps its jump first, the admin's rule stays.
+      const v6 = rulesOf(await save(6), `-A ${parentV6}`);
+      expect(v6[0]).toBe(`-A ${parentV6} -j DOCKFW`);
+      expect(v6.filter((r) => r === `-A ${parentV6} ${ADMIN_RULE_V6}`)).toHaveLength(1);
+      expect(v6.filter((r) => r.includes('DOCKFW'))).toHaveLength(1);
+    });
 
     it('keeps the admin’s rule; the periodic check writes nothing when nothing drifted', async () => {
       expect(await fw.adminRuleIntact(host)).toBe(true);

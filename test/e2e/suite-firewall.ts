@@ -231,11 +231,23 @@ export function nftablesFirewall(layout: 'iptables-nft' | 'docker29'): SuiteFire
       judged(text, 'allowed', address, port).length === 0,
     allows: (text, address, port, source) =>
       judged(text, 'allowed', address, port).some((e) => e.split(' . ')[3] === source),
-    ruleLines: (text) =>
-      text
+    // The chain's rules in order, then each set's elements sorted (the kernel lists them in its own order).
+    ruleLines: (text) => {
+      const chain = /chain forward \{([^}]*)\}/.exec(text)?.[1] ?? '';
+      const rules = chain
         .split('\n')
         .map((l) => l.trim())
-        .filter((l) => l !== ''),
+        .filter((l) => l !== '');
+      const sets = ['bridges', 'outside', 'allowed4', 'guarded4', 'allowed6', 'guarded6'];
+      return [
+        ...rules,
+        ...sets.flatMap((set) =>
+          elementLines(text, set)
+            .sort()
+            .map((e) => `${set}: ${e}`),
+        ),
+      ];
+    },
     judgesOnly: (text, iface) =>
       text.includes('iifname != @outside return') &&
       JSON.stringify(elementLines(text, 'outside')) === JSON.stringify([`"${iface}"`]),
