@@ -57,6 +57,9 @@ function usage(): string {
     '  --help     show help (also: dockfw <command> --help)',
     '  --version  print the version',
     '',
+    'Exit status: 0 success; 1 failure (check: problems found; status: daemon not',
+    'ready; health: no answer); 2 bad usage or configuration (status: daemon unreachable).',
+    '',
   ].join('\n');
 }
 
