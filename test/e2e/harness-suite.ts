@@ -42,7 +42,11 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
       // Not published; only other containers and the host reach it.
       await host.runContainer({ name: 'inner' });
       await host.docker(['network', 'create', '--ipv6', '--subnet', '2001:db8:2::/64', 'v6net']);
-      await host.runContainer({ name: 'web-v6', network: 'v6net', ports: [`[${HOST_V6}]:8090:80`] });
+      await host.runContainer({
+        name: 'web-v6',
+        network: 'v6net',
+        ports: [`[${HOST_V6}]:8090:80`, `[${HOST_V6}]:8091:53/udp`],
+      });
     });
 
     afterEach(async () => {
@@ -115,6 +119,7 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
 
     it('IPv6: a port published on the host IPv6 address, restricted with ip6tables', async () => {
       expect(await host.reachableFrom({ to: HOST_V6, port: 8090 })).toEqual(ALL_V6);
+      expect(await host.reachableFrom({ to: HOST_V6, port: 8091, proto: 'udp' })).toEqual(ALL_V6);
       // Docker 20.10 (--experimental --ip6tables) makes no IPv6 DOCKER-USER; admins use FORWARD there.
       const chains = await host.iptables(6, ['-S']);
       const hasUserChain = chains.split('\n').includes('-N DOCKER-USER');
@@ -122,6 +127,7 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
       const chain = hasUserChain ? 'DOCKER-USER' : 'FORWARD';
       await insertRule(6, ['-i', EXT, '!', '-s', '2001:db8:1::11', '-j', 'DROP'], chain);
       expect(await host.reachableFrom({ to: HOST_V6, port: 8090 })).toEqual(['2001:db8:1::11']);
+      expect(await host.reachableFrom({ to: HOST_V6, port: 8091, proto: 'udp' })).toEqual(['2001:db8:1::11']);
     });
 
     it('container-to-container and host traffic still flow with the rules in place', async () => {
@@ -130,6 +136,8 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
       expect(webAddress).toBeDefined();
       const web = webAddress ?? '';
       expect(await host.probeFromContainer('inner', { to: web, port: 80 })).toBe('reached');
+      // Through the published port on the host's address (hairpin).
+      expect(await host.probeFromContainer('inner', { to: HOST_A, port: 8080 })).toBe('reached');
       expect(await host.probeFromEngine({ to: web, port: 80 })).toBe('reached');
       expect(await host.probeFromEngine({ to: HOST_A, port: 8080 })).toBe('reached');
       // The rule is in force for outside traffic at the same time.

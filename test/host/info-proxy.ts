@@ -44,6 +44,8 @@ export async function startInfoProxy(
           return;
         }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
+        // An event stream sends headers long before its first event.
+        res.flushHeaders();
         answer.pipe(res);
       },
     );

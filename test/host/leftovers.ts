@@ -2,13 +2,13 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { mountsUnder, unmountAll } from './mounts.js';
 import { deleteNamespace, listNamespaces } from './netns.js';
-import { findProcesses, terminate } from './processes.js';
+import { findProcesses, findProcessesRootedUnder, terminate } from './processes.js';
 import { HOST_DIR_PREFIX, NETNS_PREFIX } from './test-host.js';
 
 /** Traces a test host leaves on the machine: namespaces, processes, mounts. */
 export interface Traces {
   netns: string[];
-  /** dockerd, containerd and shims whose command line names a test host folder. */
+  /** Container processes rooted in a test host folder, then dockerd, containerd and shims naming one. */
   pids: number[];
   mounts: string[];
 }
@@ -25,7 +25,10 @@ async function mountsStartingWith(prefix: string): Promise<string[]> {
 export async function findTraces(runId: string): Promise<Traces> {
   return {
     netns: (await listNamespaces()).filter((name) => name.startsWith(`${NETNS_PREFIX}${runId}`)),
-    pids: (await findProcesses(`${HOST_DIR_PREFIX}${runId}`)).map((p) => p.pid),
+    pids: [
+      ...(await findProcessesRootedUnder(`${HOST_DIR_PREFIX}${runId}`)),
+      ...(await findProcesses(`${HOST_DIR_PREFIX}${runId}`)),
+    ].map((p) => p.pid),
     mounts: await mountsStartingWith(`${HOST_DIR_PREFIX}${runId}`),
   };
 }

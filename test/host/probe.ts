@@ -11,11 +11,18 @@ export interface ProbeOptions {
   to: string;
   port: number;
   proto?: Protocol;
-  /** How long to wait for an answer; a blocked probe takes about this long. */
+  /**
+   * How long a blocked probe waits: for TCP the connect timeout (default 1 s; a
+   * connected probe gets 4 s more for the answer), for UDP the whole budget of
+   * its attempts (default 1.5 s).
+   */
   timeoutMs?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 1_000;
+const DEFAULT_UDP_TIMEOUT_MS = 1_500;
+/** Once connected, a slow answer (a loaded machine) is still an answer. */
+const ANSWER_GRACE_S = 4;
 
 function bracketed(address: string): string {
   return isIPv6(address) ? `[${address}]` : address;
@@ -34,7 +41,7 @@ export function httpProbeArgs(to: string, port: number, timeoutMs = DEFAULT_TIME
     '--connect-timeout',
     seconds.toFixed(3),
     '-m',
-    (seconds + 1).toFixed(3),
+    (seconds + ANSWER_GRACE_S).toFixed(3),
     `http://${bracketed(to)}:${port}/`,
   ];
 }
@@ -62,7 +69,7 @@ export async function probeFrom(clientNs: string, options: ProbeOptions): Promis
  */
 async function probeUdp(clientNs: string, options: ProbeOptions): Promise<ProbeOutcome> {
   const attempts = 3;
-  const perAttemptS = ((options.timeoutMs ?? DEFAULT_TIMEOUT_MS) / attempts / 1000).toFixed(3);
+  const perAttemptS = ((options.timeoutMs ?? DEFAULT_UDP_TIMEOUT_MS) / attempts / 1000).toFixed(3);
   const family = isIPv6(options.to) ? 'UDP6' : 'UDP4';
   for (let attempt = 0; attempt < attempts; attempt++) {
     const result = await inNetns(

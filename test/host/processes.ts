@@ -65,3 +65,26 @@ export async function findProcesses(needle: string): Promise<ProcessInfo[]> {
   }
   return found;
 }
+
+/**
+ * Container processes whose root file system lies below `prefix` (an overlay
+ * with upperdir there). They outlive a killed shim, and their command line does
+ * not name the test host, so they are found by their root mount.
+ */
+export async function findProcessesRootedUnder(prefix: string): Promise<ProcessInfo[]> {
+  const found: ProcessInfo[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const mountinfo = await readFile(`/proc/${entry}/mountinfo`, 'utf8');
+      const root = mountinfo.split('\n').find((line) => line.split(' ')[4] === '/');
+      if (root?.includes(`upperdir=${prefix}`) && isAlive(Number(entry))) {
+        const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0').join(' ').trim();
+        found.push({ pid: Number(entry), cmdline });
+      }
+    } catch {
+      // The process exited while we looked.
+    }
+  }
+  return found;
+}

@@ -20,7 +20,7 @@ import {
 import { mountsUnder, unmountAll } from './mounts.js';
 import { createNamespaces, deleteNamespace, netnsPath } from './netns.js';
 import { httpProbeArgs, probeFrom, type ProbeOptions, type ProbeOutcome, type Protocol } from './probe.js';
-import { findProcesses, terminate } from './processes.js';
+import { findProcesses, findProcessesRootedUnder, terminate } from './processes.js';
 import { readProvisioned, REPO_ROOT, type EngineVersion } from './provisioned.js';
 import { run, type CommandResult } from './run.js';
 
@@ -271,7 +271,11 @@ export class TestHost {
     }
     await stopDockerd(this.layout, this.dockerdPid);
     await stopContainerd(this.layout);
-    // Shims outlive containerd; find them by the socket path only this host uses.
+    // Normally nothing is left. After a crash: container processes (found by
+    // their root file system), then shims (by the socket path only this host uses).
+    for (const leftover of await findProcessesRootedUnder(`${this.layout.dir}/`)) {
+      await terminate(leftover.pid, 2_000);
+    }
     for (const leftover of await findProcesses(this.layout.dir)) {
       await terminate(leftover.pid, 2_000);
     }
