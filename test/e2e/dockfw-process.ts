@@ -10,7 +10,8 @@ import { execa } from 'execa';
 import type { TestHost } from '../host/index.js';
 import { REPO_ROOT } from '../host/provisioned.js';
 
-export const DOCKFW_MAIN = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
+/** The build under test; DOCKFW_E2E_MAIN points the suite at another one (e.g. a mutant). */
+export const DOCKFW_MAIN = process.env.DOCKFW_E2E_MAIN ?? path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
 export interface LogRecord {
   readonly level: number;
