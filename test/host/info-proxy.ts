@@ -47,12 +47,13 @@ export async function startInfoProxy(
         // An event stream sends headers long before its first event.
         res.flushHeaders();
         answer.pipe(res);
+        // The engine went away mid-answer (a restart): the client must see its connection drop too.
+        answer.on('aborted', () => res.destroy());
+        answer.on('error', () => res.destroy());
       },
     );
-    upstream.on('error', (error) => {
-      if (!res.headersSent) res.writeHead(502);
-      res.end(error.message);
-    });
+    // The engine is down: drop the client's connection, as a dead socket would.
+    upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
   await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
 import { CLIENT_ADDRESSES } from './addresses.js';
@@ -46,6 +46,7 @@ export const RUN_ID_ENV = 'DFW_TEST_RUN';
 const HOST_FILE = 'host.json';
 /** dockerd and containerd logs of stopped hosts, for a look after a failure. */
 export const LOG_DIR = path.join(REPO_ROOT, '.cache', 'test-host-logs');
+const KEPT_LOGS = 60;
 
 export interface RunningContainer {
   id: string;
@@ -248,11 +249,24 @@ export class TestHost {
     await this.docker(['import', '--change', 'CMD ["/bin/serve"]', rootfsTar, TEST_IMAGE]);
   }
 
+  private async pruneLogs(): Promise<void> {
+    const kept = await Promise.all(
+      (await readdir(LOG_DIR)).map(async (name) => ({
+        name,
+        mtime: (await stat(path.join(LOG_DIR, name))).mtimeMs,
+      })),
+    );
+    kept.sort((a, b) => b.mtime - a.mtime);
+    for (const old of kept.slice(KEPT_LOGS)) await rm(path.join(LOG_DIR, old.name), { force: true });
+  }
+
   private async keepLogs(): Promise<void> {
     await mkdir(LOG_DIR, { recursive: true });
     for (const log of [this.layout.dockerLog, this.layout.containerdLog]) {
       if (existsSync(log)) await copyFile(log, path.join(LOG_DIR, `${this.id}-${path.basename(log)}`));
     }
+    // Keep the newest logs only (best effort: hosts stopping at once prune together).
+    await this.pruneLogs().catch(() => undefined);
   }
 
   /**
@@ -283,7 +297,7 @@ export class TestHost {
     if (mounts.length > 0) problems.push(`mounts left: ${mounts.join(', ')}`);
     await deleteNamespace(this.clientNs);
     await deleteNamespace(this.engineNs);
-    await this.keepLogs();
+    await this.keepLogs().catch(() => undefined);
     if ((await mountsUnder(this.layout.dir)).length === 0) {
       await rm(this.layout.dir, { recursive: true, force: true });
     }
