@@ -54,28 +54,33 @@ export class IptablesReconciler {
     this.deps = { run: options.run, legacyTableNames: options.legacyTableNames ?? procLegacyTableNames };
   }
 
-  /** Where dockfw's jump goes, per family; throws DockerChainsMissingError before Docker made its chains. */
-  async placements(): Promise<Placement[]> {
-    const ipv4 = await detectIpv4(this.deps);
-    if (!ipv4)
-      throw new DockerChainsMissingError("Docker's chains are not in iptables-nft nor iptables-legacy yet");
-    if (this.ipv6Unavailable) return [ipv4];
+  /** IPv6's placement; undefined once ip6tables turned out not to be installed. */
+  private async ipv6Placement(ipv4Variant: Variant): Promise<Placement | undefined> {
+    if (this.ipv6Unavailable) return undefined;
     try {
-      return [ipv4, await detectIpv6(this.deps, ipv4.variant)];
+      return await detectIpv6(this.deps, ipv4Variant);
     } catch (error) {
       if (!(error instanceof CommandError && error.missing)) throw error;
       this.ipv6Unavailable = true;
       this.options.onIpv6Unavailable?.(error);
-      return [ipv4];
+      return undefined;
     }
   }
 
+  /** Throws DockerChainsMissingError before Docker made its chains. */
   async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
-    const reports: FamilyReport[] = [];
-    for (const placement of await this.placements()) {
-      reports.push(await this.reconcileFamily(desired, placement));
+    const ipv4 = await detectIpv4(this.deps);
+    if (!ipv4) {
+      throw new DockerChainsMissingError("Docker's chains are not in iptables-nft nor iptables-legacy yet");
     }
-    return reports;
+    // Separate tables, separate transactions: read and write both families side by side.
+    const [v4, v6] = await Promise.all([
+      this.reconcileFamily(desired, ipv4),
+      this.ipv6Placement(ipv4.variant).then(
+        (placement) => placement && this.reconcileFamily(desired, placement),
+      ),
+    ]);
+    return v6 ? [v4, v6] : [v4];
   }
 
   private async reconcileFamily(desired: DesiredState, placement: Placement): Promise<FamilyReport> {
