@@ -144,6 +144,16 @@ export function harnessSuite(title: string, options: TestHostOptions): void {
       expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual(['203.0.113.11']);
     });
 
+    it('direct access to a container address from outside: dropped by 28.5, let through by 20.10', async () => {
+      const [webAddress] = (await host.containerAddresses('web')).v4;
+      expect(webAddress).toBeDefined();
+      const direct = await host.reachableFrom({ to: webAddress ?? '', port: 80 });
+      // 28.x drops packets for container addresses that do not come from the bridge (raw table);
+      // 20.10 accepts them for published container ports.
+      expect(direct).toEqual(options.engine === '20.10' ? ALL_V4 : []);
+      expect(await host.reachableFrom({ to: HOST_A, port: 8080 })).toEqual(ALL_V4);
+    });
+
     it('docker compose (v2 plugin) publishes a service that the client reaches', async () => {
       const file = path.join(host.layout.dir, 'compose.yml');
       await writeFile(file, 'services:\n  web:\n    image: dfw-busybox:local\n    ports: ["8085:80"]\n');
