@@ -139,6 +139,13 @@ describe('NftablesReconciler', () => {
     expect(fake.payloads).toEqual([]);
   });
 
+  it('tells what differs without writing', async () => {
+    const fake = fakeNft(undefined);
+    const drift = await new NftablesReconciler({ run: fake.run }).drift(desired());
+    expect(drift.structural).toEqual(['table inet dockfw']);
+    expect(fake.payloads).toEqual([]);
+  });
+
   it('writes the whole table when there is none', async () => {
     const state = desired();
     const fake = fakeNft(undefined);

@@ -33,6 +33,11 @@ export class NftablesReconciler {
 
   constructor(private readonly options: NftablesReconcilerOptions) {}
 
+  /** What differs between the kernel and `desired`, without writing (for a watcher's check). */
+  async drift(desired: DesiredState): Promise<TableDrift> {
+    return diffTable(tableSpec(desired), await readTable(this.options.run));
+  }
+
   async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
     const spec = tableSpec(desired);
     const drift = diffTable(spec, await readTable(this.options.run));
