@@ -11,7 +11,8 @@ const HELP = `Usage: dockfw uninstall
 
 Removes every rule and chain dockfw owns (DOCKFW*) and its jump from DOCKER-USER
 (or ip6tables FORWARD), in IPv4 and IPv6, in iptables-nft and iptables-legacy,
-and the nftables table inet dockfw. Rules that others own are not touched. Stop \`dockfw run\` first, or it re-adds them.
+and the nftables table inet dockfw. Rules that others own are not touched.
+Stop \`dockfw run\` first, or it re-adds them.
 `;
 
 export async function run(argv: string[]): Promise<number> {
