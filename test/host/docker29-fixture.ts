@@ -10,6 +10,10 @@
  * Differences from the real engine: the tables are replaced whole in one batch
  * (Docker rewrites single chains), and the rules follow the container's start
  * by one event round-trip (Docker writes them before the start returns).
+ * Without the userland proxy the fixture also DNATs the host's loopback
+ * connections (route_localnet) and masquerades the host's own connections into
+ * the bridge, as Docker's iptables layout does then; Docker 29's exact rules
+ * for that case were not checked.
  */
 import http from 'node:http';
 import { dockerGet } from './docker-api.js';
