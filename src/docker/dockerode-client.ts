@@ -1,6 +1,7 @@
 // DockerClient over dockerode. Two connections: one for requests (with a
 // timeout) and one for the event stream (which must stay open indefinitely).
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import type { DockerClient, EngineInfo, EventSubscription, NetworkSummary } from './docker-client.js';
@@ -115,7 +116,10 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
   return {
     async subscribe(): Promise<EventSubscription> {
       const response = await stream.getEvents({ filters: EVENT_FILTERS });
-      const body = response as NodeJS.ReadableStream & { destroy(): void };
+      const body = response as NodeJS.ReadableStream & { destroy(): void; socket?: Socket };
+      // The stream is quiet for as long as nothing happens; over TCP, keepalive
+      // probes notice a peer that vanished without closing (no-op on unix sockets).
+      body.socket?.setKeepAlive(true, 30_000);
       let closed = false;
       async function* iterate(): AsyncGenerator<DockerEvent> {
         const decoder = new JsonLineDecoder();
