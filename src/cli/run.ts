@@ -8,6 +8,7 @@ import { startObservability } from '../observe/index.js';
 import { createLogger } from '../observe/logger.js';
 import { systemClock } from '../runtime/clock.js';
 import { Daemon } from '../runtime/daemon.js';
+import { spawnNftMonitor } from '../runtime/nft-monitor.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
 import { version } from './main.js';
 import { installStopSignals } from './signals.js';
@@ -17,8 +18,10 @@ const HELP = `Usage: dockfw run [configuration flags]
 Runs the sidecar: subscribes to Docker's events, and after every relevant event
 (and on the periodic check) re-lists the containers and brings dockfw's rules
 (iptables chains, or the nftables table inet dockfw) in step with their
-dockfw.allow labels. Logs JSON lines to stdout (pretty when stdout is a
-terminal). SIGTERM or SIGINT stops it; the rules stay in place (new connections
+dockfw.allow labels. Where the rules live in nf_tables (iptables-nft, the
+nftables backend) it also follows \`nft monitor\` and repairs outside changes
+at once (DOCKFW_RULESET_WATCH=off: the periodic check alone). Logs JSON lines
+to stdout (pretty when stdout is a terminal). SIGTERM or SIGINT stops it; the rules stay in place (new connections
 to containers stay as they were; use \`dockfw uninstall\` to remove them).
 
 ${configHelp()}
@@ -74,6 +77,8 @@ export async function run(argv: string[]): Promise<number> {
     logger,
     clock: systemClock,
     observer: observability.observer,
+    // Not a Config setting: an escape hatch (and the bench's "periodic check only").
+    ...(process.env.DOCKFW_RULESET_WATCH === 'off' ? {} : { rulesetMonitor: spawnNftMonitor }),
   });
   daemon.start();
   logger.info({ signal: await signals.received }, 'stopping: rules stay in place');

@@ -1,4 +1,4 @@
-// `dockfw run` wired together: event watch + periodic check → runner → sync.
+// `dockfw run` wired together: event watch + ruleset watch + periodic check → runner → sync.
 // Stopping leaves every rule in place (fail closed; the next start takes over).
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
@@ -9,6 +9,8 @@ import type { DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
 import type { Clock } from './clock.js';
 import { DockerWatch } from './docker-watch.js';
+import type { MonitorSpawner } from './nft-monitor.js';
+import { RulesetWatch } from './ruleset-watch.js';
 import { SyncRunner } from './runner.js';
 import { createSync, DockerUnavailableError, type Firewall } from './sync.js';
 
@@ -20,6 +22,8 @@ export interface DaemonOptions {
   readonly clock: Clock;
   /** Told about every sync and connection change (status, readiness, metrics). */
   readonly observer?: DaemonObserver;
+  /** Starts `nft monitor`, so outside changes are repaired at once; absent: the periodic check alone. */
+  readonly rulesetMonitor?: MonitorSpawner;
 }
 
 function cronLogger(logger: Logger) {
@@ -34,6 +38,7 @@ function cronLogger(logger: Logger) {
 export class Daemon {
   private readonly runner: SyncRunner;
   private readonly watch: DockerWatch;
+  private readonly rulesetWatch: RulesetWatch | undefined;
   private periodic: ScheduledTask | undefined;
   private lastFailure: string | undefined;
 
@@ -76,6 +81,14 @@ export class Daemon {
       },
       onDisconnected: (error) => observer?.dockerDisconnected?.(error),
     });
+    this.rulesetWatch =
+      options.rulesetMonitor &&
+      new RulesetWatch({
+        spawn: options.rulesetMonitor,
+        runner: this.runner,
+        logger: logger.child({ component: 'ruleset-watch' }),
+        clock,
+      });
   }
 
   /** Syncs started so far (for tests and metrics). */
@@ -86,6 +99,7 @@ export class Daemon {
   start(): void {
     const { config, logger } = this.options;
     this.watch.start();
+    this.rulesetWatch?.start();
     this.periodic = cron.schedule(config.resync, () => this.runner.request('periodic'), {
       name: 'dockfw-periodic-check',
       logger: cronLogger(logger.child({ component: 'cron' })),
@@ -100,7 +114,7 @@ export class Daemon {
   async stop(): Promise<void> {
     await this.periodic?.stop();
     await this.periodic?.destroy();
-    await Promise.all([this.watch.stop(), this.runner.stop()]);
+    await Promise.all([this.watch.stop(), this.rulesetWatch?.stop(), this.runner.stop()]);
   }
 
   private reportFailure(error: unknown, failures: number, retryInMs: number): void {

@@ -132,3 +132,32 @@ describe('SyncRunner', () => {
     expect(h.starts).toHaveLength(1);
   });
 });
+
+describe('SyncRunner under a long storm', () => {
+  it('slows down after ten waiting starts in a row (up to the cap), and is back to full speed once idle', async () => {
+    const h = harness(30);
+    for (let t = 0; t < 10_000; t += 7) {
+      h.runner.request('event');
+      await h.clock.advance(7);
+    }
+    await h.clock.advance(5000);
+    const at = h.starts.map((s) => s.at);
+    // The first second as before (2 at once, then one per 100 ms), then 200, 400, … 3200 ms apart.
+    expect(at.filter((t) => t < 1000).length).toBeGreaterThanOrEqual(10);
+    const gaps = at.slice(1).map((t, i) => t - (at[i] ?? 0));
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(3200);
+    expect(gaps.slice(-2).every((gap) => gap >= 3200 - 1)).toBe(true);
+    expect(h.starts.length).toBeLessThanOrEqual(20);
+    expect(h.maxConcurrent()).toBe(1);
+
+    // Idle long enough to refill: a lone request and its follow-ups run at full speed again.
+    await h.clock.advance(10_000);
+    const before = h.starts.length;
+    const t0 = h.clock.now();
+    for (let i = 0; i < 4; i++) {
+      h.runner.request('event');
+      await h.clock.advance(100);
+    }
+    expect(h.starts.slice(before).map((s) => s.at - t0)).toEqual([0, 100, 200, 300]);
+  });
+});

@@ -2,7 +2,11 @@
 // check, reconnects) collapse: one sync runs, at most one waits. Starts are
 // rate-limited by a token bucket: `burst` may follow each other at once (a
 // container's "connect" then "start" should not wait), then one per
-// `minIntervalMs`, so an event storm costs a few syncs.
+// `minIntervalMs`, so an event storm costs a few syncs. A storm that goes on
+// (more than `slowDownAfter` starts in a row that had to wait) doubles the
+// interval up to `maxIntervalMs`: 50 containers starting over ten seconds cost
+// a handful of syncs more, not one per event. New containers are closed (the
+// catch-all) until their sync, so slowing down delays, never opens.
 // A failed sync is retried with capped exponential backoff.
 import type { Clock, TimerHandle } from './clock.js';
 
@@ -18,6 +22,10 @@ export interface RunnerOptions {
   readonly minIntervalMs?: number;
   /** Starts allowed back to back before the rate applies (default 2). */
   readonly burst?: number;
+  /** A long storm's interval grows up to this (default 3200). */
+  readonly maxIntervalMs?: number;
+  /** Waiting starts in a row before the interval starts growing (default 10). */
+  readonly slowDownAfter?: number;
   readonly retryInitialMs?: number;
   readonly retryMaxMs?: number;
 }
@@ -29,7 +37,15 @@ export interface RequestOptions {
 
 export class SyncRunner {
   private readonly minIntervalMs: number;
+  private readonly maxIntervalMs: number;
+  private readonly slowDownAfter: number;
   private readonly burst: number;
+  /** The current interval: minIntervalMs, more during a long storm. */
+  private intervalMs: number;
+  /** Starts in a row that had to wait for a token. */
+  private waitedInARow = 0;
+  /** The scheduled start waits for a token (not for a backoff). */
+  private waitingForToken = false;
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
   private pending = new Set<SyncReason>();
@@ -45,6 +61,9 @@ export class SyncRunner {
 
   constructor(private readonly options: RunnerOptions) {
     this.minIntervalMs = options.minIntervalMs ?? 100;
+    this.maxIntervalMs = Math.max(this.minIntervalMs, options.maxIntervalMs ?? 3200);
+    this.slowDownAfter = options.slowDownAfter ?? 10;
+    this.intervalMs = this.minIntervalMs;
     this.burst = options.burst ?? 2;
     this.tokens = this.burst;
     this.tokensAt = options.clock.now();
@@ -79,11 +98,12 @@ export class SyncRunner {
     if (this.stopped || this.running || this.pending.size === 0) return;
     const now = this.options.clock.now();
     const tokens = this.availableTokens(now);
-    const tokenDue = tokens >= 1 ? now : now + Math.ceil((1 - tokens) * this.minIntervalMs);
+    const tokenDue = tokens >= 1 ? now : now + Math.ceil((1 - tokens) * this.intervalMs);
     const due = Math.max(now, tokenDue, this.notBefore);
     if (this.timer && this.timerDue <= due) return;
     this.cancelTimer();
     this.timerDue = due;
+    this.waitingForToken = tokens < 1;
     this.timer = this.options.clock.setTimeout(() => {
       this.timer = undefined;
       this.timerDue = Infinity;
@@ -93,7 +113,7 @@ export class SyncRunner {
 
   /** Tokens in the bucket at `now` (refilled one per interval, up to the burst). */
   private availableTokens(now: number): number {
-    return Math.min(this.burst, this.tokens + (now - this.tokensAt) / this.minIntervalMs);
+    return Math.min(this.burst, this.tokens + (now - this.tokensAt) / this.intervalMs);
   }
 
   private cancelTimer(): void {
@@ -107,13 +127,29 @@ export class SyncRunner {
     const reasons = this.pending;
     this.pending = new Set();
     const now = this.options.clock.now();
-    this.tokens = this.availableTokens(now) - 1;
+    const available = this.availableTokens(now);
+    this.pace(available, this.waitingForToken);
+    this.waitingForToken = false;
+    this.tokens = available - 1;
     this.tokensAt = now;
     this.syncCount++;
     this.running = this.runOnce(reasons).finally(() => {
       this.running = undefined;
       this.schedule();
     });
+  }
+
+  /** Back to the minimum interval once the bucket refilled; slower while a storm goes on. */
+  private pace(available: number, waited: boolean): void {
+    if (available >= this.burst) {
+      this.waitedInARow = 0;
+      this.intervalMs = this.minIntervalMs;
+    } else if (waited) {
+      this.waitedInARow++;
+      if (this.waitedInARow > this.slowDownAfter) {
+        this.intervalMs = Math.min(this.maxIntervalMs, this.intervalMs * 2);
+      }
+    }
   }
 
   private async runOnce(reasons: ReadonlySet<SyncReason>): Promise<void> {
