@@ -470,6 +470,9 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
 
     if (options.measureStartupDelay === true) {
       it('measures how long an unlabeled container takes to become reachable, with and without dockfw', async () => {
+        // Without dockfw means without its rules too (also when run on its own with -t).
+        await DockfwProcess.stopAll();
+        await dockfwCommand(host, ['uninstall']);
         /** ms from `docker run -d` returning until a probe that started then was answered. */
         const measure = async (name: string): Promise<number> => {
           await host.docker(['run', '-d', '--name', name, '-p', '8093:80', TEST_IMAGE]);
