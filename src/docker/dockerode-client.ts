@@ -102,6 +102,23 @@ export function mayHaveEndpoints(state: string | undefined): boolean {
   return state !== 'created' && state !== 'exited' && state !== 'dead';
 }
 
+/**
+ * Rejects when `request` has not settled within `ms`. docker-modem's own timeout
+ * does not cover an answer the engine cuts off half-way (headers sent, body
+ * not): such a request never settles, and a sync waiting on it would hold the
+ * runner forever.
+ */
+export function withDeadline<T>(request: Promise<T>, what: string, ms = REQUEST_TIMEOUT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`docker ${what}: no complete answer within ${ms / 1000} s`)),
+      ms,
+    );
+  });
+  return Promise.race([request, deadline]).finally(() => clearTimeout(timer));
+}
+
 function statusCode(error: unknown): number | undefined {
   const code = (error as { statusCode?: unknown } | null)?.statusCode;
   return typeof code === 'number' ? code : undefined;
@@ -145,13 +162,13 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
     },
 
     async listContainerIds(): Promise<string[]> {
-      const containers = await api.listContainers({ all: true });
+      const containers = await withDeadline(api.listContainers({ all: true }), 'list containers');
       return containers.filter((c) => mayHaveEndpoints(c.State)).map((c) => c.Id);
     },
 
     async inspectContainer(id: string): Promise<unknown> {
       try {
-        return await api.getContainer(id).inspect();
+        return await withDeadline(api.getContainer(id).inspect(), `inspect ${id.slice(0, 12)}`);
       } catch (error) {
         if (statusCode(error) === 404) return undefined;
         throw error;
@@ -159,14 +176,17 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
     },
 
     async listNetworks(): Promise<NetworkSummary[]> {
-      const networks = await api.listNetworks();
+      const networks = await withDeadline(api.listNetworks(), 'list networks');
       return networks.map((n) => ({ Id: n.Id, Name: n.Name, Driver: n.Driver, Options: n.Options ?? null }));
     },
 
     async info(): Promise<EngineInfo> {
       const [info, version] = await Promise.all([
-        api.info() as Promise<{ ServerVersion?: string; FirewallBackend?: { Driver?: string } }>,
-        api.version(),
+        withDeadline(
+          api.info() as Promise<{ ServerVersion?: string; FirewallBackend?: { Driver?: string } }>,
+          'info',
+        ),
+        withDeadline(api.version(), 'version'),
       ]);
       return {
         serverVersion: info.ServerVersion ?? version.Version,
