@@ -160,4 +160,16 @@ describe('SyncRunner under a long storm', () => {
     }
     expect(h.starts.slice(before).map((s) => s.at - t0)).toEqual([0, 100, 200, 300]);
   });
+
+  it('slows down too when the syncs themselves are slow (tokens refill while one runs)', async () => {
+    const h = harness(250);
+    for (let t = 0; t < 20_000; t += 7) {
+      h.runner.request('event');
+      await h.clock.advance(7);
+    }
+    await h.clock.advance(5000);
+    // Without slowing down: one every 250 ms, 80 in all; with it, ten, then 3.2 s apart.
+    expect(h.starts.length).toBeLessThanOrEqual(22);
+    expect(h.maxConcurrent()).toBe(1);
+  });
 });

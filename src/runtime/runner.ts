@@ -3,7 +3,8 @@
 // rate-limited by a token bucket: `burst` may follow each other at once (a
 // container's "connect" then "start" should not wait), then one per
 // `minIntervalMs`, so an event storm costs a few syncs. A storm that goes on
-// (more than `slowDownAfter` starts in a row that had to wait) doubles the
+// (more than `slowDownAfter` starts in a row that had to wait for a token or
+// for the previous sync) doubles the
 // interval up to `maxIntervalMs`: 50 containers starting over ten seconds cost
 // a handful of syncs more, not one per event. New containers are closed (the
 // catch-all) until their sync, so slowing down delays, never opens.
@@ -42,8 +43,9 @@ export class SyncRunner {
   private readonly burst: number;
   /** The current interval: minIntervalMs, more during a long storm. */
   private intervalMs: number;
-  /** Starts in a row that had to wait for a token. */
+  /** Starts in a row that had to wait (for a token, or for the sync before). */
   private waitedInARow = 0;
+  private lastFinishedAt = -Infinity;
   /** The scheduled start waits for a token (not for a backoff). */
   private waitingForToken = false;
   private readonly retryInitialMs: number;
@@ -128,20 +130,22 @@ export class SyncRunner {
     this.pending = new Set();
     const now = this.options.clock.now();
     const available = this.availableTokens(now);
-    this.pace(available, this.waitingForToken);
+    // Slow syncs never run out of tokens; starting right after one finished is waiting too.
+    this.pace(now, this.waitingForToken || now - this.lastFinishedAt < this.minIntervalMs);
     this.waitingForToken = false;
     this.tokens = available - 1;
     this.tokensAt = now;
     this.syncCount++;
     this.running = this.runOnce(reasons).finally(() => {
       this.running = undefined;
+      this.lastFinishedAt = this.options.clock.now();
       this.schedule();
     });
   }
 
-  /** Back to the minimum interval once the bucket refilled; slower while a storm goes on. */
-  private pace(available: number, waited: boolean): void {
-    if (available >= this.burst) {
+  /** Back to the minimum interval after an idle spell; slower while a storm goes on. */
+  private pace(now: number, waited: boolean): void {
+    if (now - this.lastFinishedAt >= this.burst * this.intervalMs) {
       this.waitedInARow = 0;
       this.intervalMs = this.minIntervalMs;
     } else if (waited) {
