@@ -73,7 +73,57 @@ export const labelKey: fc.Arbitrary<string> = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }).map((s) => `dockfw.${s}`) },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }) },
 );
-export const labels = fc.dictionary(labelKey, labelValue, { maxKeys: 5 });
+const hostileLabels = fc.dictionary(labelKey, labelValue, { maxKeys: 5 });
+
+/** A block's first address, so the item is valid CIDR text. */
+function network(family: Family, address: bigint, prefix: number): string {
+  const hostBits = BigInt((family === 4 ? 32 : 128) - prefix);
+  return `${formatAddress(family, (address >> hostBits) << hostBits)}/${prefix}`;
+}
+const v4Value = fc.bigInt({ min: 0n, max: (1n << 32n) - 1n });
+const v6Value = fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }).filter((v) => v >> 32n !== 0xffffn);
+/** Items the grammar accepts: addresses, blocks, ranges of either family, rarely any/none. */
+const validItem: fc.Arbitrary<string> = fc.oneof(
+  { weight: 3, arbitrary: v4Value.map((v) => formatAddress(4, v)) },
+  {
+    weight: 3,
+    arbitrary: fc.tuple(v4Value, fc.integer({ min: 0, max: 32 })).map(([v, p]) => network(4, v, p)),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(v4Value, v4Value)
+      .map(([a, b]) => `${formatAddress(4, a < b ? a : b)}-${formatAddress(4, a < b ? b : a)}`),
+  },
+  { weight: 2, arbitrary: v6Value.map((v) => formatAddress(6, v)) },
+  {
+    weight: 2,
+    arbitrary: fc.tuple(v6Value, fc.integer({ min: 0, max: 128 })).map(([v, p]) => network(6, v, p)),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(v6Value, v6Value)
+      .map(([a, b]) => `${formatAddress(6, a < b ? a : b)}-${formatAddress(6, a < b ? b : a)}`),
+  },
+  { weight: 1, arbitrary: fc.constantFrom('any', 'none', '0.0.0.0/0', '::/0') },
+);
+export const validValue = fc
+  .array(validItem, { minLength: 1, maxLength: 4 })
+  .map((items) => items.join(', '));
+const validKey = fc.constantFrom(
+  'dockfw.allow',
+  'dockfw.allow.80',
+  'dockfw.allow.53/udp',
+  'dockfw.allow.443/tcp',
+  'dockfw.allow.81-90',
+  'dockfw.allow.1000-65535/sctp',
+);
+const wellFormedLabels = fc.dictionary(validKey, validValue, { maxKeys: 3 });
+export const labels = fc.oneof(
+  { weight: 3, arbitrary: wellFormedLabels },
+  { weight: 2, arbitrary: hostileLabels },
+);
 
 /** A value that is usually what Docker sends, sometimes anything at all. */
 function mostly<T>(usual: fc.Arbitrary<T>): fc.Arbitrary<unknown> {
@@ -207,7 +257,10 @@ export const labelledEngine: fc.Arbitrary<EngineSnapshot> = fc.record({
             ]),
             ports: fc.array(
               fc.record({
-                containerPort: fc.oneof(fc.integer({ min: 1, max: 65535 }), fc.constantFrom(53, 80, 81, 443)),
+                containerPort: fc.oneof(
+                  fc.integer({ min: 1, max: 65535 }),
+                  fc.constantFrom(53, 80, 81, 85, 443, 2000),
+                ),
                 protocol: fc.constantFrom('tcp' as const, 'udp' as const, 'sctp' as const),
                 hostIp: fc.constant(''),
                 hostPort: fc.integer({ min: 1, max: 65535 }),
@@ -352,7 +405,7 @@ export const labelsProperty = () =>
 
 /** A label value's sources never cover an address its items do not (node:net as the oracle). */
 export const sourcesProperty = () =>
-  fc.property(labelValue, fc.oneof(v4, v6), (value, probe) => {
+  fc.property(fc.oneof(validValue, labelValue), fc.oneof(v4, v6), (value, probe) => {
     const parsed = parseSources(value);
     if (!parsed.ok || parsed.value.any) return;
     const oracle = new BlockList();
