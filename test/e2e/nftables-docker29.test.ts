@@ -86,7 +86,7 @@ describe('dockfw on the Docker 29 nftables layout', () => {
     expect((await dockerTables()).map(strip)).toEqual(before.map(strip));
   });
 
-  it('follows a new container and its removal; the periodic check repairs a flushed set', async () => {
+  it('follows a new container and its removal; a flushed set is repaired and logged as drift', async () => {
     await host.runContainer({
       name: 'late',
       ports: ['8082:80'],
