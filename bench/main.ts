@@ -1,0 +1,95 @@
+/**
+ * `sudo npm run bench [-- --quick] [-- --only=sync,engine,recovery,packet,memory]`:
+ * every benchmark figure with its target beside it, printed as measured and
+ * written to bench/RESULTS.md with the machine it ran on. Figures only: a
+ * missed target is reported, never a failure (the tests check correctness).
+ */
+import { execa } from 'execa';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { BUILD_DIR, cleanupAll } from './lib.js';
+import { Report } from './report.js';
+import { engineBench } from './engine-bench.js';
+import { recoveryBench } from './recovery-bench.js';
+import { syncBench } from './sync-bench.js';
+
+const REPO = path.resolve(BUILD_DIR, '..', '..', '..');
+
+async function version(file: string, args: string[]): Promise<string> {
+  const result = await execa(file, args, { reject: false });
+  return (result.stdout || result.stderr).split('\n')[0]?.trim() ?? 'unknown';
+}
+
+async function machine(): Promise<string[]> {
+  return [
+    `- cores (nproc): ${os.availableParallelism()}`,
+    `- memory: ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    `- kernel: ${os.release()}`,
+    `- node: ${process.version}`,
+    `- iptables: ${await version('iptables-nft', ['--version'])}; ${await version('iptables-legacy', ['--version'])}`,
+    `- nft: ${await version('nft', ['--version'])}`,
+  ];
+}
+
+type Part = 'sync' | 'engine' | 'recovery' | 'packet' | 'memory';
+const PARTS: readonly Part[] = ['sync', 'engine', 'recovery', 'packet', 'memory'];
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: run as root (network namespaces, a test engine): sudo npm run bench\n');
+    return 2;
+  }
+  const quick = process.argv.includes('--quick');
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',') as Part[] | undefined;
+  const parts = only ?? PARTS;
+  const started = Date.now();
+  const report = new Report();
+  const tmpDir = await mkdtemp('/tmp/dfw-bench-');
+  const stop = (): void => {
+    void cleanupAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const info = await machine();
+  process.stdout.write(`dockfw benchmarks${quick ? ' (--quick)' : ''}\n${info.join('\n')}\n`);
+  try {
+    if (parts.includes('sync')) {
+      await syncBench(report, {
+        sizes: quick ? [100, 1000] : [100, 1000, 5000],
+        repeats: quick ? 3 : 5,
+        naiveSample: quick ? 50 : 200,
+        starts: quick
+          ? { nftables: 10, 'iptables-legacy': 3, 'iptables-nft': 3 }
+          : { nftables: 50, 'iptables-legacy': 10, 'iptables-nft': 5 },
+        tmpDir,
+      });
+    }
+    if (parts.includes('engine')) {
+      await engineBench(report, { starts: quick ? 10 : 50, backends: quick ? ['auto'] : ['auto', 'nftables'] });
+    }
+    if (parts.includes('recovery')) await recoveryBench(report, quick ? 5 : 20);
+  } finally {
+    await cleanupAll();
+    await rm(tmpDir, { recursive: true, force: true });
+  }
+  const minutes = ((Date.now() - started) / 60_000).toFixed(1);
+  const text = [
+    '# dockfw benchmark results',
+    '',
+    `Written by \`sudo npm run bench${quick ? ' -- --quick' : ''}\` (${new Date().toISOString()}, ${minutes} min). Read bench/README.md for what each figure measures.`,
+    '',
+    '## Machine',
+    '',
+    ...info,
+    '',
+    report.markdown(),
+  ].join('\n');
+  // A partial run (--only) must not replace the full results.
+  const file = only === undefined ? path.join(REPO, 'bench', 'RESULTS.md') : path.join(REPO, '.cache', 'bench-partial.md');
+  await writeFile(file, text);
+  process.stdout.write(`\nwritten to ${path.relative(REPO, file)} (${minutes} min)\n`);
+  return 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,127 @@
+/**
+ * Figures 1, 2 and 8: full sync at scale, the periodic check with nothing
+ * changed, and one change at scale, per backend, each in a fresh namespace
+ * with Docker's chains made by hand and the stand-in engine serving the
+ * containers. The sync itself runs in bench/sync-worker.ts inside the namespace.
+ */
+import path from 'node:path';
+import { addDockerChains, createNetns, deleteNetns, median, ms, quantile, runInNs, startStandin, type Variant } from './lib.js';
+import type { Report } from './report.js';
+import type { PhaseSample, SyncResult, SyncSpec } from './sync-worker.js';
+
+export interface Flavour {
+  readonly label: string;
+  readonly backend: 'iptables' | 'nftables';
+  readonly variant: Variant;
+}
+
+export const FLAVOURS: readonly Flavour[] = [
+  { label: 'iptables-nft', backend: 'iptables', variant: 'nft' },
+  { label: 'iptables-legacy', backend: 'iptables', variant: 'legacy' },
+  { label: 'nftables', backend: 'nftables', variant: 'nft' },
+];
+
+export interface SyncBenchOptions {
+  readonly sizes: readonly number[];
+  readonly repeats: number;
+  readonly naiveSample: number;
+  /** Starts at the largest size, per backend. */
+  readonly starts: Readonly<Record<string, number>>;
+  readonly tmpDir: string;
+}
+
+async function measure(flavour: Flavour, count: number, options: SyncBenchOptions, starts: number): Promise<SyncResult> {
+  const ns = await createNetns(flavour.label.slice(0, 8));
+  const socket = path.join(options.tmpDir, `engine-${flavour.label}-${count}.sock`);
+  const standin = await startStandin(socket, count);
+  try {
+    await addDockerChains(ns, flavour.variant);
+    const spec: SyncSpec = {
+      socket,
+      backend: flavour.backend,
+      variant: flavour.variant,
+      count,
+      repeats: options.repeats,
+      naiveSample: count === Math.max(...options.sizes) ? options.naiveSample : 0,
+      starts,
+    };
+    return await runInNs<SyncResult>(ns, 'sync-worker.js', [JSON.stringify(spec)]);
+  } finally {
+    await standin.stop();
+    await deleteNetns(ns);
+  }
+}
+
+const kb = (bytes: number): string => (bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} kB`);
+
+function writesText(samples: readonly PhaseSample[]): string {
+  const tools = new Map<string, number[]>();
+  for (const s of samples) for (const [tool, n] of Object.entries(s.writesBy)) tools.set(tool, [...(tools.get(tool) ?? []), n]);
+  const parts = [...tools].map(([tool, ns]) => `${Math.max(...ns)}× ${tool}`);
+  return parts.length === 0 ? '0' : parts.join(' + ');
+}
+
+export async function syncBench(report: Report, options: SyncBenchOptions): Promise<void> {
+  const largest = Math.max(...options.sizes);
+  for (const flavour of FLAVOURS) {
+    report.section(`Full sync, periodic check — ${flavour.label}`);
+    for (const count of options.sizes) {
+      const starts = count === largest ? (options.starts[flavour.label] ?? 0) : 0;
+      const r = await measure(flavour, count, options, starts);
+      const full = median(r.full.map((s) => s.ms));
+      const floor = median(r.floorMs);
+      const ratio = full / floor;
+      const maxWrites = Math.max(...r.full.map((s) => s.writes));
+      const perFamily = flavour.backend === 'nftables' ? 1 : 1; // the reset touched IPv4 only
+      report.figure({
+        name: `${count} containers (${r.rules} rules/elements): full sync, median of ${r.full.length}`,
+        value: `${ms(full)} (apply ${ms(median(r.full.map((s) => s.applyMs)))}, reads ${ms(median(r.full.map((s) => s.readMs)))})`,
+        target: '',
+      });
+      report.figure({
+        name: `${count}: the same payload alone (floor), median`,
+        value: `${ms(floor)} → full sync / floor = ${ratio.toFixed(2)}`,
+        target: count === largest ? 'within 1.5x at the largest size' : '',
+        ...(count === largest ? { met: ratio <= 1.5 } : {}),
+      });
+      report.figure({
+        name: `${count}: kernel transactions per sync (writes)`,
+        value: `${writesText(r.full)}; payload ${kb(median(r.full.map((s) => s.payloadBytes)))}; first sync: ${writesText([r.first])} in ${ms(r.first.ms)}`,
+        target: 'one per family',
+        met: maxWrites <= perFamily && Object.values(r.first.writesBy).every((n) => n <= 1),
+      });
+      const checkWrites = Math.max(...r.check.map((s) => s.writes));
+      report.figure({
+        name: `${count}: periodic check, nothing changed, median of ${r.check.length}`,
+        value: `${ms(median(r.check.map((s) => s.ms)))} (reads ${ms(median(r.check.map((s) => s.readMs)))}, ${r.check[0]?.reads ?? 0} reads), ${checkWrites} kernel writes`,
+        target: 'zero kernel writes',
+        met: checkWrites === 0,
+      });
+      if (r.naive) {
+        const what = flavour.backend === 'nftables' ? '`nft add element` per element' : `\`iptables-${flavour.variant}\` per rule`;
+        report.figure({
+          name: `${count}: naive, one ${what} (sampled ${r.naive.sampled}, extrapolated to ${r.rules})`,
+          value: `${ms(r.naive.perRuleMs)} each → ${r.naive.extrapolatedS.toFixed(0)} s for the whole set (${(r.naive.extrapolatedS * 1000 / full).toFixed(0)}x the full sync)`,
+          target: '',
+        });
+      }
+      if (r.starts.length > 0) {
+        const apply = r.starts.map((s) => s.applyMs);
+        const toEnforced = r.starts.map((s) => s.startToEnforcedMs);
+        const nft = flavour.backend === 'nftables';
+        report.figure({
+          name: `one container started among ${count}: kernel apply (n=${r.starts.length}), median / p99`,
+          value: `${ms(median(apply))} / ${ms(quantile(apply, 0.99))}, payload ${kb(median(r.starts.map((s) => s.payloadBytes)))}`,
+          target: nft ? 'under 20 ms' : '',
+          ...(nft ? { met: quantile(apply, 0.99) < 20 } : {}),
+        });
+        report.figure({
+          name: `one container started among ${count}: start event → enforced, median / p99`,
+          value: `${ms(median(toEnforced))} / ${ms(quantile(toEnforced, 0.99))}`,
+          target: nft ? 'p99 under 100 ms' : '',
+          ...(nft ? { met: quantile(toEnforced, 0.99) < 100 } : {}),
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * dockfw's sync in-process, inside a bench namespace (started by bench/main.ts
+ * with nsenter), against the stand-in engine: the real Docker client, policy,
+ * render and reconciler, with the command runner wrapped so every kernel read
+ * and write is counted and timed. Prints one `RESULT {json}` line.
+ *
+ * Phases: first sync; full syncs (dockfw's rules removed before each, so the
+ * whole ruleset is written); the floor (the same payload applied alone);
+ * periodic checks with nothing changed; the naive way (one command per rule,
+ * a sample); one container started at a time through the real event path.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runCommand, type CommandRunner } from '../src/backends/iptables/command.js';
+import { CHAIN_IN } from '../src/backends/iptables/chains.js';
+import { restoreCommand } from '../src/backends/iptables/read.js';
+import { tokenizeRule } from '../src/backends/iptables/read.js';
+import { IptablesReconciler } from '../src/backends/iptables/reconcile.js';
+import { runNft } from '../src/backends/nftables/command.js';
+import { NftablesReconciler } from '../src/backends/nftables/reconcile.js';
+import { loadConfig } from '../src/config/config.js';
+import { createDockerClient } from '../src/docker/dockerode-client.js';
+import { silentLogger } from '../src/observe/logger.js';
+import { systemClock } from '../src/runtime/clock.js';
+import { Daemon } from '../src/runtime/daemon.js';
+import { createSync, type Firewall } from '../src/runtime/sync.js';
+import { standinPost, wallNow, type Variant } from './lib.js';
+
+export interface SyncSpec {
+  readonly socket: string;
+  readonly backend: 'iptables' | 'nftables';
+  /** Where Docker's chains are (iptables backend). */
+  readonly variant: Variant;
+  readonly count: number;
+  readonly repeats: number;
+  /** Rules (or elements) to add one command at a time; 0: skip. */
+  readonly naiveSample: number;
+  /** Containers to start one by one through the event path; 0: skip. */
+  readonly starts: number;
+}
+
+interface Command {
+  readonly file: string;
+  readonly write: boolean;
+  readonly ms: number;
+  readonly endedAt: number;
+  readonly input: string | undefined;
+}
+
+export interface PhaseSample {
+  readonly ms: number;
+  readonly writes: number;
+  readonly reads: number;
+  /** Time spent in writes (apply) and in reads. */
+  readonly applyMs: number;
+  readonly readMs: number;
+  readonly payloadBytes: number;
+  /** Writes per tool, e.g. { 'iptables-nft-restore': 1 }. */
+  readonly writesBy: Record<string, number>;
+}
+
+export interface StartSample {
+  /** From the stand-in's start event to the write holding the new container's rules returning. */
+  readonly startToEnforcedMs: number;
+  readonly applyMs: number;
+  readonly payloadBytes: number;
+  readonly writes: number;
+}
+
+export interface SyncResult {
+  readonly spec: SyncSpec;
+  readonly rules: number;
+  readonly first: PhaseSample;
+  readonly full: PhaseSample[];
+  readonly floorMs: number[];
+  readonly check: PhaseSample[];
+  readonly naive?: { readonly sampled: number; readonly perRuleMs: number; readonly extrapolatedS: number };
+  readonly starts: StartSample[];
+}
+
+const log: Command[] = [];
+
+function isWrite(file: string, args: readonly string[]): boolean {
+  return file.endsWith('-restore') || (file === 'nft' && args.includes('-f'));
+}
+
+/** The real runners, counted and timed. */
+const counted: CommandRunner = async (file, args, input) => {
+  const started = wallNow();
+  const run = file === 'nft' ? runNft : runCommand;
+  try {
+    return await run(file, args, input);
+  } finally {
+    const endedAt = wallNow();
+    const write = isWrite(file, args);
+    log.push({ file, write, ms: endedAt - started, endedAt, input: write ? input : undefined });
+  }
+};
+
+function summarize(commands: readonly Command[], elapsedMs: number): PhaseSample {
+  const writes = commands.filter((c) => c.write);
+  const reads = commands.filter((c) => !c.write);
+  const writesBy: Record<string, number> = {};
+  for (const w of writes) writesBy[w.file] = (writesBy[w.file] ?? 0) + 1;
+  return {
+    ms: elapsedMs,
+    writes: writes.length,
+    reads: reads.length,
+    applyMs: writes.reduce((sum, c) => sum + c.ms, 0),
+    readMs: reads.reduce((sum, c) => sum + c.ms, 0),
+    payloadBytes: writes.reduce((sum, c) => sum + Buffer.byteLength(c.input ?? ''), 0),
+    writesBy,
+  };
+}
+
+async function timed(action: () => Promise<unknown>): Promise<PhaseSample> {
+  log.length = 0;
+  const started = wallNow();
+  await action();
+  const sample = summarize(log, wallNow() - started);
+  log.length = 0;
+  return sample;
+}
+
+/** Removes dockfw's per-container rules behind its back (not counted), so the next sync writes them all. */
+async function removeOwnedRules(spec: SyncSpec): Promise<void> {
+  if (spec.backend === 'nftables') await runNft('nft', ['delete', 'table', 'inet', 'dockfw']);
+  else
+    await runCommand(restoreCommand(4, spec.variant), ['--noflush', '-w'], `*filter\n:${CHAIN_IN} - [0:0]\nCOMMIT\n`);
+}
+
+/** One command per rule for a sample of the payload's rules; ms per rule. */
+async function naiveIptables(spec: SyncSpec, payload: string): Promise<{ sampled: number; perRuleMs: number }> {
+  const tool = `iptables-${spec.variant}`;
+  const lines = payload.split('\n').filter((l) => l.startsWith(`-A ${CHAIN_IN} `));
+  await runCommand(tool, ['-w', '-N', 'DOCKFW-NAIVE']);
+  const deadline = Date.now() + 20_000;
+  let done = 0;
+  const started = wallNow();
+  for (const line of lines.slice(0, spec.naiveSample)) {
+    const args = tokenizeRule(line.slice(`-A ${CHAIN_IN} `.length));
+    await runCommand(tool, ['-w', '-A', 'DOCKFW-NAIVE', ...args]);
+    done++;
+    if (Date.now() > deadline) break;
+  }
+  const perRuleMs = (wallNow() - started) / done;
+  await runCommand(tool, ['-w', '-F', 'DOCKFW-NAIVE']);
+  await runCommand(tool, ['-w', '-X', 'DOCKFW-NAIVE']);
+  return { sampled: done, perRuleMs };
+}
+
+/** The nftables equivalent: one `nft add element` per element, into a table of its own. */
+async function naiveNft(spec: SyncSpec, payload: string): Promise<{ sampled: number; perRuleMs: number }> {
+  const elements: string[] = [];
+  let inAllowed = false;
+  for (const line of payload.split('\n')) {
+    if (line.includes('set allowed4 {')) inAllowed = true;
+    else if (inAllowed && line.trim() === '}' && elements.length > 0) break;
+    else if (inAllowed && /^\t\t\t\d/.test(line)) elements.push(line.trim().replace(/,$/, ''));
+  }
+  await runNft('nft', ['-f', '-'], [
+    'table inet dockfw_naive {',
+    '  set allowed4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr; flags interval; }',
+    '}',
+    '',
+  ].join('\n'));
+  const deadline = Date.now() + 20_000;
+  let done = 0;
+  const started = wallNow();
+  for (const element of elements.slice(0, spec.naiveSample)) {
+    await runNft('nft', ['add', 'element', 'inet', 'dockfw_naive', 'allowed4', `{ ${element} }`]);
+    done++;
+    if (Date.now() > deadline) break;
+  }
+  const perRuleMs = (wallNow() - started) / done;
+  await runNft('nft', ['delete', 'table', 'inet', 'dockfw_naive']);
+  return { sampled: done, perRuleMs };
+}
+
+function ruleCount(spec: SyncSpec, payload: string): number {
+  if (spec.backend === 'iptables') return payload.split('\n').filter((l) => l.startsWith('-A ')).length;
+  return payload.split('\n').filter((l) => /^\t\t\t\d/.test(l)).length;
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(2);
+  }
+}
+
+/** Starts containers one at a time at the stand-in; the daemon follows its events. */
+async function starts(spec: SyncSpec, firewall: Firewall): Promise<StartSample[]> {
+  const config = loadConfig({
+    DOCKER_HOST: `unix://${spec.socket}`,
+    DOCKFW_BACKEND: spec.backend,
+    DOCKFW_RESYNC: '0 0 1 1 *',
+    DOCKFW_LISTEN: '',
+  });
+  let finished = 0;
+  const daemon = new Daemon({
+    config,
+    docker: createDockerClient(config.dockerHost),
+    firewall,
+    logger: silentLogger(),
+    clock: systemClock,
+    observer: { syncFinished: () => finished++ },
+  });
+  const samples: StartSample[] = [];
+  daemon.start();
+  try {
+    await waitFor(() => finished >= 1, 120_000, 'the daemon’s first sync');
+    for (let i = 0; i < spec.starts; i++) {
+      // Idle: the runner's token bucket full again, no sync running.
+      const before = finished;
+      await sleep(300);
+      if (finished !== before) await sleep(300);
+      log.length = 0;
+      const { address, emittedAt } = await standinPost<{ address: string; emittedAt: number }>(
+        spec.socket,
+        '/_bench/start',
+      );
+      const needle = spec.backend === 'nftables' ? `${address} . ` : `${address}/32`;
+      const holds = (c: Command): boolean => c.write && c.input?.includes(needle) === true;
+      await waitFor(() => log.some(holds), 120_000, `rules for ${address}`);
+      const write = log.find(holds);
+      if (write === undefined) throw new Error('unreachable');
+      const writes = log.filter((c) => c.write);
+      samples.push({
+        startToEnforcedMs: write.endedAt - emittedAt,
+        applyMs: write.ms,
+        payloadBytes: Buffer.byteLength(write.input ?? ''),
+        writes: writes.length,
+      });
+    }
+  } finally {
+    await daemon.stop();
+  }
+  return samples;
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? '{}') as SyncSpec;
+  const config = loadConfig({
+    DOCKER_HOST: `unix://${spec.socket}`,
+    DOCKFW_BACKEND: spec.backend,
+    DOCKFW_LISTEN: '',
+  });
+  const docker = createDockerClient(config.dockerHost);
+  const firewall: Firewall =
+    spec.backend === 'nftables'
+      ? new NftablesReconciler({ run: counted })
+      : new IptablesReconciler({ run: counted });
+  const sync = createSync({ docker, config, firewall, logger: silentLogger() });
+  const reasons = new Set(['periodic'] as const);
+
+  const first = await timed(() => sync(reasons));
+  const full: PhaseSample[] = [];
+  let payload = '';
+  for (let i = 0; i < spec.repeats; i++) {
+    await removeOwnedRules(spec);
+    full.push(
+      await timed(async () => {
+        await sync(reasons);
+        payload = log.find((c) => c.write)?.input ?? payload;
+      }),
+    );
+  }
+  const floorMs: number[] = [];
+  const [file, args] =
+    spec.backend === 'nftables'
+      ? (['nft', ['-f', '-']] as const)
+      : ([restoreCommand(4, spec.variant), ['--noflush', '-w']] as const);
+  for (let i = 0; i < spec.repeats; i++) {
+    await removeOwnedRules(spec);
+    const started = wallNow();
+    await (file === 'nft' ? runNft : runCommand)(file, args, payload);
+    floorMs.push(wallNow() - started);
+  }
+  const check: PhaseSample[] = [];
+  await sync(reasons);
+  for (let i = 0; i < spec.repeats; i++) check.push(await timed(() => sync(reasons)));
+
+  const rules = ruleCount(spec, payload);
+  let naive: SyncResult['naive'];
+  if (spec.naiveSample > 0) {
+    const sample = spec.backend === 'nftables' ? await naiveNft(spec, payload) : await naiveIptables(spec, payload);
+    naive = { ...sample, extrapolatedS: (sample.perRuleMs * rules) / 1000 };
+  }
+  const startSamples = spec.starts > 0 ? await starts(spec, firewall) : [];
+  const result: SyncResult = { spec, rules, first, full, floorMs, check, ...(naive ? { naive } : {}), starts: startSamples };
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+  // Idle keep-alive sockets to the stand-in must not hold the process open.
+  process.exit(0);
+}
+
+await main();
