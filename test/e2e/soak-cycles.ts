@@ -48,7 +48,7 @@ function judgedIds(rules: readonly string[]): Set<string> {
 }
 
 async function runningIds(host: TestHost): Promise<Set<string>> {
-  const { stdout } = await host.docker(['ps', '--quiet', '--no-trunc', '--filter', 'publish=80']);
+  const { stdout } = await host.docker(['ps', '--quiet', '--no-trunc']);
   return new Set(
     stdout
       .split('\n')

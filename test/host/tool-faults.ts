@@ -8,7 +8,7 @@
 import { mkdtemp, rename, rm, symlink, writeFile, chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
-/** `fail-restore`: only the iptables writers (…-restore) fail; reading works. */
+/** `fail-restore`: only the writers (…-restore, nft -f) fail; reading works. */
 export type ToolMode = 'ok' | 'fail' | 'fail-restore' | 'hang' | 'missing';
 
 /** How long a hanging tool sleeps: longer than dockfw's 30 s command timeout, bounded so nothing lingers. */
@@ -50,6 +50,12 @@ function wrapper(tool: string, real: string, modeFile: string): string {
     `case "$(/bin/cat '${modeFile}' 2>/dev/null)" in`,
     `  fail) echo '${tool}: injected failure' >&2; exit 1 ;;`,
     ...(writer ? [`  fail-restore) echo '${tool}: line 2 failed: injected failure' >&2; exit 1 ;;`] : []),
+    // nft writes with -f (the payload on stdin); reading (-j list) and monitor keep working.
+    ...(tool === 'nft'
+      ? [
+          `  fail-restore) case " $* " in *" -f "*) echo '/dev/stdin:2:1-5: Error: injected failure' >&2; exit 1 ;; esac ;;`,
+        ]
+      : []),
     `  hang) exec /bin/sleep ${HANG_SECONDS} ;;`,
     'esac',
     `exec '${real}' "$@"`,
