@@ -79,6 +79,12 @@ export function createSync(options: SyncOptions): SyncFn {
       removed: drift.unexpected.length,
       reasons: [...reasons],
     };
+    if (report.removedFrom !== undefined) {
+      logger.warn(
+        { family: fields.family, removedFrom: report.removedFrom, dockerUses: variant },
+        'removed dockfw rules left in the iptables variant Docker no longer uses',
+      );
+    }
     if (!report.written) {
       logger.debug(fields, 'firewall in sync');
       return;

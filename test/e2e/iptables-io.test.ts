@@ -163,6 +163,30 @@ describe('across variants', () => {
     expect((await save(ns, 4, 'nft')).some((l) => l.includes('DOCKFW'))).toBe(false);
   });
 
+  it('removes its rules from the variant Docker left (they would still judge every packet)', async () => {
+    const ns = await newNamespace();
+    const desired = await fixtureState();
+    // Docker used iptables-legacy, and dockfw with it.
+    await dockerLayout(ns, 'legacy', { old: true, ipv6UserChain: true });
+    await new IptablesReconciler({ run: runIn(ns), legacyTableNames: legacyTablesIn(ns) }).reconcile(desired);
+    const legacyBefore = (await save(ns, 4, 'legacy')).filter((l) => !l.includes('DOCKFW'));
+    // Now Docker runs on iptables-nft (its legacy chains stay behind, as they do).
+    await dockerLayout(ns, 'nft', { old: false, ipv6UserChain: true });
+    await ipt(ns, 4, 'nft', ['-A', 'DOCKER-FORWARD', '-j', 'ACCEPT']);
+    await ipt(ns, 6, 'nft', ['-A', 'DOCKER-FORWARD', '-j', 'ACCEPT']);
+    const reports = await new IptablesReconciler({
+      run: runIn(ns),
+      legacyTableNames: legacyTablesIn(ns),
+    }).reconcile(desired);
+    expect(reports.map((r) => [r.family, r.variant, r.removedFrom])).toEqual([
+      [4, 'nft', 'legacy'],
+      [6, 'nft', 'legacy'],
+    ]);
+    expect(await save(ns, 4, 'legacy')).toEqual(legacyBefore);
+    expect((await save(ns, 6, 'legacy')).some((l) => l.includes('DOCKFW'))).toBe(false);
+    expect(chain(await save(ns, 4, 'nft'), 'DOCKER-USER')[0]).toBe('-A DOCKER-USER -j DOCKFW');
+  });
+
   it('uninstall removes dockfw from every variant and family, and nothing else', async () => {
     const ns = await newNamespace();
     await dockerLayout(ns, 'nft', { old: false, ipv6UserChain: true });

@@ -16,6 +16,16 @@ export interface Placement {
   /** DOCKER-USER, or FORWARD where the engine has no DOCKER-USER for this family. */
   readonly parent: string;
   readonly table: FilterTable;
+  /** The other variant's table, when it is in use (dockfw may have left rules there). */
+  readonly other?: { readonly variant: Variant; readonly table: FilterTable };
+}
+
+function otherTable(
+  tables: ReadonlyMap<Variant, FilterTable>,
+  chosen: Variant,
+): { other: { variant: Variant; table: FilterTable } } | Record<string, never> {
+  for (const [variant, table] of tables) if (variant !== chosen) return { other: { variant, table } };
+  return {};
 }
 
 export interface DetectDeps {
@@ -37,12 +47,18 @@ export function hasDockerChains(table: FilterTable): boolean {
   return DOCKER_CHAINS.some((chain) => table.chains.has(chain));
 }
 
-/** How strongly a table looks like the one Docker is using right now. */
+/**
+ * How strongly a table looks like the one Docker is using right now: FORWARD
+ * jumping to its chains, then how many rules Docker keeps in its own chains
+ * (DOCKER-USER is left out: it holds the admin's and dockfw's rules).
+ */
 function dockerScore(table: FilterTable): number {
   const forward = table.chains.get('FORWARD') ?? [];
   const jumps = forward.filter((rule) => /-j DOCKER(-USER|-FORWARD)?$/.test(rule)).length;
-  const rules = DOCKER_CHAINS.reduce((sum, chain) => sum + (table.chains.get(chain)?.length ?? 0), 0);
-  return jumps * 1000 + rules;
+  const own = [...table.chains]
+    .filter(([chain]) => chain.startsWith('DOCKER') && chain !== 'DOCKER-USER')
+    .reduce((sum, [, rules]) => sum + rules.length, 0);
+  return jumps * 1000 + own;
 }
 
 /** Reads the filter table of each variant that is installed and in use. */
@@ -85,7 +101,7 @@ export async function detectIpv4(deps: DetectDeps): Promise<Placement | undefine
   const variant = chooseVariant(tables);
   const table = variant && tables.get(variant);
   if (!variant || !table) return undefined;
-  return { family: 4, variant, parent: 'DOCKER-USER', table };
+  return { family: 4, variant, parent: 'DOCKER-USER', table, ...otherTable(tables, variant) };
 }
 
 /**
@@ -97,5 +113,5 @@ export async function detectIpv6(deps: DetectDeps, ipv4Variant: Variant): Promis
   const variant = chooseVariant(tables) ?? ipv4Variant;
   const table = tables.get(variant) ?? (await readFilterTable(deps.run, 6, variant));
   const parent = table.chains.has('DOCKER-USER') ? 'DOCKER-USER' : 'FORWARD';
-  return { family: 6, variant, parent, table };
+  return { family: 6, variant, parent, table, ...otherTable(tables, variant) };
 }

@@ -126,6 +126,43 @@ describe('IptablesReconciler', () => {
   });
 });
 
+describe('leftovers in the other variant', () => {
+  it('are removed once Docker’s chains are found in the other variant, and only dockfw’s', async () => {
+    const state = desired();
+    const stale = saveText({
+      FORWARD: ['-j DOCKER-USER'],
+      'DOCKER-USER': ['-j DOCKFW', '-s 198.51.100.7/32 -j DROP'],
+      DOCKFW: ['-j DOCKFW-IN'],
+      'DOCKFW-IN': ['-o docker0 -m conntrack --ctstate DNAT -j DROP'],
+    });
+    const fake = fakeIptables({
+      'iptables-nft-save': installed(state, 4).replace(
+        ':DOCKFW ',
+        ':DOCKER - [0:0]\n-A DOCKER -j ACCEPT\n:DOCKFW ',
+      ),
+      'ip6tables-nft-save': installed(state, 6),
+      'iptables-legacy-save': stale,
+      'ip6tables-legacy-save': saveText({ FORWARD: [] }),
+    });
+    const reconciler = new IptablesReconciler({
+      run: fake.run,
+      legacyTableNames: () => Promise.resolve('filter\n'),
+    });
+    const reports = await reconciler.reconcile(state);
+    expect(reports.map((r) => [r.family, r.variant, r.written, r.removedFrom])).toEqual([
+      [4, 'nft', false, 'legacy'],
+      [6, 'nft', false, undefined],
+    ]);
+    expect(fake.restores).toEqual([
+      {
+        file: 'iptables-legacy-restore',
+        payload:
+          '*filter\n-D DOCKER-USER -j DOCKFW\n:DOCKFW - [0:0]\n:DOCKFW-IN - [0:0]\n-X DOCKFW\n-X DOCKFW-IN\nCOMMIT\n',
+      },
+    ]);
+  });
+});
+
 describe('diffOwned', () => {
   const state = desired();
   const payload = renderSyncPayload(state, 4, { parent: 'DOCKER-USER', positions: [1] });

@@ -10,6 +10,7 @@ import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Pla
 import { diffOwned, hasDrift, type Drift } from './drift.js';
 import { jumpPositions, type Variant } from './read.js';
 import { renderSyncPayload } from './render.js';
+import { uninstallPayloads } from './uninstall.js';
 
 export interface FamilyReport {
   readonly family: Family;
@@ -23,6 +24,11 @@ export interface FamilyReport {
    * the kernel (drift). Absent: treated as changed.
    */
   readonly desiredChanged?: boolean;
+  /**
+   * dockfw's chains were found and removed in the other iptables variant
+   * (left from when Docker used it; both variants filter every packet).
+   */
+  readonly removedFrom?: Variant;
 }
 
 /** The part of a payload that describes the owned chains (not the jump repair). */
@@ -93,6 +99,24 @@ export class IptablesReconciler {
     const desiredChanged = this.lastDesired.get(family) !== owned;
     if (written) await applyPayload(this.options.run, family, variant, payload);
     this.lastDesired.set(family, owned);
-    return { family, variant, parent, drift, written, desiredChanged };
+    const removedFrom = await this.removeLeftovers(placement);
+    return {
+      family,
+      variant,
+      parent,
+      drift,
+      written,
+      desiredChanged,
+      ...(removedFrom ? { removedFrom } : {}),
+    };
+  }
+
+  /** Old dockfw rules in the variant Docker no longer uses would still judge every packet: remove them. */
+  private async removeLeftovers(placement: Placement): Promise<Variant | undefined> {
+    const { other, family } = placement;
+    if (!other) return undefined;
+    const payloads = uninstallPayloads(other.table);
+    for (const payload of payloads) await applyPayload(this.options.run, family, other.variant, payload);
+    return payloads.length > 0 ? other.variant : undefined;
   }
 }
