@@ -18,10 +18,14 @@ for (const [name, run] of Object.entries(PROPERTIES)) {
   const started = Date.now();
   try {
     run({ numRuns: runs, seed });
-    console.log(`${name}: ${runs} cases passed in ${((Date.now() - started) / 1000).toFixed(1)} s (seed ${seed})`);
+    console.log(
+      `${name}: ${runs} cases passed in ${((Date.now() - started) / 1000).toFixed(1)} s (seed ${seed})`,
+    );
   } catch (error) {
     failed = true;
-    console.error(`${name}: FAILED (seed ${seed})\n${error instanceof Error ? error.message : String(error)}`);
+    console.error(
+      `${name}: FAILED (seed ${seed})\n${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 }
 process.exit(failed ? 1 : 0);
