@@ -44,7 +44,18 @@ export class Daemon {
 
   constructor(private readonly options: DaemonOptions) {
     const { logger, docker, clock, observer } = options;
-    const sync = createSync(options);
+    // The ruleset watch must know which changes are dockfw's own writes.
+    let rulesetWatch: RulesetWatch | undefined;
+    const firewall: Firewall = {
+      reconcile: (desired) =>
+        rulesetWatch
+          ? rulesetWatch.whileWriting(
+              () => options.firewall.reconcile(desired),
+              (reports) => reports.some((report) => report.written),
+            )
+          : options.firewall.reconcile(desired),
+    };
+    const sync = createSync({ ...options, firewall });
     let connections = 0;
     this.runner = new SyncRunner({
       clock,
@@ -81,7 +92,7 @@ export class Daemon {
       },
       onDisconnected: (error) => observer?.dockerDisconnected?.(error),
     });
-    this.rulesetWatch =
+    this.rulesetWatch = rulesetWatch =
       options.rulesetMonitor &&
       new RulesetWatch({
         spawn: options.rulesetMonitor,

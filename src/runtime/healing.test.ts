@@ -7,6 +7,7 @@ import { IptablesReconciler } from '../backends/iptables/reconcile.js';
 import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
+import { Daemon } from './daemon.js';
 import { FakeClock } from './fake-clock.js';
 import { FakeIptablesKernel } from './fake-iptables-kernel.js';
 import type { MonitorExit, MonitorProcess } from './nft-monitor.js';
@@ -55,7 +56,7 @@ class KernelMonitor implements MonitorProcess {
 
 const WEB_ID = 'a'.repeat(64);
 
-function setup(options: { watch?: boolean } = {}) {
+function setup(options: { watch?: boolean; daemon?: boolean } = {}) {
   const clock = new FakeClock();
   const { logger, records } = memoryLogger();
   const docker = new FakeDockerClient();
@@ -79,11 +80,23 @@ function setup(options: { watch?: boolean } = {}) {
   kernel.onWrite = () => monitor.changed();
   const watch = options.watch ? new RulesetWatch({ spawn: () => monitor, runner, logger, clock }) : undefined;
   watch?.start();
+  const daemon = options.daemon
+    ? new Daemon({
+        config: defaultConfig(),
+        docker,
+        firewall,
+        logger,
+        clock,
+        observer: { driftRepaired: (report) => drifts.push(report.family) },
+        rulesetMonitor: () => monitor,
+      })
+    : undefined;
   const stop = async () => {
     await watch?.stop();
     await runner.stop();
+    await daemon?.stop();
   };
-  return { clock, records, kernel, runner, monitor, drifts, stop };
+  return { clock, records, kernel, runner, monitor, drifts, daemon, stop };
 }
 
 describe('self-healing (runner + sync + iptables reconciler, fake kernel)', () => {
@@ -144,13 +157,13 @@ describe('self-healing (runner + sync + iptables reconciler, fake kernel)', () =
     await stop();
   });
 
-  it('the ruleset watch repairs without a periodic check and cannot loop on its own writes', async () => {
-    const { clock, kernel, runner, monitor, drifts, stop } = setup({ watch: true });
-    runner.request('startup');
-    // The start-up write shows up in the monitor: one read-only sync follows, then quiet.
+  it('the daemon’s ruleset watch repairs without a periodic check and ignores its own writes', async () => {
+    const { clock, kernel, monitor, drifts, daemon, stop } = setup({ daemon: true });
+    daemon?.start();
+    // The start-up write shows up in the monitor; it is dockfw's own: no second sync.
     await clock.advance(10_000);
     expect(kernel.restores).toHaveLength(2);
-    expect(runner.syncs).toBe(2);
+    expect(daemon?.syncs).toBe(1);
 
     kernel.edit(4, (table) => table.set('DOCKER-USER', []));
     monitor.changed();
@@ -158,9 +171,17 @@ describe('self-healing (runner + sync + iptables reconciler, fake kernel)', () =
     expect(kernel.chain(4, 'DOCKER-USER')).toEqual(['-j DOCKFW']);
     expect(drifts).toEqual([4]);
     await clock.advance(30_000);
-    // Repair (one write) and the one read its own write caused.
     expect(kernel.restores).toHaveLength(3);
-    expect(runner.syncs).toBe(4);
+    expect(daemon?.syncs).toBe(2);
+    await stop();
+  });
+
+  it('a bare watch (no own-write filter) still cannot loop: its own writes cost one read', async () => {
+    const { clock, kernel, runner, stop } = setup({ watch: true });
+    runner.request('startup');
+    await clock.advance(10_000);
+    expect(kernel.restores).toHaveLength(2);
+    expect(runner.syncs).toBe(2);
     await stop();
   });
 });

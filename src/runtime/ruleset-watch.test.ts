@@ -216,3 +216,38 @@ describe('RulesetWatch', () => {
     expect(requests).toEqual([]);
   });
 });
+
+describe('RulesetWatch and dockfw’s own writes', () => {
+  it('ignores changes seen during (and just after) a sync that wrote, passes on those of a sync that did not', async () => {
+    const { clock, requests, watch, current } = setup();
+    watch.start();
+    await clock.advance(0);
+    await watch.whileWriting(
+      async () => {
+        current().emit(FLUSH_DOCKER_USER);
+        await clock.advance(20);
+        return true;
+      },
+      (wrote) => wrote,
+    );
+    current().emit(FLUSH_DOCKER_USER); // monitor lag: still ours
+    await clock.advance(1000);
+    expect(requests).toEqual([]);
+
+    current().emit(FLUSH_DOCKER_USER); // later: someone else
+    await clock.advance(1000);
+    expect(requests).toHaveLength(1);
+
+    await watch.whileWriting(
+      async () => {
+        current().emit(FLUSH_DOCKER_USER);
+        await clock.advance(20);
+        return false;
+      },
+      (wrote) => wrote,
+    );
+    await clock.advance(1000);
+    expect(requests).toHaveLength(2);
+    await watch.stop();
+  });
+});

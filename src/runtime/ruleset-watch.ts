@@ -2,7 +2,9 @@
 // hosts whose rules live in nf_tables (iptables-nft, native nft): it follows
 // `nft monitor` and asks the runner for a 'watch' sync after a burst of
 // relevant changes settles. That sync reads and compares and writes only on
-// drift, so the events dockfw's own writes cause cost one read, never a loop.
+// drift, so it cannot loop; and changes seen while dockfw itself writes (and
+// just after) are taken as its own and ignored, so they do not even cost a
+// read. (An outside change in that instant is left to the next check.)
 // A monitor that dies is restarted with capped backoff (logged once per state
 // change); without nft at all the periodic check is left to find drift.
 import type { Logger } from 'pino';
@@ -26,6 +28,8 @@ export interface RulesetWatchOptions {
   readonly retryMaxMs?: number;
   /** A monitor that has run this long counts as working (resets the backoff, logs that it is back). */
   readonly stableMs?: number;
+  /** After dockfw's own write, changes seen within this long are its own (monitor lag). */
+  readonly ownWriteGraceMs?: number;
 }
 
 type State = 'starting' | 'watching' | 'restarting' | 'off';
@@ -41,6 +45,9 @@ export class RulesetWatch {
   private firstChangeAt: number | undefined;
   private sleeping: { timer: TimerHandle; wake: () => void } | undefined;
   private changes = 0;
+  private ownWrites = 0;
+  private seenDuringOwnWrite = false;
+  private ignoreUntil = -Infinity;
 
   constructor(private readonly options: RulesetWatchOptions) {
     this.debounceMs = options.debounceMs ?? 100;
@@ -54,6 +61,28 @@ export class RulesetWatch {
 
   get watching(): boolean {
     return this.state === 'watching';
+  }
+
+  /**
+   * Runs one of dockfw's own firewall syncs. Changes seen meanwhile are its
+   * own when it wrote (`wrote(result)`, or it failed half-way), else someone
+   * else's, and then they ask for a sync as usual.
+   */
+  async whileWriting<T>(write: () => Promise<T>, wrote: (result: T) => boolean): Promise<T> {
+    this.ownWrites++;
+    let ours = true;
+    try {
+      const result = await write();
+      ours = wrote(result);
+      return result;
+    } finally {
+      this.ownWrites--;
+      if (this.ownWrites === 0) {
+        if (ours) this.ignoreUntil = this.options.clock.now() + (this.options.ownWriteGraceMs ?? 100);
+        else if (this.seenDuringOwnWrite) this.changed();
+        this.seenDuringOwnWrite = false;
+      }
+    }
   }
 
   start(): void {
@@ -88,7 +117,7 @@ export class RulesetWatch {
       try {
         for await (const line of monitor.lines) {
           if (this.stopped) break;
-          if (concernsDockfw(line)) this.changed();
+          if (concernsDockfw(line)) this.seen();
         }
       } catch (error) {
         failure = error instanceof Error ? error.message : String(error);
@@ -132,6 +161,11 @@ export class RulesetWatch {
     } else if (next === 'restarting') {
       logger.warn(detail, 'nft monitor stopped: restarting it; the periodic check covers the gap');
     }
+  }
+
+  private seen(): void {
+    if (this.ownWrites > 0) this.seenDuringOwnWrite = true;
+    else if (this.options.clock.now() >= this.ignoreUntil) this.changed();
   }
 
   /** Trailing debounce, capped so a steady stream still asks every maxDelayMs. */
