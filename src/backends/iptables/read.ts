@@ -59,27 +59,20 @@ export function parseFilterTable(text: string): FilterTable {
   return { chains };
 }
 
-/** Splits rule text into arguments the way iptables-restore does (double quotes group). */
+/**
+ * A token: runs of quoted text (an unclosed quote runs to the end) and of
+ * characters other than whitespace and quotes, back to back.
+ */
+const TOKEN = /(?:"[^"]*(?:"|$)|[^\s"])+/g;
+
+/**
+ * Splits rule text into arguments the way iptables-restore does (double quotes
+ * group). A regular expression rather than a loop per character: a sync at
+ * 5,000 containers splits some 200,000 rules.
+ */
 export function tokenizeRule(rule: string): string[] {
-  const tokens: string[] = [];
-  let current = '';
-  let quoted = false;
-  let inToken = false;
-  for (const ch of rule) {
-    if (ch === '"') {
-      quoted = !quoted;
-      inToken = true;
-    } else if (!quoted && /\s/.test(ch)) {
-      if (inToken) tokens.push(current);
-      current = '';
-      inToken = false;
-    } else {
-      current += ch;
-      inToken = true;
-    }
-  }
-  if (inToken) tokens.push(current);
-  return tokens;
+  const tokens = rule.match(TOKEN) ?? [];
+  return rule.includes('"') ? tokens.map((token) => token.replaceAll('"', '')) : tokens;
 }
 
 // iptables-save prints the basic selectors in this order, before any match.
