@@ -6,6 +6,4 @@ healingSuite('self-healing: Docker 20.10, iptables-nft', {
   iptables: 'nft',
   ipv6UserChain: false,
   watchesRuleset: true,
-  // The runner's storm handling is the same everywhere; 50 containers run in the iptables-nft file.
-  burst: 20,
 });

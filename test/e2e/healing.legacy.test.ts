@@ -6,6 +6,4 @@ healingSuite('self-healing: Docker 28.5.2, iptables-legacy', {
   iptables: 'legacy',
   ipv6UserChain: true,
   watchesRuleset: false,
-  // The runner's storm handling is the same everywhere; 50 containers run in the iptables-nft file.
-  burst: 20,
 });

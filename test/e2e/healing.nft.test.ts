@@ -6,4 +6,5 @@ healingSuite('self-healing: Docker 28.5.2, iptables-nft', {
   iptables: 'nft',
   ipv6UserChain: true,
   watchesRuleset: true,
+  burst: 50,
 });

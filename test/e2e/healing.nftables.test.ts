@@ -7,7 +7,5 @@ healingSuite('self-healing: Docker 28.5.2 (iptables-nft), nftables backend', {
   iptables: 'nft',
   ipv6UserChain: true,
   watchesRuleset: true,
-  // The runner's storm handling is the same everywhere; 50 containers run in the iptables-nft file.
-  burst: 20,
   firewall: nftablesFirewall('iptables-nft'),
 });
