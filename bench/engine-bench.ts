@@ -61,7 +61,9 @@ function startProber(host: TestHost, from: string): Prober {
 /** The engine's start events: container id → event time in ms. */
 async function followStarts(docker: Docker): Promise<{ starts: Map<string, number>; close(): void }> {
   const starts = new Map<string, number>();
-  const stream = (await docker.getEvents({ filters: { type: ['container'], event: ['start'] } })) as NodeJS.ReadableStream & {
+  const stream = (await docker.getEvents({
+    filters: { type: ['container'], event: ['start'] },
+  })) as NodeJS.ReadableStream & {
     destroy(): void;
   };
   let buffer = '';
@@ -81,7 +83,11 @@ async function followStarts(docker: Docker): Promise<{ starts: Map<string, numbe
 }
 
 /** The first "rules applied" record whose `field` (missing: added, unexpected: removed) names `needle`. */
-function appliedAt(records: readonly LogRecord[], field: 'missing' | 'unexpected', needle: string): number | undefined {
+function appliedAt(
+  records: readonly LogRecord[],
+  field: 'missing' | 'unexpected',
+  needle: string,
+): number | undefined {
   const applied = records.find((r) => {
     const lines = r[field];
     return r.msg === 'rules applied' && Array.isArray(lines) && lines.some((m) => String(m).includes(needle));
@@ -96,7 +102,11 @@ async function measureBackend(
   backend: 'auto' | 'nftables',
   count: number,
 ): Promise<void> {
-  const dockfw = DockfwProcess.start(host, { DOCKFW_LOG_LEVEL: 'info', DOCKFW_BACKEND: backend, DOCKFW_LISTEN: '' });
+  const dockfw = DockfwProcess.start(host, {
+    DOCKFW_LOG_LEVEL: 'info',
+    DOCKFW_BACKEND: backend,
+    DOCKFW_LISTEN: '',
+  });
   const events = await followStarts(docker);
   const disallowed = startProber(host, DISALLOWED);
   const allowed = startProber(host, ALLOWED);
@@ -108,15 +118,29 @@ async function measureBackend(
     for (let i = 0; i < count; i++) {
       const name = `e2e-bench-${backend}-${i}`;
       const from = dockfw.records.length;
-      const { stdout } = await host.docker(['run', '-d', '--name', name, '-p', `${PORT}:80`, '-l', `dockfw.allow=${ALLOWED}`, TEST_IMAGE]);
+      const { stdout } = await host.docker([
+        'run',
+        '-d',
+        '--name',
+        name,
+        '-p',
+        `${PORT}:80`,
+        '-l',
+        `dockfw.allow=${ALLOWED}`,
+        TEST_IMAGE,
+      ]);
       const id = stdout.trim();
       const address = (await host.containerAddresses(id)).v4[0];
       if (address === undefined) throw new Error(`${name} has no IPv4 address`);
       const needle = backend === 'nftables' ? `: ${address} . ` : `-d ${address}/32 `;
       const deadline = Date.now() + 20_000;
       let enforced: number | undefined;
-      while ((enforced = appliedAt(dockfw.records.slice(from), 'missing', needle)) === undefined || !events.starts.has(id)) {
-        if (Date.now() > deadline) throw new Error(`no "rules applied" for ${address} (${name}):\n${dockfw.output().slice(-3000)}`);
+      while (
+        (enforced = appliedAt(dockfw.records.slice(from), 'missing', needle)) === undefined ||
+        !events.starts.has(id)
+      ) {
+        if (Date.now() > deadline)
+          throw new Error(`no "rules applied" for ${address} (${name}):\n${dockfw.output().slice(-3000)}`);
         await sleep(10);
       }
       times.push(enforced - (events.starts.get(id) ?? NaN));
@@ -127,7 +151,10 @@ async function measureBackend(
       await host.docker(['rm', '-f', id]);
       // The next container gets the same address: wait until dockfw removed this one's rules.
       const removedBy = Date.now() + 20_000;
-      while (appliedAt(dockfw.records.slice(from), 'unexpected', needle) === undefined && Date.now() < removedBy)
+      while (
+        appliedAt(dockfw.records.slice(from), 'unexpected', needle) === undefined &&
+        Date.now() < removedBy
+      )
         await sleep(20);
     }
   } finally {
@@ -149,12 +176,16 @@ async function measureBackend(
   });
 }
 
-export async function engineBench(report: Report, options: { starts: number; backends: readonly ('auto' | 'nftables')[] }): Promise<void> {
+export async function engineBench(
+  report: Report,
+  options: { starts: number; backends: readonly ('auto' | 'nftables')[] },
+): Promise<void> {
   report.section('Event to enforcement on a real engine (Docker 28.5.2, iptables-nft)');
   const host = await startTestHost({ engine: '28.5', iptables: 'nft' });
   const docker = new Docker({ socketPath: host.socket });
   try {
-    for (const backend of options.backends) await measureBackend(report, host, docker, backend, options.starts);
+    for (const backend of options.backends)
+      await measureBackend(report, host, docker, backend, options.starts);
   } finally {
     await DockfwProcess.stopAll();
     await host.stop();

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { BUILD_DIR, cleanupAll } from './lib.js';
 import { Report } from './report.js';
 import { engineBench } from './engine-bench.js';
+import { memoryBench } from './memory-bench.js';
+import { packetBench } from './packet-bench.js';
 import { recoveryBench } from './recovery-bench.js';
 import { syncBench } from './sync-bench.js';
 
@@ -41,13 +43,18 @@ async function main(): Promise<number> {
     return 2;
   }
   const quick = process.argv.includes('--quick');
-  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',') as Part[] | undefined;
+  const only = process.argv
+    .find((a) => a.startsWith('--only='))
+    ?.slice('--only='.length)
+    .split(',') as Part[] | undefined;
   const parts = only ?? PARTS;
   const started = Date.now();
   const report = new Report();
   const tmpDir = await mkdtemp('/tmp/dfw-bench-');
   const stop = (): void => {
-    void cleanupAll().finally(() => process.exit(130));
+    void cleanupAll()
+      .then(() => rm(tmpDir, { recursive: true, force: true }))
+      .finally(() => process.exit(130));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -58,17 +65,26 @@ async function main(): Promise<number> {
       await syncBench(report, {
         sizes: quick ? [100, 1000] : [100, 1000, 5000],
         repeats: quick ? 3 : 5,
+        repeatsLargest: 3,
         naiveSample: quick ? 50 : 200,
         starts: quick
           ? { nftables: 10, 'iptables-legacy': 3, 'iptables-nft': 3 }
-          : { nftables: 50, 'iptables-legacy': 10, 'iptables-nft': 5 },
+          : { nftables: 20, 'iptables-legacy': 5, 'iptables-nft': 3 },
         tmpDir,
       });
     }
     if (parts.includes('engine')) {
-      await engineBench(report, { starts: quick ? 10 : 50, backends: quick ? ['auto'] : ['auto', 'nftables'] });
+      await engineBench(report, {
+        starts: quick ? 10 : 50,
+        backends: quick ? ['auto'] : ['auto', 'nftables'],
+      });
     }
     if (parts.includes('recovery')) await recoveryBench(report, quick ? 5 : 20);
+    if (parts.includes('packet')) {
+      await packetBench(report, { others: 1000, rounds: quick ? 1 : 3, seconds: quick ? 2 : 4 });
+    }
+    if (parts.includes('memory'))
+      await memoryBench(report, { count: quick ? 1000 : 5000, tmpDir, heapCaps: [64, 128] });
   } finally {
     await cleanupAll();
     await rm(tmpDir, { recursive: true, force: true });
@@ -86,7 +102,10 @@ async function main(): Promise<number> {
     report.markdown(),
   ].join('\n');
   // A partial run (--only) must not replace the full results.
-  const file = only === undefined ? path.join(REPO, 'bench', 'RESULTS.md') : path.join(REPO, '.cache', 'bench-partial.md');
+  const file =
+    only === undefined
+      ? path.join(REPO, 'bench', 'RESULTS.md')
+      : path.join(REPO, '.cache', 'bench-partial.md');
   await writeFile(file, text);
   process.stdout.write(`\nwritten to ${path.relative(REPO, file)} (${minutes} min)\n`);
   return 0;

@@ -39,13 +39,22 @@ export async function recoveryBench(report: Report, rounds: number): Promise<voi
     for (const line of lines) {
       const match = LINE.exec(line.trim());
       if (match?.[1] !== undefined) {
-        summaries.push({ name: match[1], median: Number(match[2]), p99: Number(match[3]), text: line.trim() });
+        summaries.push({
+          name: match[1],
+          median: Number(match[2]),
+          p99: Number(match[3]),
+          text: line.trim(),
+        });
       } else if (line.trim() !== '') process.stdout.write(`  recovery.ts: ${line}\n`);
     }
   });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   for (const s of summaries) {
-    report.figure({ name: s.name, value: `median ${s.median} ms, p99 ${s.p99} ms`, ...targetFor(s.name, s.p99) });
+    report.figure({
+      name: s.name,
+      value: `median ${s.median} ms, p99 ${s.p99} ms`,
+      ...targetFor(s.name, s.p99),
+    });
   }
   report.note(`${rounds} rounds asked of recovery.ts; p99 is the highest sample below 100 samples.`);
   if (code !== 0) report.note(`bench/recovery.ts exited with ${code}: its figures above may be incomplete`);

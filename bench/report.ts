@@ -28,7 +28,9 @@ export class Report {
   figure(figure: Figure): void {
     this.current.figures.push(figure);
     const target =
-      figure.target === '' ? '' : `   [target: ${figure.target}${figure.met === undefined ? '' : figure.met ? ', met' : ', MISSED'}]`;
+      figure.target === ''
+        ? ''
+        : `   [target: ${figure.target}${figure.met === undefined ? '' : figure.met ? ', met' : ', MISSED'}]`;
     process.stdout.write(`  ${figure.name}: ${figure.value}${target}\n`);
   }
 
@@ -44,7 +46,8 @@ export class Report {
       if (s.figures.length > 0) {
         out.push('| figure | value | target |', '| --- | --- | --- |');
         for (const f of s.figures) {
-          const target = f.target === '' ? '' : `${f.target}${f.met === undefined ? '' : f.met ? ' ✔' : ' ✘ missed'}`;
+          const target =
+            f.target === '' ? '' : `${f.target}${f.met === undefined ? '' : f.met ? ' ✔' : ' ✘ missed'}`;
           out.push(`| ${f.name} | ${f.value} | ${target} |`);
         }
         out.push('');

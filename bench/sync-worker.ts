@@ -125,11 +125,18 @@ async function timed(action: () => Promise<unknown>): Promise<PhaseSample> {
 async function removeOwnedRules(spec: SyncSpec): Promise<void> {
   if (spec.backend === 'nftables') await runNft('nft', ['delete', 'table', 'inet', 'dockfw']);
   else
-    await runCommand(restoreCommand(4, spec.variant), ['--noflush', '-w'], `*filter\n:${CHAIN_IN} - [0:0]\nCOMMIT\n`);
+    await runCommand(
+      restoreCommand(4, spec.variant),
+      ['--noflush', '-w'],
+      `*filter\n:${CHAIN_IN} - [0:0]\nCOMMIT\n`,
+    );
 }
 
 /** One command per rule for a sample of the payload's rules; ms per rule. */
-async function naiveIptables(spec: SyncSpec, payload: string): Promise<{ sampled: number; perRuleMs: number }> {
+async function naiveIptables(
+  spec: SyncSpec,
+  payload: string,
+): Promise<{ sampled: number; perRuleMs: number }> {
   const tool = `iptables-${spec.variant}`;
   const lines = payload.split('\n').filter((l) => l.startsWith(`-A ${CHAIN_IN} `));
   await runCommand(tool, ['-w', '-N', 'DOCKFW-NAIVE']);
@@ -157,12 +164,16 @@ async function naiveNft(spec: SyncSpec, payload: string): Promise<{ sampled: num
     else if (inAllowed && line.trim() === '}' && elements.length > 0) break;
     else if (inAllowed && /^\t\t\t\d/.test(line)) elements.push(line.trim().replace(/,$/, ''));
   }
-  await runNft('nft', ['-f', '-'], [
-    'table inet dockfw_naive {',
-    '  set allowed4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr; flags interval; }',
-    '}',
-    '',
-  ].join('\n'));
+  await runNft(
+    'nft',
+    ['-f', '-'],
+    [
+      'table inet dockfw_naive {',
+      '  set allowed4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr; flags interval; }',
+      '}',
+      '',
+    ].join('\n'),
+  );
   const deadline = Date.now() + 20_000;
   let done = 0;
   const started = wallNow();
@@ -284,11 +295,21 @@ async function main(): Promise<void> {
   const rules = ruleCount(spec, payload);
   let naive: SyncResult['naive'];
   if (spec.naiveSample > 0) {
-    const sample = spec.backend === 'nftables' ? await naiveNft(spec, payload) : await naiveIptables(spec, payload);
+    const sample =
+      spec.backend === 'nftables' ? await naiveNft(spec, payload) : await naiveIptables(spec, payload);
     naive = { ...sample, extrapolatedS: (sample.perRuleMs * rules) / 1000 };
   }
   const startSamples = spec.starts > 0 ? await starts(spec, firewall) : [];
-  const result: SyncResult = { spec, rules, first, full, floorMs, check, ...(naive ? { naive } : {}), starts: startSamples };
+  const result: SyncResult = {
+    spec,
+    rules,
+    first,
+    full,
+    floorMs,
+    check,
+    ...(naive ? { naive } : {}),
+    starts: startSamples,
+  };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   // Idle keep-alive sockets to the stand-in must not hold the process open.
   process.exit(0);

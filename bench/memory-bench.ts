@@ -1,0 +1,144 @@
+/**
+ * Figure 7: resident memory of `dockfw run` (the built dist/cli/main.js, as
+ * deployed) idle with 5,000 containers: the stand-in engine serves them, the
+ * process runs in a bench namespace with Docker's chains made by hand; after
+ * its first sync wrote the rules and a few seconds of quiet, VmRSS is read
+ * from /proc (VmHWM: the peak, during that first sync).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  addDockerChains,
+  BUILD_DIR,
+  createNetns,
+  deleteNetns,
+  startStandin,
+  track,
+  type Variant,
+} from './lib.js';
+import type { Report } from './report.js';
+
+const MAIN = path.resolve(BUILD_DIR, '..', '..', '..', 'dist', 'cli', 'main.js');
+
+async function status(pid: number): Promise<{ rss: number; hwm: number }> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+}
+
+async function measure(
+  label: string,
+  backend: 'iptables' | 'nftables',
+  variant: Variant,
+  count: number,
+  tmpDir: string,
+  nodeOptions = '',
+): Promise<{ rss: number; hwm: number; firstSyncS: number }> {
+  const ns = await createNetns('mem');
+  const socket = path.join(tmpDir, `engine-mem-${label}.sock`);
+  const standin = await startStandin(socket, count);
+  try {
+    await addDockerChains(ns, variant);
+    const started = Date.now();
+    // nsenter execs node in place, so the child's pid is dockfw's.
+    const child = track(
+      spawn('nsenter', [`--net=/var/run/netns/${ns}`, '--', process.execPath, MAIN, 'run'], {
+        env: {
+          PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+          DOCKER_HOST: `unix://${socket}`,
+          DOCKFW_BACKEND: backend,
+          DOCKFW_LISTEN: '',
+          DOCKFW_LOG_LEVEL: 'info',
+          ...(nodeOptions === '' ? {} : { NODE_OPTIONS: nodeOptions }),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    try {
+      const deadline = Date.now() + 180_000;
+      while (!out.includes('"msg":"rules applied"')) {
+        if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null)
+          throw new Error(
+            `dockfw run did not apply rules (exit ${child.exitCode ?? child.signalCode}):\n${out.slice(-600)}`,
+          );
+        await sleep(50);
+      }
+      const firstSyncS = (Date.now() - started) / 1000;
+      await sleep(5000);
+      const pid = child.pid;
+      if (pid === undefined) throw new Error('dockfw did not start');
+      return { ...(await status(pid)), firstSyncS };
+    } finally {
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
+    }
+  } finally {
+    await standin.stop();
+    await deleteNetns(ns);
+  }
+}
+
+export async function memoryBench(
+  report: Report,
+  options: { count: number; tmpDir: string; heapCaps: readonly number[] },
+): Promise<void> {
+  report.section(`Memory: \`dockfw run\` idle with ${options.count} containers`);
+  if (!existsSync(MAIN)) {
+    report.note(`${path.relative(process.cwd(), MAIN)} is missing: run \`npm run build\` first`);
+    return;
+  }
+  const flavours = [
+    { label: 'nftables', backend: 'nftables', variant: 'nft' },
+    { label: 'iptables-nft', backend: 'iptables', variant: 'nft' },
+    { label: 'iptables-legacy', backend: 'iptables', variant: 'legacy' },
+  ] as const;
+  const value = (m: { rss: number; hwm: number; firstSyncS: number }): string =>
+    `${m.rss.toFixed(0)} MB (peak ${m.hwm.toFixed(0)} MB; first sync done ${m.firstSyncS.toFixed(1)} s after start)`;
+  for (const f of flavours) {
+    const m = await measure(f.label, f.backend, f.variant, options.count, options.tmpDir);
+    report.figure({
+      name: `${f.label}: resident size idle after the first sync (peak during it)`,
+      value: value(m),
+      target: 'under 100 MB',
+      met: m.rss < 100,
+    });
+  }
+  // For comparison: what Node itself takes, and what a capped heap changes.
+  const empty = await measure('empty', 'nftables', 'nft', 0, options.tmpDir);
+  report.figure({
+    name: 'nftables, no containers at all (Node and dockfw alone)',
+    value: value(empty),
+    target: '',
+  });
+  for (const cap of options.heapCaps) {
+    const nodeOptions = `--max-old-space-size=${cap} --max-semi-space-size=2`;
+    const name = `nftables, ${options.count} containers, NODE_OPTIONS="${nodeOptions}"`;
+    try {
+      const capped = await measure(
+        `cap${cap}`,
+        'nftables',
+        'nft',
+        options.count,
+        options.tmpDir,
+        nodeOptions,
+      );
+      report.figure({ name, value: value(capped), target: 'under 100 MB', met: capped.rss < 100 });
+    } catch (error) {
+      const first = (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
+      report.figure({
+        name,
+        value: `did not finish its first sync: ${first}`,
+        target: 'under 100 MB',
+        met: false,
+      });
+    }
+  }
+}
