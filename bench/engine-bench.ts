@@ -173,6 +173,8 @@ async function measureBackend(
     value: `${disallowed.answers()} of ${disallowed.attempts()} probes (the allowed client: ${allowed.answers()} of ${allowed.attempts()})`,
     target: '0',
     met: disallowed.answers() === 0 && allowed.answers() > 0,
+    ifMissed:
+      'A disallowed client got answers (or the allowed one none, so the probe proves nothing): this is a correctness failure, not a performance one; the e2e suites should reproduce it.',
   });
 }
 

@@ -23,6 +23,16 @@ import type { Report } from './report.js';
 
 const MAIN = path.resolve(BUILD_DIR, '..', '..', '..', 'dist', 'cli', 'main.js');
 
+const MEMORY_MISSED = `Why: Node with dockfw's modules alone is already near 100 MB resident here (see "no
+containers at all"; dockerode pulls in ssh2 and its crypto, about 30 MB of it). A sync at
+5,000 containers holds the whole container list, 5,000 parsed inspect answers, the desired
+state, the rendered payload and the kernel's read-back at once (capped at 64 MB of old
+space the process aborts), and V8 keeps the heap it grew to after the sync ends.
+What would meet it: a small Engine API client (plain HTTP over the unix socket, no ssh2),
+keeping only the few fields dockfw reads from each inspect (streamed, not the raw JSON),
+the incremental sync described above (so one event does not hold 5,000 containers at
+once), and a heap cap in the image (\`NODE_OPTIONS=--max-old-space-size=…\`).`;
+
 async function status(pid: number): Promise<{ rss: number; hwm: number }> {
   const text = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string): number =>
@@ -109,6 +119,7 @@ export async function memoryBench(
       value: value(m),
       target: 'under 100 MB',
       met: m.rss < 100,
+      ifMissed: MEMORY_MISSED,
     });
   }
   // For comparison: what Node itself takes, and what a capped heap changes.
@@ -130,7 +141,13 @@ export async function memoryBench(
         options.tmpDir,
         nodeOptions,
       );
-      report.figure({ name, value: value(capped), target: 'under 100 MB', met: capped.rss < 100 });
+      report.figure({
+        name,
+        value: value(capped),
+        target: 'under 100 MB',
+        met: capped.rss < 100,
+        ifMissed: MEMORY_MISSED,
+      });
     } catch (error) {
       const first = (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
       report.figure({
@@ -138,6 +155,7 @@ export async function memoryBench(
         value: `did not finish its first sync: ${first}`,
         target: 'under 100 MB',
         met: false,
+        ifMissed: MEMORY_MISSED,
       });
     }
   }

@@ -17,8 +17,14 @@ interface Summary {
 
 const LINE = /^(.+): median (\d+) ms, p99 (\d+) ms, max \d+ ms \(n=\d+\)$/;
 
-function targetFor(name: string, p99: number): { target: string; met?: boolean } {
-  if (name.includes('ruleset watch')) return { target: 'p99 under 1 s', met: p99 < 1000 };
+function targetFor(name: string, p99: number): { target: string; met?: boolean; ifMissed?: string } {
+  if (name.includes('ruleset watch'))
+    return {
+      target: 'p99 under 1 s',
+      met: p99 < 1000,
+      ifMissed:
+        'Why and what would meet it: see bench/recovery.ts and the daemon log it checks (the watch debounces 100 ms, at most 500 ms, then runs a full sync).',
+    };
   return { target: '' };
 }
 

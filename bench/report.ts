@@ -9,6 +9,8 @@ export interface Figure {
   readonly target: string;
   /** Whether the target was met; undefined when there is none. */
   readonly met?: boolean;
+  /** Why the target is missed and what would meet it; shown only when missed. */
+  readonly ifMissed?: string;
 }
 
 export class Report {
@@ -54,6 +56,19 @@ export class Report {
       }
       for (const n of s.notes) out.push(`- ${n}`);
       if (s.notes.length > 0) out.push('');
+    }
+    const missed = this.sections.flatMap((s) => s.figures.filter((f) => f.met === false));
+    if (missed.length > 0) {
+      out.push('## Missed targets: why, and what would meet them', '');
+      // One explanation per kind of miss, listing the figures it covers.
+      const reasons = new Map<string, string[]>();
+      for (const f of missed) {
+        const why = f.ifMissed ?? 'not analysed';
+        reasons.set(why, [...(reasons.get(why) ?? []), `${f.name}: ${f.value}`]);
+      }
+      for (const [why, figures] of reasons) {
+        out.push(...figures.map((f) => `- ${f}`), '', why, '');
+      }
     }
     return out.join('\n');
   }

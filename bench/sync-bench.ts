@@ -69,6 +69,31 @@ async function measure(
   }
 }
 
+const FLOOR_MISSED = `Why: besides the one kernel write, every sync lists and inspects every container
+over the Engine API (5,000 HTTP requests, 8 at a time, each answer parsed and validated),
+derives the desired state, renders the whole payload, reads the kernel's ruleset back and
+compares it, all on one Node thread. The "apply" and "reads" figures above show the kernel's
+share; the rest is this work. Where the write itself is slow (iptables-nft) the ratio stays
+near 1; where it is fast (iptables-legacy, nftables) the fixed cost dominates.
+What would meet it: keep the parsed inspect of each container and re-inspect only the
+containers named by events since the last sync (the periodic check still re-lists all);
+derive and render per container and reuse the unchanged parts; skip the full read-back when
+the last write succeeded and the ruleset watch saw no foreign change.`;
+
+const APPLY_MISSED = `Why: the write is already only what changed (one container's elements, about 1 kB), but
+\`nft -f\` first loads the table's current contents into its cache (all sets, all elements)
+before it sends the batch, so a small change costs time in proportion to the table.
+What would meet it: a write that does not need nft's full cache (libnftables kept open in
+a helper process, or netlink directly), or fewer/larger elements per container.`;
+
+const START_MISSED = `Why: an event only says "look"; the sync it triggers re-lists and re-inspects all
+5,001 containers and reads the whole table back (\`nft -j list\`), which takes seconds at
+this size, before the 1 kB write. The runner's rate limit does not matter here (the bench
+waits between starts).
+What would meet it: an incremental path for container events: inspect only the container
+the event names, derive its elements and write them at once, leaving the full comparison to
+the periodic check and the ruleset watch (which already catch any drift).`;
+
 const kb = (bytes: number): string =>
   bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} kB`;
 
@@ -102,7 +127,7 @@ export async function syncBench(report: Report, options: SyncBenchOptions): Prom
         name: `${count}: the same payload alone (floor), median`,
         value: `${ms(floor)} → full sync / floor = ${ratio.toFixed(2)}`,
         target: count === largest ? 'within 1.5x at the largest size' : '',
-        ...(count === largest ? { met: ratio <= 1.5 } : {}),
+        ...(count === largest ? { met: ratio <= 1.5, ifMissed: FLOOR_MISSED } : {}),
       });
       report.figure({
         name: `${count}: kernel transactions per sync (writes)`,
@@ -136,13 +161,13 @@ export async function syncBench(report: Report, options: SyncBenchOptions): Prom
           name: `one container started among ${count}: kernel apply (n=${r.starts.length}), median / p99`,
           value: `${ms(median(apply))} / ${ms(quantile(apply, 0.99))}, payload ${kb(median(r.starts.map((s) => s.payloadBytes)))}`,
           target: nft ? 'under 20 ms' : '',
-          ...(nft ? { met: quantile(apply, 0.99) < 20 } : {}),
+          ...(nft ? { met: quantile(apply, 0.99) < 20, ifMissed: APPLY_MISSED } : {}),
         });
         report.figure({
           name: `one container started among ${count}: start event → enforced, median / p99`,
           value: `${ms(median(toEnforced))} / ${ms(quantile(toEnforced, 0.99))}`,
           target: nft ? 'p99 under 100 ms' : '',
-          ...(nft ? { met: quantile(toEnforced, 0.99) < 100 } : {}),
+          ...(nft ? { met: quantile(toEnforced, 0.99) < 100, ifMissed: START_MISSED } : {}),
         });
       }
     }
