@@ -35,6 +35,7 @@ const PORT = 8101;
 const HOURLY = '0 0 * * * *';
 const FAST_RESYNC = '*/2 * * * * *';
 const DRIFT = 'drift found: re-applied the rules';
+const UNREACHABLE = 'docker unreachable: keeping rules, retrying';
 const LISTEN = '127.0.0.1:9811';
 
 /** One way of rewriting the firewall behind dockfw's back. */
@@ -242,6 +243,7 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
 
     it('engine restart: rules kept while it is down, followed when the container comes back', async () => {
       const seen = dockfw?.logged('connected to docker').length ?? 0;
+      const down = dockfw?.logged(UNREACHABLE).length ?? 0;
       const probes = await probing(async () => {
         await host.restartEngine();
         await dockfw?.waitForLog('connected to docker', 30_000, seen + 1);
@@ -249,6 +251,8 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       });
       expectNeverAnswered(probes.intruder);
       expect(probes.allowed.reached()).toBeGreaterThan(0);
+      // One line for the outage, however many reconnect attempts it took.
+      expect(dockfw?.logged(UNREACHABLE).length).toBe(down + 1);
       await expectEnforced();
     });
 
@@ -304,7 +308,7 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       let next: DockfwProcess | undefined;
       const probes = await probing(async () => {
         next = startDockfw();
-        await next.waitForLog('docker unreachable: keeping rules, retrying');
+        await next.waitForLog(UNREACHABLE);
         engineStarted = Date.now();
         await host.restartEngine();
         await next.waitForLog('connected to docker', 30_000);
@@ -335,7 +339,7 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       try {
         const before = fw.ruleLines((await fw.owned(host)).v4);
         const next = startDockfw({ DOCKER_HOST: socket.dockerHost });
-        await next.waitForLog('docker unreachable: keeping rules, retrying');
+        await next.waitForLog(UNREACHABLE);
         await sleep(1500);
         const ready = async () =>
           (
@@ -358,7 +362,7 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
 
         // Lost later: still running, still enforcing; a container started meanwhile stays closed.
         await socket.down();
-        await next.waitForLog('docker unreachable: keeping rules, retrying', 10_000, 2);
+        await next.waitForLog(UNREACHABLE, 10_000, 2);
         await host.docker([
           'run',
           '-d',
