@@ -80,8 +80,16 @@ function network(family: Family, address: bigint, prefix: number): string {
   const hostBits = BigInt((family === 4 ? 32 : 128) - prefix);
   return `${formatAddress(family, (address >> hostBits) << hostBits)}/${prefix}`;
 }
-const v4Value = fc.bigInt({ min: 0n, max: (1n << 32n) - 1n });
-const v6Value = fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }).filter((v) => v >> 32n !== 0xffffn);
+// Half of the addresses near each other (203.0.113.0/24, 2001:db8::/120), so
+// items overlap, touch or leave small gaps: where merging could go wrong.
+const v4Value = fc.oneof(
+  fc.bigInt({ min: 0n, max: (1n << 32n) - 1n }),
+  fc.bigInt({ min: 0xcb007100n, max: 0xcb0071ffn }),
+);
+const v6Value = fc.oneof(
+  fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }).filter((v) => v >> 32n !== 0xffffn),
+  fc.bigInt({ min: 0n, max: 255n }).map((v) => (0x20010db8n << 96n) + v),
+);
 /** Items the grammar accepts: addresses, blocks, ranges of either family, rarely any/none. */
 const validItem: fc.Arbitrary<string> = fc.oneof(
   { weight: 3, arbitrary: v4Value.map((v) => formatAddress(4, v)) },
