@@ -46,6 +46,10 @@ export class SyncRunner {
   /** Starts in a row that had to wait (for a token, or for the sync before). */
   private waitedInARow = 0;
   private lastFinishedAt = -Infinity;
+  /** Since when nothing runs or waits; undefined while busy. */
+  private idleFrom: number | undefined = -Infinity;
+  /** How long the runner sat idle before the request the next start answers. */
+  private lastIdleMs = Infinity;
   /** The scheduled start waits for a token (not for a backoff). */
   private waitingForToken = false;
   private readonly retryInitialMs: number;
@@ -80,6 +84,10 @@ export class SyncRunner {
 
   request(reason: SyncReason, options: RequestOptions = {}): void {
     if (this.stopped) return;
+    if (this.idleFrom !== undefined && !this.running && this.pending.size === 0) {
+      this.lastIdleMs = this.options.clock.now() - this.idleFrom;
+      this.idleFrom = undefined;
+    }
     this.pending.add(reason);
     if (options.resetBackoff) {
       this.failures = 0;
@@ -131,7 +139,7 @@ export class SyncRunner {
     const now = this.options.clock.now();
     const available = this.availableTokens(now);
     // Slow syncs never run out of tokens; starting right after one finished is waiting too.
-    this.pace(now, this.waitingForToken || now - this.lastFinishedAt < this.minIntervalMs);
+    this.pace(this.waitingForToken || now - this.lastFinishedAt < this.minIntervalMs);
     this.waitingForToken = false;
     this.tokens = available - 1;
     this.tokensAt = now;
@@ -139,13 +147,20 @@ export class SyncRunner {
     this.running = this.runOnce(reasons).finally(() => {
       this.running = undefined;
       this.lastFinishedAt = this.options.clock.now();
+      if (this.pending.size === 0) this.idleFrom = this.lastFinishedAt;
       this.schedule();
     });
   }
 
-  /** Back to the minimum interval after an idle spell; slower while a storm goes on. */
-  private pace(now: number, waited: boolean): void {
-    if (now - this.lastFinishedAt >= this.burst * this.intervalMs) {
+  /**
+   * Back to the minimum interval after a real lull (idle, nothing pending, for
+   * 500 ms and two intervals); slower while a storm goes on. Short gaps between
+   * a storm's events do not count as a lull.
+   */
+  private pace(waited: boolean): void {
+    const lull = this.lastIdleMs >= Math.max(500, this.burst * this.intervalMs);
+    this.lastIdleMs = 0;
+    if (lull) {
       this.waitedInARow = 0;
       this.intervalMs = this.minIntervalMs;
     } else if (waited) {

@@ -280,6 +280,27 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       });
     }
 
+    if (options.watchesRuleset) {
+      it('a killed nft monitor is restarted and watches again', async () => {
+        const watching = 'watching the nftables ruleset for outside changes';
+        const before = dockfw?.logged(watching).length ?? 0;
+        const children = await host.exec('pgrep', ['-P', String(dockfw?.pid), '-x', 'nft']);
+        const [monitorPid] = children.stdout.split('\n').filter((l) => l !== '');
+        expect(monitorPid, `no nft monitor under dockfw: ${children.stderr}`).toBeDefined();
+        process.kill(Number(monitorPid), 'SIGKILL');
+        await dockfw?.waitForLog(
+          'nft monitor stopped: restarting it; the periodic check covers the gap',
+          5000,
+        );
+        await dockfw?.waitForLog(watching, 10_000, before + 1);
+        const seen = dockfw?.logged(DRIFT).length ?? 0;
+        await damages[0]?.apply(host);
+        const drift = await dockfw?.waitForLog(DRIFT, 10_000, seen + 1);
+        expect(drift?.reasons).toContain('watch');
+        await expectEnforced();
+      });
+    }
+
     it('counts every repair in dockfw_drift_repairs_total', async () => {
       const metrics = await host.exec('curl', ['-s', `http://${LISTEN}/metrics`]);
       const repairs = [...metrics.stdout.matchAll(/^dockfw_drift_repairs_total\{family="ipv4"\} (\d+)$/gm)];
