@@ -64,12 +64,12 @@ async function main(): Promise<number> {
     if (parts.includes('sync')) {
       await syncBench(report, {
         sizes: quick ? [100, 1000] : [100, 1000, 5000],
-        repeats: quick ? 3 : 5,
-        repeatsLargest: 3,
+        repeats: 3,
+        repeatsLargest: 2,
         naiveSample: quick ? 50 : 200,
         starts: quick
           ? { nftables: 10, 'iptables-legacy': 3, 'iptables-nft': 3 }
-          : { nftables: 20, 'iptables-legacy': 5, 'iptables-nft': 3 },
+          : { nftables: 10, 'iptables-legacy': 2, 'iptables-nft': 2 },
         tmpDir,
       });
     }

@@ -80,11 +80,14 @@ containers named by events since the last sync (the periodic check still re-list
 derive and render per container and reuse the unchanged parts; skip the full read-back when
 the last write succeeded and the ruleset watch saw no foreign change.`;
 
-const APPLY_MISSED = `Why: the write is already only what changed (one container's elements, about 1 kB), but
-\`nft -f\` first loads the table's current contents into its cache (all sets, all elements)
-before it sends the batch, so a small change costs time in proportion to the table.
-What would meet it: a write that does not need nft's full cache (libnftables kept open in
-a helper process, or netlink directly), or fewer/larger elements per container.`;
+const APPLY_MISSED = `Why: the write is already only what changed (one container's elements, about 1 kB,
+one \`nft -f\` batch). Its time is a new nft process (exec, library start-up, netlink) plus
+nft loading its cache of the table before it sends the batch: on this machine, under the
+load of the other benchmarks and users, one \`nft add element\` into a near-empty table
+took about 10 ms, and the median here is about twice that with 115,000 elements in place.
+What would meet it: not starting nft per write (a long-running helper holding libnftables,
+or netlink directly), so only the batch itself is paid (an earlier measurement of one
+element add at this size, on a quieter machine: 7 ms).`;
 
 const START_MISSED = `Why: an event only says "look"; the sync it triggers re-lists and re-inspects all
 5,001 containers and reads the whole table back (\`nft -j list\`), which takes seconds at
