@@ -18,6 +18,7 @@ import { IptablesReconciler } from '../src/backends/iptables/reconcile.js';
 import { runNft } from '../src/backends/nftables/command.js';
 import { NftablesReconciler } from '../src/backends/nftables/reconcile.js';
 import { loadConfig } from '../src/config/config.js';
+import type { DockerClient } from '../src/docker/docker-client.js';
 import { createDockerClient } from '../src/docker/dockerode-client.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { systemClock } from '../src/runtime/clock.js';
@@ -53,6 +54,8 @@ export interface PhaseSample {
   /** Time spent in writes (apply) and in reads. */
   readonly applyMs: number;
   readonly readMs: number;
+  /** From the first Engine API request (list) to the last answer (inspect). */
+  readonly dockerMs: number;
   readonly payloadBytes: number;
   /** Writes per tool, e.g. { 'iptables-nft-restore': 1 }. */
   readonly writesBy: Record<string, number>;
@@ -98,6 +101,31 @@ const counted: CommandRunner = async (file, args, input) => {
   }
 };
 
+/** The Engine API part of the current phase (first request to last answer). */
+const dockerSpan = { start: 0, end: 0 };
+
+/** The real client, with its list/inspect span measured. */
+function timedDocker(client: DockerClient): DockerClient {
+  return {
+    ...client,
+    listContainerIds: async () => {
+      dockerSpan.start = wallNow();
+      try {
+        return await client.listContainerIds();
+      } finally {
+        dockerSpan.end = wallNow();
+      }
+    },
+    inspectContainer: async (id) => {
+      try {
+        return await client.inspectContainer(id);
+      } finally {
+        dockerSpan.end = wallNow();
+      }
+    },
+  };
+}
+
 function summarize(commands: readonly Command[], elapsedMs: number): PhaseSample {
   const writes = commands.filter((c) => c.write);
   const reads = commands.filter((c) => !c.write);
@@ -109,6 +137,7 @@ function summarize(commands: readonly Command[], elapsedMs: number): PhaseSample
     reads: reads.length,
     applyMs: writes.reduce((sum, c) => sum + c.ms, 0),
     readMs: reads.reduce((sum, c) => sum + c.ms, 0),
+    dockerMs: dockerSpan.end - dockerSpan.start,
     payloadBytes: writes.reduce((sum, c) => sum + Buffer.byteLength(c.input ?? ''), 0),
     writesBy,
   };
@@ -259,7 +288,7 @@ async function main(): Promise<void> {
     DOCKFW_BACKEND: spec.backend,
     DOCKFW_LISTEN: '',
   });
-  const docker = createDockerClient(config.dockerHost);
+  const docker = timedDocker(createDockerClient(config.dockerHost));
   const firewall: Firewall =
     spec.backend === 'nftables'
       ? new NftablesReconciler({ run: counted })
