@@ -24,6 +24,10 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     load: () => import('./check.js'),
   },
   run: { summary: 'run the sidecar: keep the firewall in step with Docker', load: () => import('./run.js') },
+  guard: {
+    summary: 'at boot, before docker.service: install only the fail-closed catch-all',
+    load: () => import('./guard.js'),
+  },
   uninstall: { summary: 'remove every rule and chain dockfw owns', load: () => import('./uninstall.js') },
   status: {
     summary: 'ask the running daemon what it enforces (exit 0 ready, 1 not, 2 no answer)',

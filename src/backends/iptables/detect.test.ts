@@ -75,6 +75,17 @@ describe('detectIpv6', () => {
     expect(placement).toMatchObject({ family: 6, variant: 'nft', parent: 'DOCKER-USER' });
   });
 
+  it('jumps from FORWARD when nothing jumps to DOCKER-USER (made by dockfw guard, ignored by engines before 24)', async () => {
+    const guarded = saveText({
+      FORWARD: ['-o docker0 -j DOCKER', '-j DOCKER-ISOLATION-STAGE-1'],
+      'DOCKER-USER': ['-j DOCKFW'],
+      DOCKER: [],
+    });
+    const fake = fakeIptables({ 'ip6tables-nft-save': guarded });
+    const placement = await detectIpv6({ run: fake.run, legacyTableNames: noLegacy }, 'nft');
+    expect(placement).toMatchObject({ family: 6, variant: 'nft', parent: 'FORWARD' });
+  });
+
   it('falls back to FORWARD in the IPv4 variant on engines without IPv6 chains', async () => {
     const fake = fakeIptables({ 'ip6tables-nft-save': BARE, 'ip6tables-legacy-save': '' });
     const placement = await detectIpv6({ run: fake.run, legacyTableNames: noLegacy }, 'legacy');

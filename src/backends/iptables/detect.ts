@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Family } from '../../docker/snapshot.js';
 import { CommandError, type CommandRunner } from './command.js';
-import { readFilterTable, type FilterTable, type Variant } from './read.js';
+import { jumpPositions, readFilterTable, type FilterTable, type Variant } from './read.js';
 
 /** Chains only Docker creates in the filter table. */
 const DOCKER_CHAINS = ['DOCKER-USER', 'DOCKER', 'DOCKER-FORWARD'] as const;
@@ -106,12 +106,15 @@ export async function detectIpv4(deps: DetectDeps): Promise<Placement | undefine
 
 /**
  * IPv6: the variant with Docker's chains, else IPv4's. Engines before 24 have
- * no IPv6 DOCKER-USER; then the jump is kept first in FORWARD.
+ * no IPv6 DOCKER-USER of their own; then the jump is kept first in FORWARD. A
+ * DOCKER-USER that FORWARD does not jump to (made by \`dockfw guard\` at boot,
+ * ignored by such an engine) would never see a packet.
  */
 export async function detectIpv6(deps: DetectDeps, ipv4Variant: Variant): Promise<Placement> {
   const tables = await readVariants(deps, 6);
   const variant = chooseVariant(tables) ?? ipv4Variant;
   const table = tables.get(variant) ?? (await readFilterTable(deps.run, 6, variant));
-  const parent = table.chains.has('DOCKER-USER') ? 'DOCKER-USER' : 'FORWARD';
+  const reached = jumpPositions(table, 'FORWARD', 'DOCKER-USER').length > 0;
+  const parent = table.chains.has('DOCKER-USER') && reached ? 'DOCKER-USER' : 'FORWARD';
   return { family: 6, variant, parent, table, ...otherTable(tables, variant) };
 }
