@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPidFile } from '../host/processes.js';
 import { stopDockerd } from '../host/engine.js';
 import { startTestHost, TEST_IMAGE, type TestHost, type TestHostOptions } from '../host/index.js';
-import { DockfwProcess } from './dockfw-process.js';
+import { DOCKFW_MAIN, DockfwProcess } from './dockfw-process.js';
 import { startProber, SwitchableDockerSocket, waitUntilReached, type Prober } from './healing-tools.js';
 import { iptablesFirewall, type SuiteFirewall } from './suite-firewall.js';
 
@@ -122,6 +122,15 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         const { v4 } = await fw.owned(host).catch(() => ({ v4: '' }));
         if (address !== undefined && fw.allows(v4, address, 80, ALLOWED)) return fw.settled();
         if (Date.now() > deadline) throw new Error(`no rules for ${name}:\n${v4}\n${dockfw?.output() ?? ''}`);
+        await sleep(50);
+      }
+    }
+
+    /** Waits until Docker's nat rules publish `port` (the engine restored a container on it). */
+    async function waitForDnat(port: number, timeoutMs = 30_000): Promise<void> {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await host.iptablesSave(4, 'nat').catch(() => '')).includes(`--dport ${port} `)) {
+        if (Date.now() > deadline) throw new Error(`no DNAT for port ${port}`);
         await sleep(50);
       }
     }
@@ -349,6 +358,58 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         probes.intruder.records.filter((r) => r.outcome === 'reached' && r.at - engineStarted > applied),
       ).toEqual([]);
       await expectEnforced();
+    });
+
+    // The gap above, closed: `dockfw guard` runs before the engine (as a unit
+    // ordered Before=docker.service would), dockerd keeps the chains it finds,
+    // and the restored container stays closed until dockfw's first sync.
+    it('reboot with `dockfw guard` before the engine: closed for everyone until dockfw syncs, then enforced', async () => {
+      await dockfw?.stop('SIGKILL');
+      await stopDockerd(host.layout, readPidFile(host.layout.dockerPidFile));
+      await flushEverything(host);
+      const guard = () =>
+        host.exec('env', [
+          ...Object.entries(env()).map(([k, v]) => `${k}=${v}`),
+          process.execPath,
+          DOCKFW_MAIN,
+          'guard',
+        ]);
+      const installed = await guard();
+      expect(installed.exitCode, installed.stderr).toBe(0);
+      expect(installed.stdout).toMatch(/installed the fail-closed catch-all/);
+      let dockfwStarted = 0;
+      let next: DockfwProcess | undefined;
+      const probes = await probing(async () => {
+        await host.restartEngine();
+        // Docker's DNAT for the restored container is in place: without the guard it would answer now.
+        await waitForDnat(PORT);
+        await sleep(1000);
+        dockfwStarted = Date.now();
+        next = startDockfw();
+        await next.waitForLog('connected to docker', 30_000);
+        await waitForRulesFor('guarded');
+      });
+      const before = (p: Prober) => p.records.filter((r) => r.at < dockfwStarted);
+      // Closed for everyone while only the guard judged, allowed source included.
+      expect(before(probes.intruder).length).toBeGreaterThan(5);
+      expect(before(probes.allowed).filter((r) => r.outcome === 'reached')).toEqual([]);
+      expectNeverAnswered(probes.intruder);
+      expect(probes.allowed.reached()).toBeGreaterThan(0);
+      await expectEnforced();
+      if (fw.backend === 'iptables') {
+        // dockfw adopted the guard's chains: one jump, first in DOCKER-USER.
+        const userChain = (await host.iptables(4, ['-S', 'DOCKER-USER']))
+          .split('\n')
+          .filter((l) => l.startsWith('-A'));
+        expect(userChain.filter((l) => l === '-A DOCKER-USER -j DOCKFW')).toHaveLength(1);
+        expect(userChain[0]).toBe('-A DOCKER-USER -j DOCKFW');
+      }
+      // A second guard (dockfw running) leaves dockfw's rules alone.
+      const owned = await fw.owned(host);
+      const again = await guard();
+      expect(again.exitCode, again.stderr).toBe(0);
+      expect(again.stdout).toMatch(/already guarded/);
+      expect(await fw.owned(host)).toEqual(owned);
     });
 
     it('Docker unreachable at start and later: keeps its rules, is not ready, retries, never exits', async () => {
