@@ -397,19 +397,30 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       expect(probes.allowed.reached()).toBeGreaterThan(0);
       await expectEnforced();
       if (fw.backend === 'iptables') {
-        // dockfw adopted the guard's chains: one jump, first in DOCKER-USER.
-        const userChain = (await host.iptables(4, ['-S', 'DOCKER-USER']))
-          .split('\n')
-          .filter((l) => l.startsWith('-A'));
-        expect(userChain.filter((l) => l === '-A DOCKER-USER -j DOCKFW')).toHaveLength(1);
-        expect(userChain[0]).toBe('-A DOCKER-USER -j DOCKFW');
+        // dockfw adopted the guard's chains: one jump, first in DOCKER-USER (IPv6: where the engine's
+        // FORWARD looks; Docker 20.10 ignores the IPv6 DOCKER-USER the guard made).
+        const parents = [
+          [4, 'DOCKER-USER'],
+          [6, options.ipv6UserChain ? 'DOCKER-USER' : 'FORWARD'],
+        ] as const;
+        for (const [family, parent] of parents) {
+          const rules = (await host.iptables(family, ['-S', parent]))
+            .split('\n')
+            .filter((l) => l.startsWith('-A'));
+          expect(rules.filter((l) => l === `-A ${parent} -j DOCKFW`)).toHaveLength(1);
+          expect(rules[0]).toBe(`-A ${parent} -j DOCKFW`);
+        }
       }
       // A second guard (dockfw running) leaves dockfw's rules alone.
-      const owned = await fw.owned(host);
+      const rules = async () => {
+        const { v4, v6 } = await fw.owned(host);
+        return [v4, v6].map((text) => text.split('\n').filter((l) => !l.startsWith('#')));
+      };
+      const kept = await rules();
       const again = await guard();
       expect(again.exitCode, again.stderr).toBe(0);
       expect(again.stdout).toMatch(/already guarded/);
-      expect(await fw.owned(host)).toEqual(owned);
+      expect(await rules()).toEqual(kept);
     });
 
     it('Docker unreachable at start and later: keeps its rules, is not ready, retries, never exits', async () => {
