@@ -77,12 +77,33 @@ function portField(value: Json): string | undefined {
   return undefined;
 }
 
-function field(type: string, value: Json): string | undefined {
+/** Addresses repeat across elements (a container's ports, shared sources): spell each once per read. */
+type AddressCache = Map<string, string | undefined>;
+
+function cachedAddressField(family: Family, value: Json, cache: AddressCache): string | undefined {
+  const prefix = record(record(value)?.prefix);
+  const range = record(value)?.range;
+  const key =
+    typeof value === 'string'
+      ? `${family} ${value}`
+      : prefix
+        ? `${family} ${String(prefix.addr)}/${String(prefix.len)}`
+        : Array.isArray(range)
+          ? `${family} ${String(range[0])}-${String(range[1])}`
+          : undefined;
+  if (key === undefined) return addressField(family, value);
+  if (cache.has(key)) return cache.get(key);
+  const text = addressField(family, value);
+  cache.set(key, text);
+  return text;
+}
+
+function field(type: string, value: Json, cache: AddressCache): string | undefined {
   switch (type) {
     case 'ipv4_addr':
-      return addressField(4, value);
+      return cachedAddressField(4, value, cache);
     case 'ipv6_addr':
-      return addressField(6, value);
+      return cachedAddressField(6, value, cache);
     case 'inet_proto':
       if (typeof value === 'number') return PROTOCOL_NUMBERS[value];
       return typeof value === 'string' && Object.values(PROTOCOL_NUMBERS).includes(value) ? value : undefined;
@@ -96,12 +117,16 @@ function field(type: string, value: Json): string | undefined {
 }
 
 /** One element of `elem` in canonical text, or undefined when it is not one dockfw would write. */
-export function elementText(types: readonly string[], raw: Json): string | undefined {
+export function elementText(
+  types: readonly string[],
+  raw: Json,
+  cache: AddressCache = new Map(),
+): string | undefined {
   // Elements with counters, timeouts or comments come wrapped: {"elem": {"val": …}}.
   const value = record(record(raw)?.elem)?.val ?? raw;
   const parts = types.length === 1 ? [value] : record(value)?.concat;
   if (!Array.isArray(parts) || parts.length !== types.length) return undefined;
-  const texts = types.map((type, i) => field(type, parts[i]));
+  const texts = types.map((type, i) => field(type, parts[i], cache));
   return texts.every((t): t is string => t !== undefined) ? texts.join(' . ') : undefined;
 }
 
@@ -112,6 +137,7 @@ export function parseTable(json: string): TableSeen {
   const chains = new Map<string, ChainSeen>();
   const rules = new Map<string, (string | undefined)[]>();
   const sets = new Map<string, SetSeen>();
+  const cache: AddressCache = new Map();
   const ours = (o: Record<string, Json>): boolean => o.family === TABLE_FAMILY && o.table === TABLE_NAME;
   for (const item of items) {
     const entry = record(item);
@@ -134,7 +160,7 @@ export function parseTable(json: string): TableSeen {
       const type = Array.isArray(set.type) ? set.type.map(String) : [String(set.type)];
       const flags = Array.isArray(set.flags) ? set.flags.map(String) : [];
       const raw = Array.isArray(set.elem) ? set.elem : [];
-      const texts = raw.map((e) => elementText(type, e));
+      const texts = raw.map((e) => elementText(type, e, cache));
       const elements = texts.filter((t): t is string => t !== undefined).sort();
       sets.set(set.name, { type, flags, elements, unreadable: texts.length - elements.length });
     }
