@@ -326,7 +326,7 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       await expectEnforced();
     });
 
-    // Known gap (see the report in docs/design.md, Runtime): dockerd restores
+    // Without the boot guard (docs/design.md, Runtime): dockerd restores
     // containers with restart policies, DNAT included, before its API answers;
     // a dockfw that starts with an empty ruleset cannot judge them before it
     // can list them. So this checks convergence, and prints the boot window.
@@ -383,6 +383,13 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         await host.restartEngine();
         // Docker's DNAT for the restored container is in place: without the guard it would answer now.
         await waitForDnat(PORT);
+        if (fw.backend === 'iptables') {
+          // dockerd kept the guard's DOCKER-USER and jumps to it.
+          expect(await host.iptables(4, ['-S', 'FORWARD'])).toMatch(/^-A FORWARD -j DOCKER-USER$/m);
+          expect((await host.iptables(4, ['-S', 'DOCKER-USER'])).split('\n')[1]).toBe(
+            '-A DOCKER-USER -j DOCKFW',
+          );
+        }
         await sleep(1000);
         dockfwStarted = Date.now();
         next = startDockfw();
