@@ -57,7 +57,9 @@ export class Report {
       for (const n of s.notes) out.push(`- ${n}`);
       if (s.notes.length > 0) out.push('');
     }
-    const missed = this.sections.flatMap((s) => s.figures.filter((f) => f.met === false));
+    const missed = this.sections.flatMap((s) =>
+      s.figures.filter((f) => f.met === false).map((f) => ({ ...f, name: `${s.title}: ${f.name}` })),
+    );
     if (missed.length > 0) {
       out.push('## Missed targets: why, and what would meet them', '');
       // One explanation per kind of miss, listing the figures it covers.

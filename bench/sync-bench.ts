@@ -72,9 +72,9 @@ async function measure(
 const FLOOR_MISSED = `Why: besides the one kernel write, every sync lists and inspects every container
 over the Engine API (5,000 HTTP requests, 8 at a time, each answer parsed and validated),
 derives the desired state, renders the whole payload, reads the kernel's ruleset back and
-compares it, all on one Node thread. The "apply" and "reads" figures above show the kernel's
-share; the rest is this work. Where the write itself is slow (iptables-nft) the ratio stays
-near 1; where it is fast (iptables-legacy, nftables) the fixed cost dominates.
+compares it, all on one Node thread. The "apply", "kernel reads" and "list + inspect"
+figures above show where the time goes. Where the write itself is slow (iptables-nft) the
+ratio is lowest; where it is fast (iptables-legacy) this fixed cost dominates.
 What would meet it: keep the parsed inspect of each container and re-inspect only the
 containers named by events since the last sync (the periodic check still re-lists all);
 derive and render per container and reuse the unchanged parts; skip the full read-back when
@@ -82,12 +82,13 @@ the last write succeeded and the ruleset watch saw no foreign change.`;
 
 const APPLY_MISSED = `Why: the write is already only what changed (one container's elements, about 1 kB,
 one \`nft -f\` batch). Its time is a new nft process (exec, library start-up, netlink) plus
-nft loading its cache of the table before it sends the batch: on this machine, under the
-load of the other benchmarks and users, one \`nft add element\` into a near-empty table
-took about 10 ms, and the median here is about twice that with 115,000 elements in place.
+nft loading its cache of the table before it sends the batch, which grows with the
+table: compare the naive figure above, one \`nft add element\` into a separate small
+table, with the apply here into the table holding 115,000 elements.
 What would meet it: not starting nft per write (a long-running helper holding libnftables,
-or netlink directly), so only the batch itself is paid (an earlier measurement of one
-element add at this size, on a quieter machine: 7 ms).`;
+or netlink directly) and not loading the whole table's cache for an element add, so only
+the batch itself is paid (an earlier measurement of one element add at this size, on a
+quieter machine: 7 ms).`;
 
 const START_MISSED = `Why: an event only says "look"; the sync it triggers re-lists and re-inspects all
 5,001 containers and reads the whole table back (\`nft -j list\`), which takes seconds at
