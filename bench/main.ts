@@ -101,9 +101,9 @@ async function main(): Promise<number> {
     '',
     report.markdown(),
   ].join('\n');
-  // A partial run (--only) must not replace the full results.
+  // A partial run (--only, --quick) must not replace the full results.
   const file =
-    only === undefined
+    only === undefined && !quick
       ? path.join(REPO, 'bench', 'RESULTS.md')
       : path.join(REPO, '.cache', 'bench-partial.md');
   await writeFile(file, text);
