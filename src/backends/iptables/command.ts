@@ -25,33 +25,25 @@ export class CommandError extends Error {
 
 const TIMEOUT_MS = 30_000;
 
-export const runCommand: CommandRunner = async (file, args, input) => {
-  const result = await execa(file, [...args], {
-    reject: false,
-    timeout: TIMEOUT_MS,
-    stripFinalNewline: false,
-    ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
-  });
-  if (!result.failed) return { stdout: result.stdout };
-  const shown = [file, ...args].join(' ');
-  if (result.code === 'ENOENT') {
-    throw new CommandError(`${file} not found: install iptables (or put it on PATH)`, file, args, '', true);
-  }
-  if (result.timedOut) {
-    throw new CommandError(
-      `${shown} timed out after ${TIMEOUT_MS / 1000} s`,
-      file,
-      args,
-      result.stderr,
-      false,
-    );
-  }
-  const detail = result.stderr.trim() || result.shortMessage;
-  throw new CommandError(
-    `${shown} failed (exit ${result.exitCode ?? '?'}): ${detail}`,
-    file,
-    args,
-    result.stderr,
-    false,
-  );
-};
+/** A runner for one tool; `missingHint` says what to install when it is not on PATH. */
+export function commandRunner(missingHint: string): CommandRunner {
+  return async (file, args, input) => {
+    const result = await execa(file, [...args], {
+      reject: false,
+      timeout: TIMEOUT_MS,
+      stripFinalNewline: false,
+      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
+    });
+    if (!result.failed) return { stdout: result.stdout };
+    const shown = [file, ...args].join(' ');
+    if (result.code === 'ENOENT') {
+      throw new CommandError(`${file} not found: ${missingHint}`, file, args, '', true);
+    }
+    const message = result.timedOut
+      ? `${shown} timed out after ${TIMEOUT_MS / 1000} s`
+      : `${shown} failed (exit ${result.exitCode ?? '?'}): ${result.stderr.trim() || result.shortMessage}`;
+    throw new CommandError(message, file, args, result.stderr, false);
+  };
+}
+
+export const runCommand: CommandRunner = commandRunner('install iptables (or put it on PATH)');
