@@ -172,4 +172,25 @@ describe('SyncRunner under a long storm', () => {
     expect(h.starts.length).toBeLessThanOrEqual(22);
     expect(h.maxConcurrent()).toBe(1);
   });
+  it('a lull of 500 ms ends a storm at once, even while slowed to 3.2 s (starts a few seconds apart stay fast)', async () => {
+    const h = harness(30);
+    for (let t = 0; t < 10_000; t += 7) {
+      h.runner.request('event');
+      await h.clock.advance(7);
+    }
+    await h.clock.advance(4000); // idle well past 500 ms, but less than twice the slowed interval
+    // A container every 3 s: create, connect and start a few ms apart each time.
+    for (let round = 0; round < 6; round++) {
+      const t0 = h.clock.now();
+      const before = h.starts.length;
+      for (let i = 0; i < 3; i++) {
+        h.runner.request('event');
+        await h.clock.advance(5);
+      }
+      await h.clock.advance(2985);
+      const starts = h.starts.slice(before).map((s) => s.at - t0);
+      expect(starts[0]).toBe(0);
+      expect(Math.max(...starts)).toBeLessThanOrEqual(300);
+    }
+  });
 });

@@ -41,6 +41,8 @@ export class SyncRunner {
   private readonly maxIntervalMs: number;
   private readonly slowDownAfter: number;
   private readonly burst: number;
+  /** Idle this long ends a storm. */
+  private readonly lullMs: number;
   /** The current interval: minIntervalMs, more during a long storm. */
   private intervalMs: number;
   /** Starts in a row that had to wait (for a token, or for the sync before). */
@@ -71,6 +73,7 @@ export class SyncRunner {
     this.slowDownAfter = options.slowDownAfter ?? 10;
     this.intervalMs = this.minIntervalMs;
     this.burst = options.burst ?? 2;
+    this.lullMs = Math.max(500, this.burst * this.minIntervalMs);
     this.tokens = this.burst;
     this.tokensAt = options.clock.now();
     this.retryInitialMs = options.retryInitialMs ?? 1000;
@@ -85,8 +88,10 @@ export class SyncRunner {
   request(reason: SyncReason, options: RequestOptions = {}): void {
     if (this.stopped) return;
     if (this.idleFrom !== undefined && !this.running && this.pending.size === 0) {
-      this.lastIdleMs = this.options.clock.now() - this.idleFrom;
+      const now = this.options.clock.now();
+      this.lastIdleMs = now - this.idleFrom;
       this.idleFrom = undefined;
+      if (this.lastIdleMs >= this.lullMs) this.endStorm(now);
     }
     this.pending.add(reason);
     if (options.resetBackoff) {
@@ -153,21 +158,26 @@ export class SyncRunner {
   }
 
   /**
-   * Back to the minimum interval after a real lull (idle, nothing pending, for
-   * 500 ms and two intervals); slower while a storm goes on. Short gaps between
-   * a storm's events do not count as a lull.
+   * A real lull (idle, nothing pending, for 500 ms and two minimum intervals) ends a
+   * storm at once: the interval is back to the minimum and the bucket full, so the
+   * next request is answered without waiting. The lull does not grow with a storm's
+   * slowed interval: otherwise a steady trickle of starts a few seconds apart would
+   * keep the runner slow for good.
    */
+  private endStorm(now: number): void {
+    this.waitedInARow = 0;
+    this.intervalMs = this.minIntervalMs;
+    this.tokens = this.burst;
+    this.tokensAt = now;
+  }
+
+  /** Slower while a storm goes on. Short gaps between a storm's events do not count as a lull. */
   private pace(waited: boolean): void {
-    const lull = this.lastIdleMs >= Math.max(500, this.burst * this.intervalMs);
     this.lastIdleMs = 0;
-    if (lull) {
-      this.waitedInARow = 0;
-      this.intervalMs = this.minIntervalMs;
-    } else if (waited) {
-      this.waitedInARow++;
-      if (this.waitedInARow > this.slowDownAfter) {
-        this.intervalMs = Math.min(this.maxIntervalMs, this.intervalMs * 2);
-      }
+    if (!waited) return;
+    this.waitedInARow++;
+    if (this.waitedInARow > this.slowDownAfter) {
+      this.intervalMs = Math.min(this.maxIntervalMs, this.intervalMs * 2);
     }
   }
 
