@@ -129,7 +129,11 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
     /** Waits until Docker's nat rules publish `port` (the engine restored a container on it). */
     async function waitForDnat(port: number, timeoutMs = 30_000): Promise<void> {
       const deadline = Date.now() + timeoutMs;
-      while (!(await host.iptablesSave(4, 'nat').catch(() => '')).includes(`--dport ${port} `)) {
+      // iptables (Docker 28 and older), or nftables (the Docker 29 layout).
+      const published = async () =>
+        (await host.iptablesSave(4, 'nat').catch(() => '')).includes(`--dport ${port} `) ||
+        new RegExp(`dport ${port} .*dnat`).test((await host.nft(['list', 'ruleset']).catch(() => '')) ?? '');
+      while (!(await published())) {
         if (Date.now() > deadline) throw new Error(`no DNAT for port ${port}`);
         await sleep(50);
       }
@@ -367,9 +371,11 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       await dockfw?.stop('SIGKILL');
       await stopDockerd(host.layout, readPidFile(host.layout.dockerPidFile));
       await flushEverything(host);
+      // No engine to ask at boot: a Docker 29 (nftables) host configures the backend for guard.
+      const guardEnv = { ...env(), ...(fw.backend === 'nftables' ? { DOCKFW_BACKEND: 'nftables' } : {}) };
       const guard = () =>
         host.exec('env', [
-          ...Object.entries(env()).map(([k, v]) => `${k}=${v}`),
+          ...Object.entries(guardEnv).map(([k, v]) => `${k}=${v}`),
           process.execPath,
           DOCKFW_MAIN,
           'guard',
