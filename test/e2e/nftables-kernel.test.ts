@@ -2,7 +2,6 @@
 // (needs root): payloads load (`nft -c` and for real), read back with no drift,
 // later syncs write only changed elements, drift is repaired, uninstall leaves
 // nothing, and the rule count does not grow with the number of containers.
-import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,10 +12,10 @@ import { NftablesReconciler, type WriteKind } from '../../src/backends/nftables/
 import { diffTable, needsWrite } from '../../src/backends/nftables/drift.js';
 import { renderTablePayload } from '../../src/backends/nftables/render.js';
 import { uninstallNftables } from '../../src/backends/nftables/uninstall.js';
+import type { ContainerSnapshot } from '../../src/docker/snapshot.js';
 import { loadConfig } from '../../src/config/config.js';
-import { parseInspectArray } from '../../src/docker/inspect.js';
-import type { ContainerSnapshot, EngineSnapshot, Protocol } from '../../src/docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../src/policy/desired.js';
+import { fixtureState, randomStates } from '../support/states.js';
 
 const PATH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
 const ns = `dockfw-nk-${process.pid}`;
@@ -43,69 +42,16 @@ async function nft(args: string[], input?: string): Promise<string> {
   return (await nftInNs('nft', args, input)).stdout;
 }
 
-function fixture(name: string, env: Record<string, string>, bridges: string[]): DesiredState {
-  const json: unknown = JSON.parse(readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8'));
-  return desiredState({ containers: parseInspectArray(json), bridges }, loadConfig(env));
-}
-
 /** Random but valid engines, including two containers on one address and bridges named br-…. */
-function randomStates(count: number): DesiredState[] {
-  const sources = fc.constantFrom(
-    'any',
-    'none',
-    '203.0.113.0/24',
-    '198.51.100.7, 198.51.100.9-198.51.100.30',
-    '2001:db8::/48, 203.0.113.128/25',
-    '2001:db8:1::5-2001:db8:1::9',
-    '0.0.0.0/0',
-    '::/0',
-  );
-  const engine: fc.Arbitrary<EngineSnapshot> = fc.record({
-    containers: fc.array(
-      fc.record({
-        id: fc.stringMatching(/^[0-9a-f]{64}$/),
-        name: fc.stringMatching(/^[a-z]{2,8}$/),
-        running: fc.constant(true),
-        labels: fc.dictionary(
-          fc.constantFrom(
-            'dockfw.allow',
-            'dockfw.allow.80',
-            'dockfw.allow.53/udp',
-            'dockfw.allow.9000-9100/sctp',
-          ),
-          sources,
-          { maxKeys: 3 },
-        ),
-        networks: fc.array(
-          fc.record({
-            network: fc.constantFrom('a', 'b'),
-            ipv4: fc.constantFrom('10.0.0.1', '10.0.0.2', '172.17.0.9'),
-            ipv6: fc.constantFrom('fd00::2', 'fd00:1::abcd', '2001:db8:50::5'),
-          }),
-          { minLength: 1, maxLength: 2 },
-        ),
-        ports: fc.array(
-          fc.record({
-            containerPort: fc.constantFrom(53, 80, 81, 82, 9000, 9050, 65535),
-            protocol: fc.constantFrom<Protocol>('tcp', 'udp', 'sctp'),
-            hostIp: fc.constant(''),
-            hostPort: fc.constant(1),
-          }),
-          { minLength: 1, maxLength: 4 },
-        ),
-      }),
-      { maxLength: 5 },
-    ),
-    bridges: fc.array(fc.stringMatching(/^(?:br-)?[a-z][a-z0-9_-]{0,11}$/), { maxLength: 3 }),
+const randomEngines = (count: number) =>
+  randomStates(count, {
+    seed: 7,
+    ipv4: fc.constantFrom('10.0.0.1', '10.0.0.2', '172.17.0.9'),
+    maxContainers: 5,
+    bridge: /^(?:br-)?[a-z][a-z0-9_-]{0,11}$/,
+    maxBridges: 3,
+    externalInterfaces: ['', 'eth0,wlan0', 'eth+,eth0'],
   });
-  const env = fc.record({
-    DOCKFW_DEFAULT_POLICY: fc.constantFrom('allow', 'deny'),
-    DOCKFW_EXTERNAL_INTERFACES: fc.constantFrom('', 'eth0,wlan0', 'eth+,eth0'),
-  });
-  return fc
-    .sample(fc.tuple(engine, env), { numRuns: count, seed: 7 })
-    .map(([e, c]) => desiredState(e, loadConfig(c)));
-}
 
 const WEB: ContainerSnapshot = {
   id: 'a'.repeat(64),
@@ -156,16 +102,16 @@ describe('nftables backend on a real kernel', () => {
   });
 
   const CASES: [string, DesiredState][] = [
-    ['example, default allow', fixture('example-inspect.json', {}, ['docker0', 'br-6a1f0e2d3c4b'])],
+    ['example, default allow', fixtureState('example-inspect.json', {}, ['docker0', 'br-6a1f0e2d3c4b'])],
     [
       'multi-network, deny, external interfaces',
-      fixture(
+      fixtureState(
         'multi-network.json',
         { DOCKFW_DEFAULT_POLICY: 'deny', DOCKFW_EXTERNAL_INTERFACES: 'eth0,eth1' },
         ['docker0', 'lan0'],
       ),
     ],
-    ...randomStates(12).map((state, i): [string, DesiredState] => [`random engine ${i}`, state]),
+    ...randomEngines(12).map((state, i): [string, DesiredState] => [`random engine ${i}`, state]),
   ];
 
   it.each(CASES)(
@@ -190,7 +136,7 @@ describe('nftables backend on a real kernel', () => {
   );
 
   it('moves from one random engine to the next by element changes only, ending exactly right', async () => {
-    const states = randomStates(10).filter((s) => s.externalInterfaces.length === 0);
+    const states = randomEngines(10).filter((s) => s.externalInterfaces.length === 0);
     const writes: WriteKind[] = [];
     const reconciler = new NftablesReconciler({ run: nftInNs, onWrite: (kind) => writes.push(kind) });
     for (const state of states) {
@@ -202,7 +148,7 @@ describe('nftables backend on a real kernel', () => {
   });
 
   it('repairs a flushed chain, a flushed set and a deleted table; uninstall removes only its table', async () => {
-    const desired = fixture('example-inspect.json', {}, ['docker0']);
+    const desired = fixtureState('example-inspect.json', {}, ['docker0']);
     const reconciler = new NftablesReconciler({ run: nftInNs });
     await reconciler.reconcile(desired);
     for (const damage of [

@@ -2,15 +2,14 @@
 // variants (nft and legacy), iptables-save prints our rules back exactly as rendered,
 // the jump is repaired, and uninstall leaves nothing. Runs in throwaway network
 // namespaces only (needs root).
-import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { renderSyncPayload, renderUninstallPayload } from '../../src/backends/iptables/render.js';
+import type { Family } from '../../src/docker/snapshot.js';
 import { loadConfig } from '../../src/config/config.js';
-import { parseInspectArray } from '../../src/docker/inspect.js';
-import type { EngineSnapshot, Family, Protocol } from '../../src/docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../src/policy/desired.js';
+import { fixtureState, randomStates } from '../support/states.js';
 
 const PATH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
 const VARIANTS = ['nft', 'legacy'] as const;
@@ -46,69 +45,16 @@ async function saved(ns: string, family: Family, variant: Variant) {
   };
 }
 
-function fixture(name: string, env: Record<string, string>, bridges: string[]): DesiredState {
-  const json: unknown = JSON.parse(readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8'));
-  return desiredState({ containers: parseInspectArray(json), bridges }, loadConfig(env));
-}
-
 /** Random but valid engines, to cover combinations the fixtures do not. */
-function randomStates(count: number): DesiredState[] {
-  const sources = fc.constantFrom(
-    'any',
-    'none',
-    '203.0.113.0/24',
-    '198.51.100.7, 198.51.100.9-198.51.100.30',
-    '2001:db8::/48, 203.0.113.128/25',
-    '2001:db8:1::5-2001:db8:1::9',
-    '0.0.0.0/0',
-    '::/0',
-  );
-  const engine: fc.Arbitrary<EngineSnapshot> = fc.record({
-    containers: fc.array(
-      fc.record({
-        id: fc.stringMatching(/^[0-9a-f]{64}$/),
-        name: fc.stringMatching(/^[a-z]{2,8}$/),
-        running: fc.constant(true),
-        labels: fc.dictionary(
-          fc.constantFrom(
-            'dockfw.allow',
-            'dockfw.allow.80',
-            'dockfw.allow.53/udp',
-            'dockfw.allow.9000-9100/sctp',
-          ),
-          sources,
-          { maxKeys: 3 },
-        ),
-        networks: fc.array(
-          fc.record({
-            network: fc.constantFrom('a', 'b'),
-            ipv4: fc.ipV4(),
-            ipv6: fc.constantFrom('fd00::2', 'fd00:1::abcd', '2001:db8:50::5'),
-          }),
-          { minLength: 1, maxLength: 2 },
-        ),
-        ports: fc.array(
-          fc.record({
-            containerPort: fc.constantFrom(53, 80, 81, 82, 9000, 9050, 65535),
-            protocol: fc.constantFrom<Protocol>('tcp', 'udp', 'sctp'),
-            hostIp: fc.constant(''),
-            hostPort: fc.constant(1),
-          }),
-          { minLength: 1, maxLength: 4 },
-        ),
-      }),
-      { maxLength: 4 },
-    ),
-    bridges: fc.array(fc.stringMatching(/^[a-z][a-z0-9_-]{0,14}$/), { maxLength: 2 }),
+const randomEngines = (count: number) =>
+  randomStates(count, {
+    seed: 42,
+    ipv4: fc.ipV4(),
+    maxContainers: 4,
+    bridge: /^[a-z][a-z0-9_-]{0,14}$/,
+    maxBridges: 2,
+    externalInterfaces: ['', 'eth0,wlan0'],
   });
-  const env = fc.record({
-    DOCKFW_DEFAULT_POLICY: fc.constantFrom('allow', 'deny'),
-    DOCKFW_EXTERNAL_INTERFACES: fc.constantFrom('', 'eth0,wlan0'),
-  });
-  return fc
-    .sample(fc.tuple(engine, env), { numRuns: count, seed: 42 })
-    .map(([e, c]) => desiredState(e, loadConfig(c)));
-}
 
 /** IPv6 spellings where inet_ntop has choices to make: zero runs, ties, IPv4 tails. */
 function trickyAddresses(): DesiredState {
@@ -134,18 +80,18 @@ function trickyAddresses(): DesiredState {
 }
 
 const CASES: [string, DesiredState][] = [
-  ['example, default allow', fixture('example-inspect.json', {}, ['docker0', 'br-6a1f0e2d3c4b'])],
+  ['example, default allow', fixtureState('example-inspect.json', {}, ['docker0', 'br-6a1f0e2d3c4b'])],
   [
     'multi-network, deny, external interfaces',
-    fixture(
+    fixtureState(
       'multi-network.json',
       { DOCKFW_DEFAULT_POLICY: 'deny', DOCKFW_EXTERNAL_INTERFACES: 'eth0,eth1' },
       ['docker0', 'lan0'],
     ),
   ],
-  ['multi-network, default allow', fixture('multi-network.json', {}, ['docker0', 'lan0'])],
+  ['multi-network, default allow', fixtureState('multi-network.json', {}, ['docker0', 'lan0'])],
   ['addresses whose spelling is subtle', trickyAddresses()],
-  ...randomStates(12).map((state, i): [string, DesiredState] => [`random engine ${i}`, state]),
+  ...randomEngines(12).map((state, i): [string, DesiredState] => [`random engine ${i}`, state]),
 ];
 
 function ownLines(payload: string): string[] {
