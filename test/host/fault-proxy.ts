@@ -8,6 +8,7 @@
 import { rm } from 'node:fs/promises';
 import http, { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { listenOn, relayAnswer } from './relay.js';
 
 export type Fault =
   /** Answer requests whose path matches with this status, without asking the engine. */
@@ -107,26 +108,18 @@ export async function startFaultProxy(engineSocket: string, proxySocket: string)
             });
             return;
           }
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          // An event stream sends headers long before its first event.
-          res.flushHeaders();
           if (path === '/events') {
             eventStreams.add(res);
             res.on('close', () => eventStreams.delete(res));
           }
-          answer.pipe(res);
-          answer.on('aborted', () => res.destroy());
-          answer.on('error', () => res.destroy());
+          relayAnswer(answer, res);
         },
       );
       upstream.on('error', () => res.destroy());
       req.pipe(upstream);
     })();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(proxySocket, resolve);
-  });
+  await listenOn(server, proxySocket);
   return {
     dockerHost: `unix://${proxySocket}`,
     calls,

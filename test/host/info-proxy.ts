@@ -5,6 +5,7 @@
  */
 import { rm } from 'node:fs/promises';
 import http from 'node:http';
+import { listenOn, relayAnswer } from './relay.js';
 
 export interface InfoProxy {
   /** unix:// address for DOCKER_HOST. */
@@ -43,23 +44,14 @@ export async function startInfoProxy(
           });
           return;
         }
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        // An event stream sends headers long before its first event.
-        res.flushHeaders();
-        answer.pipe(res);
-        // The engine went away mid-answer (a restart): the client must see its connection drop too.
-        answer.on('aborted', () => res.destroy());
-        answer.on('error', () => res.destroy());
+        relayAnswer(answer, res);
       },
     );
     // The engine is down: drop the client's connection, as a dead socket would.
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(proxySocket, resolve);
-  });
+  await listenOn(server, proxySocket);
   return {
     dockerHost: `unix://${proxySocket}`,
     close: async () => {
