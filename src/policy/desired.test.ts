@@ -190,3 +190,96 @@ describe('desiredState', () => {
     ]);
   });
 });
+
+describe('desiredState: published bindings (judged on the host address and port)', () => {
+  const V4_ONLY = { 'dockfw.allow': '203.0.113.11' };
+
+  it('one binding per family and host address, every-address for 0.0.0.0, :: and an empty HostIp', () => {
+    const web = container('web', {
+      labels: V4_ONLY,
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 },
+        { containerPort: 80, protocol: 'tcp', hostIp: '::', hostPort: 8080 },
+        { containerPort: 53, protocol: 'udp', hostIp: '', hostPort: 5353 },
+        { containerPort: 443, protocol: 'tcp', hostIp: '198.51.100.1', hostPort: 8443 },
+      ],
+    });
+    const { bindings } = desiredState({ containers: [web], bridges: [] }, allow);
+    expect(bindings.map((b) => [b.family, b.hostAddress ?? '*', b.protocol, b.portFrom])).toEqual([
+      [4, '*', 'tcp', 8080],
+      [4, '*', 'udp', 5353],
+      [4, '198.51.100.1', 'tcp', 8443],
+      [6, '*', 'tcp', 8080],
+      [6, '*', 'udp', 5353],
+    ]);
+    // An IPv4-only list closes the IPv6 bindings (docker-proxy carries IPv6 to an IPv4-only container).
+    expect(bindings.filter((b) => b.family === 6).map((b) => b.sources)).toEqual([[], []]);
+    expect(bindings.filter((b) => b.family === 4).every((b) => b.sources !== 'any')).toBe(true);
+  });
+
+  it('takes the sources of the container port the host port maps to, per-port labels included', () => {
+    const web = container('web', {
+      labels: { 'dockfw.allow': 'none', 'dockfw.allow.443': 'any' },
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 9443 },
+        { containerPort: 443, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 9080 },
+      ],
+    });
+    const { bindings } = desiredState({ containers: [web], bridges: [] }, allow);
+    expect(bindings.map((b) => [b.portFrom, b.sources])).toEqual([
+      [9080, 'any'],
+      [9443, []],
+    ]);
+  });
+
+  it('an invalid label closes every binding; policy deny closes unlabeled ones; ephemeral (0) host ports are left out', () => {
+    const bad = container('bad', { labels: { 'dockfw.allow': '10.0.0.0/33' } });
+    const open = container('open', {
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8081 },
+        { containerPort: 81, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 0 },
+      ],
+    });
+    const state = desiredState({ containers: [bad, open], bridges: [] }, deny);
+    expect(state.bindings.map((b) => [b.containerName, b.family, b.portFrom, b.sources])).toEqual([
+      ['bad', 4, 8080, []],
+      ['open', 4, 8081, []],
+      ['bad', 6, 8080, []],
+    ]);
+  });
+
+  it('one verdict per host port: the first container wins, an every-address binding covers the specific ones', () => {
+    const a = container('a', {
+      labels: V4_ONLY,
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 }],
+    });
+    const b = container('b', {
+      labels: { 'dockfw.allow': 'any' },
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 },
+        { containerPort: 80, protocol: 'tcp', hostIp: '203.0.113.1', hostPort: 8080 },
+      ],
+    });
+    const { bindings } = desiredState({ containers: [b, a], bridges: [] }, allow);
+    expect(bindings.map((x) => [x.containerName, x.hostAddress ?? '*', x.portFrom])).toEqual([
+      ['a', '*', 8080],
+    ]);
+  });
+
+  it('joins consecutive host ports of one container with the same sources into a range', () => {
+    const ports = [8000, 8001, 8002, 8004].map((hostPort, i) => ({
+      containerPort: 80 + i,
+      protocol: 'tcp' as const,
+      hostIp: '0.0.0.0',
+      hostPort,
+    }));
+    const { bindings } = desiredState(
+      { containers: [container('web', { labels: V4_ONLY, ports })], bridges: [] },
+      allow,
+    );
+    expect(bindings.map((b) => [b.portFrom, b.portTo])).toEqual([
+      [8000, 8002],
+      [8004, 8004],
+    ]);
+  });
+});
