@@ -80,7 +80,7 @@ export function nftMonitorSpawner(options: NftMonitorOptions): MonitorSpawner {
 }
 
 function spawnMonitor(file: string, args: readonly string[]): MonitorProcess {
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-STDERR_KEPT);

@@ -206,6 +206,10 @@ export class RulesetWatch {
     // Identity, not time: only a commit made by dockfw's own writer is its own.
     if (!missed && this.options.ownWriter?.(generation.pid) === true) {
       this.own++;
+      this.options.logger.debug(
+        { generation: generation.id, pid: generation.pid },
+        'own commit: not checked',
+      );
       return;
     }
     this.changed();
