@@ -1,6 +1,6 @@
 // `dockfw check FILE…`: label errors in compose files and docker inspect JSON, one line each.
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { parseContainerLabels, type ContainerPolicy, type LabelProblem } from '../labels/labels.js';
 import { composePublished, type PublishedRange } from './compose-ports.js';
 import { parse, UsageError } from './args.js';
@@ -53,18 +53,38 @@ export function composeLabels(labels: unknown): Record<string, string> {
   return result;
 }
 
-/** Services of a compose document, or containers of a docker inspect array; undefined if neither. */
-export function labelledThings(text: string): LabelledThing[] | undefined {
-  let document: unknown;
+/** Where the text stops being YAML (or JSON, which YAML reads too), 1-based. */
+export interface SyntaxProblem {
+  readonly line: number;
+  readonly col: number;
+  readonly message: string;
+}
+
+function parseDocument(text: string): { document: unknown } | { syntax: SyntaxProblem } {
   try {
-    document = JSON.parse(text);
+    return { document: JSON.parse(text) };
   } catch {
-    try {
-      document = parseYaml(text, { merge: true, maxAliasCount: 1000 });
-    } catch {
-      return undefined;
-    }
+    // Not JSON: YAML, whose errors carry a position (and it reads broken JSON's too).
   }
+  try {
+    return { document: parseYaml(text, { merge: true, maxAliasCount: 1000 }) };
+  } catch (error) {
+    const at = error instanceof YAMLParseError ? error.linePos?.[0] : undefined;
+    const message = error instanceof Error ? error.message : String(error);
+    // The message repeats the position and quotes the source on further lines.
+    const reason = (message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    return { syntax: { line: at?.line ?? 1, col: at?.col ?? 1, message: reason } };
+  }
+}
+
+/**
+ * Services of a compose document, or containers of a docker inspect array;
+ * undefined if the text is neither, a SyntaxProblem if it is not YAML at all.
+ */
+export function labelledThings(text: string): LabelledThing[] | SyntaxProblem | undefined {
+  const parsed = parseDocument(text);
+  if ('syntax' in parsed) return parsed.syntax;
+  const { document } = parsed;
   if (Array.isArray(document)) {
     if (!document.every((c) => isRecord(c) && typeof c.Id === 'string')) return undefined;
     return document.map((c: Record<string, unknown>) => ({
@@ -113,12 +133,12 @@ export function checkText(
   text: string,
 ): { lines: string[]; warnings: string[]; checked: number } {
   const things = labelledThings(text);
-  if (things === undefined) {
-    return {
-      lines: [`${file}: not a compose file or a docker inspect JSON array`],
-      warnings: [],
-      checked: 0,
-    };
+  if (!Array.isArray(things)) {
+    const line =
+      things === undefined
+        ? `${file}: not a compose file or a docker inspect JSON array`
+        : `${file}:${things.line}:${things.col}: not valid YAML or JSON: ${things.message}`;
+    return { lines: [line], warnings: [], checked: 0 };
   }
   const lines: string[] = [];
   const warnings: string[] = [];

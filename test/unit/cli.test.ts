@@ -154,7 +154,7 @@ describe('dockfw check', () => {
     const golden = fixture('example.allow.golden');
     expect(await main(['check', missing, golden])).toBe(1);
     expect(out).toContain(`${missing}: cannot read:`);
-    expect(out).toContain(`${golden}: not a compose file or a docker inspect JSON array`);
+    expect(out).toContain(`${golden}:3:1: not valid YAML or JSON: `);
   });
 
   it('needs at least one file', async () => {
