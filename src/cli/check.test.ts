@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkText } from './check.js';
+import { parseContainerLabels } from '../labels/labels.js';
+import { checkText, defaultPolicyPorts } from './check.js';
 
 describe('checkText on text that does not parse', () => {
   it('names the file, line and column of a YAML error', () => {
@@ -30,5 +31,35 @@ describe('checkText on text that does not parse', () => {
     expect(checkText('x.yml', 'just: a map\n').lines).toEqual([
       'x.yml: not a compose file or a docker inspect JSON array',
     ]);
+  });
+});
+
+describe('defaultPolicyPorts', () => {
+  function policy(labels: Record<string, string>) {
+    const result = parseContainerLabels(labels);
+    if (result.kind !== 'labeled') throw new Error(result.kind);
+    return result.policy;
+  }
+
+  it('lists published ports no label covers, as runs, once each', () => {
+    const published = [
+      { from: 80, to: 80, protocol: 'tcp' as const },
+      { from: 8000, to: 8010, protocol: 'tcp' as const },
+      { from: 80, to: 80, protocol: 'tcp' as const },
+      { from: 53, to: 53, protocol: 'udp' as const },
+    ];
+    expect(defaultPolicyPorts(policy({ 'dockfw.allow.8003-8005': 'any' }), published)).toEqual([
+      '80/tcp',
+      '8000-8002/tcp',
+      '8006-8010/tcp',
+      '53/udp',
+    ]);
+  });
+
+  it('lists none when dockfw.allow covers the rest', () => {
+    const published = [{ from: 1, to: 65535, protocol: 'tcp' as const }];
+    expect(
+      defaultPolicyPorts(policy({ 'dockfw.allow': 'none', 'dockfw.allow.443': 'any' }), published),
+    ).toEqual([]);
   });
 });

@@ -1,9 +1,15 @@
 // `dockfw check FILE…`: label errors in compose files and docker inspect JSON, one line each.
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { parseContainerLabels, type ContainerPolicy, type LabelProblem } from '../labels/labels.js';
+import {
+  decisionFor,
+  parseContainerLabels,
+  type ContainerPolicy,
+  type LabelProblem,
+} from '../labels/labels.js';
 import { composePublished, type PublishedRange } from './compose-ports.js';
 import { parse, UsageError } from './args.js';
+import { portOrigin } from './port-origin.js';
 
 const HELP = `Usage: dockfw check FILE...
 
@@ -15,7 +21,9 @@ variables are only expanded that way).
 Prints one line per problem, FILE: service/container: label: message, and exits 1
 if there is any; otherwise prints a short OK line and exits 0. A port label that
 matches none of a compose service's published container ports is a warning (it
-usually names the host port by mistake); warnings do not change the exit code.
+usually names the host port by mistake), and so is a published port of a labelled
+service that no label covers (the default policy decides it); warnings do not
+change the exit code.
 `;
 
 /** Labels of one service or container, named for messages. */
@@ -125,6 +133,27 @@ function unmatchedPortLabels(policy: ContainerPolicy, published: readonly Publis
 }
 
 /**
+ * Published ports of a labelled service that no label covers, as runs (`7000/tcp`,
+ * `8000-8010/tcp`): the default policy decides them, which is easy to miss.
+ */
+export function defaultPolicyPorts(policy: ContainerPolicy, published: readonly PublishedRange[]): string[] {
+  const seen = new Set<string>();
+  const runs: { from: number; to: number; protocol: string }[] = [];
+  const sorted = [...published].sort((a, b) => a.protocol.localeCompare(b.protocol) || a.from - b.from);
+  for (const range of sorted) {
+    for (let port = range.from; port <= range.to; port++) {
+      const key = `${port}/${range.protocol}`;
+      if (seen.has(key) || decisionFor(policy, port, range.protocol) !== undefined) continue;
+      seen.add(key);
+      const last = runs[runs.length - 1];
+      if (last?.protocol === range.protocol && last.to + 1 === port) last.to = port;
+      else runs.push({ from: port, to: port, protocol: range.protocol });
+    }
+  }
+  return runs.map((r) => `${r.from === r.to ? r.from : `${r.from}-${r.to}`}/${r.protocol}`);
+}
+
+/**
  * Lines for one file's text, `FILE: name: label: message`. Problems make the check
  * fail; warnings (port labels matching no published port) do not.
  */
@@ -147,6 +176,12 @@ export function checkText(
     if (result.kind === 'labeled' && thing.published !== undefined) {
       for (const warning of unmatchedPortLabels(result.policy, thing.published)) {
         warnings.push(`${file}: ${thing.name}: ${warning.label}: ${warning.message}`);
+      }
+      for (const ports of defaultPolicyPorts(result.policy, thing.published)) {
+        warnings.push(
+          `${file}: ${thing.name}: ${ports}: warning: decided by the ${portOrigin({ origin: 'default' })}` +
+            ' (DOCKFW_DEFAULT_POLICY): no dockfw.allow label covers this published port',
+        );
       }
     }
     if (result.kind !== 'invalid') continue;

@@ -9,6 +9,7 @@ import type { ContainerSnapshot, EngineSnapshot, Family } from '../docker/snapsh
 import { desiredState, formatLabelError, type DesiredState, type PortSummary } from '../policy/desired.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
 import { readLiveSnapshot } from './live.js';
+import { portOrigin } from './port-origin.js';
 
 const HELP = `Usage: dockfw plan [--input FILE] [--family 4|6] [configuration flags]
 
@@ -60,7 +61,7 @@ function portRuns(ports: readonly PortSummary[]): { ports: string; port: PortSum
       last.to.protocol === port.protocol &&
       last.to.port + 1 === port.port &&
       last.to.allow === port.allow &&
-      last.to.origin === port.origin
+      portOrigin(last.to) === portOrigin(port)
     ) {
       last.to = port;
     } else {
@@ -73,12 +74,6 @@ function portRuns(ports: readonly PortSummary[]): { ports: string; port: PortSum
   }));
 }
 
-const ORIGIN_NOTES: Readonly<Record<PortSummary['origin'], string>> = {
-  label: '',
-  default: ' (default policy)',
-  'invalid-label': ' (invalid label)',
-};
-
 /** Per container: state, addresses, each published port with who may reach it; then errors. */
 export function renderSummary(desired: DesiredState): string {
   const lines: string[] = [];
@@ -87,7 +82,7 @@ export function renderSummary(desired: DesiredState): string {
     lines.push(`${c.name} (${c.id.slice(0, 12)}): ${c.state}`);
     lines.push(`  addresses: ${c.addresses.length > 0 ? c.addresses.join(', ') : '(none)'}`);
     for (const run of portRuns(c.ports)) {
-      lines.push(`  ${run.ports.padEnd(15)} from ${run.port.allow}${ORIGIN_NOTES[run.port.origin]}`);
+      lines.push(`  ${run.ports.padEnd(15)} from ${run.port.allow} (${portOrigin(run.port)})`);
     }
   }
   if (desired.errors.length > 0) {

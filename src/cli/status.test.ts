@@ -73,9 +73,11 @@ describe('dockfw status', () => {
     expect(out).toMatch(
       /^dockfw 1\.2\.3: ready; last sync ok at 2026-01-01T00:00:00.000Z; default policy allow$/m,
     );
-    expect(out).toMatch(/^CONTAINER +STATE +ADDRESSES +PORT +ALLOW$/m);
-    expect(out).toMatch(/^db +closed-invalid-label +172\.17\.0\.3 +80\/tcp +none$/m);
-    expect(out).toMatch(/^web +enforced +172\.17\.0\.2 +80\/tcp +198\.51\.100\.0\/24, 203\.0\.113\.11$/m);
+    expect(out).toMatch(/^CONTAINER +STATE +ADDRESSES +PORT +DECIDED BY +ALLOW$/m);
+    expect(out).toMatch(/^db +closed-invalid-label +172\.17\.0\.3 +80\/tcp +invalid label +none$/m);
+    expect(out).toMatch(
+      /^web +enforced +172\.17\.0\.2 +80\/tcp +dockfw\.allow +198\.51\.100\.0\/24, 203\.0\.113\.11$/m,
+    );
     expect(out).toContain('  db: dockfw.allow: ');
   });
 

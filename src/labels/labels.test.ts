@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseContainerLabels, parsePortSpec, sourcesFor, type LabelsResult } from './labels.js';
+import { decisionFor, parseContainerLabels, parsePortSpec, sourcesFor, type LabelsResult } from './labels.js';
 import { ANY, NONE } from './sources.js';
 
 function problems(result: LabelsResult): string[] {
@@ -73,11 +73,15 @@ describe('parseContainerLabels', () => {
       v6: [],
     });
     expect(sourcesFor(result.policy, 8011, 'tcp')).toEqual(NONE);
+    expect(decisionFor(result.policy, 8010, 'tcp')?.label).toBe('dockfw.allow.8000-8010');
+    expect(decisionFor(result.policy, 53, 'udp')?.label).toBe('dockfw.allow.53/udp');
+    expect(decisionFor(result.policy, 53, 'tcp')?.label).toBe('dockfw.allow');
   });
 
   it('leaves ports without a label to the default policy when dockfw.allow is absent', () => {
     const result = parseContainerLabels({ 'dockfw.allow.443': 'any' });
     expect(result.kind === 'labeled' && sourcesFor(result.policy, 80, 'tcp')).toBeUndefined();
+    expect(result.kind === 'labeled' && decisionFor(result.policy, 80, 'tcp')).toBeUndefined();
   });
 
   it('reports every problem, sorted by label', () => {

@@ -109,10 +109,20 @@ export function parseContainerLabels(labels: Readonly<Record<string, string>>): 
   return { kind: 'labeled', policy: all === undefined ? { ports } : { all, ports } };
 }
 
-/** The sources a labelled container allows on one port, or undefined if no label covers it. */
-export function sourcesFor(policy: ContainerPolicy, port: number, protocol: Protocol): SourceSet | undefined {
+/** The label that decides one port of a labelled container, and its sources; undefined if none covers it. */
+export function decisionFor(
+  policy: ContainerPolicy,
+  port: number,
+  protocol: Protocol,
+): { readonly label: string; readonly sources: SourceSet } | undefined {
   const own = policy.ports.find(
     (p) => p.spec.protocol === protocol && p.spec.from <= port && port <= p.spec.to,
   );
-  return own?.sources ?? policy.all;
+  if (own !== undefined) return { label: own.label, sources: own.sources };
+  return policy.all === undefined ? undefined : { label: ALLOW_LABEL, sources: policy.all };
+}
+
+/** The sources a labelled container allows on one port, or undefined if no label covers it. */
+export function sourcesFor(policy: ContainerPolicy, port: number, protocol: Protocol): SourceSet | undefined {
+  return decisionFor(policy, port, protocol)?.sources;
 }

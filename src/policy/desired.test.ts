@@ -166,9 +166,23 @@ describe('desiredState', () => {
     );
     expect(state.containers[0]?.ports).toEqual([
       { port: 80, protocol: 'tcp', allow: 'none', origin: 'default' },
-      { port: 443, protocol: 'tcp', allow: '203.0.113.5-203.0.113.9', origin: 'label' },
+      {
+        port: 443,
+        protocol: 'tcp',
+        allow: '203.0.113.5-203.0.113.9',
+        origin: 'label',
+        label: 'dockfw.allow.443',
+      },
     ]);
     expect(state.containers[0]?.state).toBe('enforced');
+  });
+
+  it('names dockfw.allow when it decides a port', () => {
+    const snapshot = { containers: [container('web', { labels: { 'dockfw.allow': 'none' } })], bridges: [] };
+    expect(desiredState(snapshot, allow).containers[0]?.ports[0]).toMatchObject({
+      origin: 'label',
+      label: 'dockfw.allow',
+    });
   });
 
   it('treats 0.0.0.0/0 and ::/0 as any, per family', () => {

@@ -4,7 +4,7 @@ import type { Config } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot, Family, Protocol } from '../docker/snapshot.js';
 import { formatInterval, type Interval } from '../labels/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
-import { parseContainerLabels, sourcesFor, type LabelProblem } from '../labels/labels.js';
+import { decisionFor, parseContainerLabels, type LabelProblem } from '../labels/labels.js';
 import { ANY, NONE, type SourceSet } from '../labels/sources.js';
 
 export type ContainerState = 'enforced' | 'closed-invalid-label' | 'default-allow' | 'default-deny';
@@ -32,6 +32,8 @@ export interface PortSummary {
   readonly allow: string;
   /** Where the answer came from. */
   readonly origin: 'label' | 'default' | 'invalid-label';
+  /** With origin `label`: the one that decided, `dockfw.allow.<ports>[/<proto>]` or `dockfw.allow`. */
+  readonly label?: string;
 }
 
 export interface ContainerSummary {
@@ -148,12 +150,12 @@ function planContainer(
   const labels = parseContainerLabels(container.labels);
   const ports = publishedPorts(container);
   const fallback = config.defaultPolicy === 'allow' ? ANY : NONE;
-  const decisions: (PortDecision & { origin: PortSummary['origin'] })[] = ports.map((p) => {
+  const decisions: (PortDecision & Pick<PortSummary, 'origin' | 'label'>)[] = ports.map((p) => {
     if (labels.kind === 'invalid') return { ...p, sources: NONE, origin: 'invalid-label' };
-    const labelled = labels.kind === 'labeled' ? sourcesFor(labels.policy, p.port, p.protocol) : undefined;
+    const labelled = labels.kind === 'labeled' ? decisionFor(labels.policy, p.port, p.protocol) : undefined;
     return labelled === undefined
       ? { ...p, sources: fallback, origin: 'default' }
-      : { ...p, sources: labelled, origin: 'label' };
+      : { ...p, sources: labelled.sources, origin: 'label', label: labelled.label };
   });
   const state: ContainerState =
     labels.kind === 'invalid'
@@ -204,6 +206,7 @@ function planContainer(
         protocol: d.protocol,
         allow: describeSources(d.sources),
         origin: d.origin,
+        ...(d.label === undefined ? {} : { label: d.label }),
       })),
       problems,
     },
