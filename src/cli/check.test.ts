@@ -34,6 +34,19 @@ describe('checkText on text that does not parse', () => {
   });
 });
 
+describe('checkText on lookalike label keys', () => {
+  it('warns, naming the service and the key, without failing', () => {
+    const text = "services:\n  web:\n    ports: ['80:80']\n    labels:\n      Dockfw.Allow: 203.0.113.0/24\n";
+    expect(checkText('c.yml', text)).toEqual({
+      lines: [],
+      warnings: [
+        'c.yml: web: warning: label "Dockfw.Allow" is not a dockfw label (keys are case-sensitive: did you mean "dockfw.allow"?)',
+      ],
+      checked: 1,
+    });
+  });
+});
+
 describe('defaultPolicyPorts', () => {
   function policy(labels: Record<string, string>) {
     const result = parseContainerLabels(labels);

@@ -7,6 +7,7 @@ import {
   type ContainerPolicy,
   type LabelProblem,
 } from '../labels/labels.js';
+import { lookalikeLabels } from '../labels/lookalike.js';
 import { composePublished, type PublishedRange } from './compose-ports.js';
 import { parse, UsageError } from './args.js';
 import { portOrigin } from './port-origin.js';
@@ -172,6 +173,9 @@ export function checkText(
   const lines: string[] = [];
   const warnings: string[] = [];
   for (const thing of things) {
+    for (const lookalike of lookalikeLabels(thing.labels)) {
+      warnings.push(`${file}: ${thing.name}: warning: ${lookalike.message}`);
+    }
     const result = parseContainerLabels(thing.labels);
     if (result.kind === 'labeled' && thing.published !== undefined) {
       for (const warning of unmatchedPortLabels(result.policy, thing.published)) {

@@ -6,7 +6,13 @@ import { DOCKER_USER } from '../backends/iptables/chains.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { parseInspectArray } from '../docker/inspect.js';
 import type { ContainerSnapshot, EngineSnapshot, Family } from '../docker/snapshot.js';
-import { desiredState, formatLabelError, type DesiredState, type PortSummary } from '../policy/desired.js';
+import {
+  desiredState,
+  formatLabelError,
+  formatLabelWarning,
+  type DesiredState,
+  type PortSummary,
+} from '../policy/desired.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
 import { readLiveSnapshot } from './live.js';
 import { portOrigin } from './port-origin.js';
@@ -88,6 +94,11 @@ export function renderSummary(desired: DesiredState): string {
   if (desired.errors.length > 0) {
     lines.push('label errors (these containers are closed to outside):');
     lines.push(...desired.errors.map((e) => `  ${formatLabelError(e)}`));
+  }
+  const warnings = desired.warnings ?? [];
+  if (warnings.length > 0) {
+    lines.push('ignored labels (not dockfw labels, though they look like them):');
+    lines.push(...warnings.map((w) => `  ${formatLabelWarning(w)}`));
   }
   return `${lines.join('\n')}\n`;
 }

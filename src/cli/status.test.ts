@@ -139,6 +139,20 @@ describe('formatStatus', () => {
     );
   });
 
+  it('lists label keys that look like dockfw’s but are not', () => {
+    const base = JSON.parse(
+      JSON.stringify(new DaemonState({ version: '1', defaultPolicy: 'allow' }).report()),
+    ) as StatusReport;
+    const message = 'label "dockfw_allow" is not a dockfw label (did you mean "dockfw.allow"?)';
+    const text = formatStatus({
+      ...base,
+      labelWarnings: [{ container: 'web', label: '"dockfw_allow"', message }],
+    });
+    expect(text).toContain(
+      `\nignored labels (not dockfw labels, though they look like them):\n  web: ${message}\n`,
+    );
+  });
+
   it('says so when no container publishes a port', () => {
     const report: StatusReport = {
       version: '1',

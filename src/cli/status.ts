@@ -3,7 +3,7 @@
 import { ConfigError } from '../config/config.js';
 import { askDaemon, DaemonUnreachableError, listenAddress } from '../observe/client.js';
 import type { StatusReport } from '../observe/state.js';
-import type { ContainerSummary } from '../policy/desired.js';
+import { formatLabelWarning, type ContainerSummary } from '../policy/desired.js';
 import { parse, UsageError } from './args.js';
 import { portOrigin } from './port-origin.js';
 
@@ -90,6 +90,11 @@ export function formatStatus(report: StatusReport): string {
   if (report.labelErrors.length > 0) {
     lines.push('', 'invalid labels (these containers are closed):');
     for (const e of report.labelErrors) lines.push(`  ${e.container}: ${e.label}: ${e.message}`);
+  }
+  const warnings = report.labelWarnings ?? [];
+  if (warnings.length > 0) {
+    lines.push('', 'ignored labels (not dockfw labels, though they look like them):');
+    for (const w of warnings) lines.push(`  ${formatLabelWarning(w)}`);
   }
   return `${lines.join('\n')}\n`;
 }

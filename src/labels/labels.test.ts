@@ -123,4 +123,12 @@ describe('parseContainerLabels', () => {
       '"dockfw.allow.80\\n-j ACCEPT": unknown label; expected dockfw.allow or dockfw.allow.<port>[-<port>][/tcp|udp|sctp]',
     ]);
   });
+
+  it('says when a key has spaces around it', () => {
+    const spaced = ' (spaces around the key: keys are compared exactly)';
+    expect(problems(parseContainerLabels({ 'dockfw.allow ': 'any', 'dockfw.allow.443\t': 'any' }))).toEqual([
+      `"dockfw.allow ": unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>${spaced}`,
+      `"dockfw.allow.443\\t": unknown label; expected dockfw.allow or dockfw.allow.<port>[-<port>][/tcp|udp|sctp]${spaced}`,
+    ]);
+  });
 });

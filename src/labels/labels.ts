@@ -79,9 +79,13 @@ export function parseContainerLabels(labels: Readonly<Record<string, string>>): 
       const portText = key.startsWith(`${ALLOW_LABEL}.`) ? key.slice(ALLOW_LABEL.length + 1) : undefined;
       const parsedSpec = portText === undefined ? undefined : parsePortSpec(portText);
       if (parsedSpec === undefined || !parsedSpec.ok) {
+        // `dockfw.allow ` from a YAML or shell slip: say what is wrong with the key.
+        const spaced = key.trim() !== key ? ' (spaces around the key: keys are compared exactly)' : '';
         problems.push({
           label,
-          message: parsedSpec?.message ?? 'unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>',
+          message:
+            (parsedSpec?.message ?? 'unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>') +
+            spaced,
         });
         continue;
       }

@@ -5,6 +5,7 @@ import type { ContainerSnapshot, EngineSnapshot, Family, Protocol } from '../doc
 import { formatInterval, type Interval } from '../labels/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
 import { decisionFor, parseContainerLabels, type LabelProblem } from '../labels/labels.js';
+import { lookalikeLabels } from '../labels/lookalike.js';
 import { ANY, NONE, type SourceSet } from '../labels/sources.js';
 
 export type ContainerState = 'enforced' | 'closed-invalid-label' | 'default-allow' | 'default-deny';
@@ -65,6 +66,8 @@ export interface DesiredState {
   readonly containers: readonly ContainerSummary[];
   /** Every invalid label of every running container, published ports or not. */
   readonly errors: readonly LabelError[];
+  /** Keys of running containers that look like dockfw labels but are not (so ignored); optional for hand-built states. */
+  readonly warnings?: readonly LabelError[];
 }
 
 /** What an interface name in a rule may look like (`+` is iptables' wildcard). */
@@ -222,9 +225,11 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
   const rules: DesiredRule[] = [];
   const containers: ContainerSummary[] = [];
   const errors: LabelError[] = [];
+  const warnings: LabelError[] = [];
   for (const container of running) {
     const planned = planContainer(container, config);
     errors.push(...planned.problems.map((p) => ({ container: container.name, ...p })));
+    warnings.push(...lookalikeLabels(container.labels).map((w) => ({ container: container.name, ...w })));
     if (planned.summary.ports.length === 0) continue;
     containers.push(planned.summary);
     rules.push(...planned.rules);
@@ -235,10 +240,16 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
     externalInterfaces: [...config.externalInterfaces],
     containers,
     errors,
+    warnings,
   };
 }
 
 /** One line per error, e.g. `web: dockfw.allow.443: "10.0.0.0/33": prefix length must be 0-32`. */
 export function formatLabelError(error: LabelError): string {
   return `${error.container}: ${error.label}: ${error.message}`;
+}
+
+/** One line per warning, e.g. `web: label "DOCKFW.ALLOW" is not a dockfw label (…)`; the message names the key. */
+export function formatLabelWarning(warning: LabelError): string {
+  return `${warning.container}: ${warning.message}`;
 }
