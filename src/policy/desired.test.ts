@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/config.js';
 import type { ContainerSnapshot } from '../docker/snapshot.js';
-import { desiredState, formatLabelError } from './desired.js';
+import { desiredState, formatLabelError, formatLabelWarning } from './desired.js';
 
 function container(name: string, overrides: Partial<ContainerSnapshot> = {}): ContainerSnapshot {
   return {
@@ -166,9 +166,39 @@ describe('desiredState', () => {
     );
     expect(state.containers[0]?.ports).toEqual([
       { port: 80, protocol: 'tcp', allow: 'none', origin: 'default' },
-      { port: 443, protocol: 'tcp', allow: '203.0.113.5-203.0.113.9', origin: 'label' },
+      {
+        port: 443,
+        protocol: 'tcp',
+        allow: '203.0.113.5-203.0.113.9',
+        origin: 'label',
+        label: 'dockfw.allow.443',
+      },
     ]);
     expect(state.containers[0]?.state).toBe('enforced');
+  });
+
+  it('warns about lookalike label keys, which leave the port to the default policy', () => {
+    const snapshot = {
+      containers: [
+        container('web', { labels: { 'DOCKFW.ALLOW': 'none' } }),
+        container('quiet', { ports: [] }),
+      ],
+      bridges: [],
+    };
+    const state = desiredState(snapshot, allow);
+    expect(state.containers[0]?.ports[0]).toMatchObject({ origin: 'default', allow: 'any' });
+    expect(state.warnings?.map(formatLabelWarning)).toEqual([
+      'web: label "DOCKFW.ALLOW" is not a dockfw label (keys are case-sensitive: did you mean "dockfw.allow"?)',
+    ]);
+    expect(state.errors).toEqual([]);
+  });
+
+  it('names dockfw.allow when it decides a port', () => {
+    const snapshot = { containers: [container('web', { labels: { 'dockfw.allow': 'none' } })], bridges: [] };
+    expect(desiredState(snapshot, allow).containers[0]?.ports[0]).toMatchObject({
+      origin: 'label',
+      label: 'dockfw.allow',
+    });
   });
 
   it('treats 0.0.0.0/0 and ::/0 as any, per family', () => {

@@ -4,7 +4,8 @@ import type { Config } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot, Family, Protocol } from '../docker/snapshot.js';
 import { formatInterval, type Interval } from '../labels/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
-import { parseContainerLabels, sourcesFor, type LabelProblem } from '../labels/labels.js';
+import { decisionFor, parseContainerLabels, type LabelProblem } from '../labels/labels.js';
+import { lookalikeLabels } from '../labels/lookalike.js';
 import { ANY, NONE, type SourceSet } from '../labels/sources.js';
 
 export type ContainerState = 'enforced' | 'closed-invalid-label' | 'default-allow' | 'default-deny';
@@ -50,6 +51,8 @@ export interface PortSummary {
   readonly allow: string;
   /** Where the answer came from. */
   readonly origin: 'label' | 'default' | 'invalid-label';
+  /** With origin `label`: the one that decided, `dockfw.allow.<ports>[/<proto>]` or `dockfw.allow`. */
+  readonly label?: string;
 }
 
 export interface ContainerSummary {
@@ -87,6 +90,8 @@ export interface DesiredState {
   readonly containers: readonly ContainerSummary[];
   /** Every invalid label of every running container, published ports or not. */
   readonly errors: readonly LabelError[];
+  /** Keys of running containers that look like dockfw labels but are not (so ignored); optional for hand-built states. */
+  readonly warnings?: readonly LabelError[];
 }
 
 /** What an interface name in a rule may look like (`+` is iptables' wildcard). */
@@ -268,12 +273,12 @@ function planContainer(
   const labels = parseContainerLabels(container.labels);
   const ports = publishedPorts(container);
   const fallback = config.defaultPolicy === 'allow' ? ANY : NONE;
-  const decisions: (PortDecision & { origin: PortSummary['origin'] })[] = ports.map((p) => {
+  const decisions: (PortDecision & Pick<PortSummary, 'origin' | 'label'>)[] = ports.map((p) => {
     if (labels.kind === 'invalid') return { ...p, sources: NONE, origin: 'invalid-label' };
-    const labelled = labels.kind === 'labeled' ? sourcesFor(labels.policy, p.port, p.protocol) : undefined;
+    const labelled = labels.kind === 'labeled' ? decisionFor(labels.policy, p.port, p.protocol) : undefined;
     return labelled === undefined
       ? { ...p, sources: fallback, origin: 'default' }
-      : { ...p, sources: labelled, origin: 'label' };
+      : { ...p, sources: labelled.sources, origin: 'label', label: labelled.label };
   });
   const state: ContainerState =
     labels.kind === 'invalid'
@@ -326,6 +331,7 @@ function planContainer(
         protocol: d.protocol,
         allow: describeSources(d.sources),
         origin: d.origin,
+        ...(d.label === undefined ? {} : { label: d.label }),
       })),
       problems,
     },
@@ -342,9 +348,11 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
   const bindings: DesiredBinding[] = [];
   const containers: ContainerSummary[] = [];
   const errors: LabelError[] = [];
+  const warnings: LabelError[] = [];
   for (const container of running) {
     const planned = planContainer(container, config);
     errors.push(...planned.problems.map((p) => ({ container: container.name, ...p })));
+    warnings.push(...lookalikeLabels(container.labels).map((w) => ({ container: container.name, ...w })));
     if (planned.summary.ports.length === 0) continue;
     containers.push(planned.summary);
     rules.push(...planned.rules);
@@ -357,10 +365,16 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
     externalInterfaces: [...config.externalInterfaces],
     containers,
     errors,
+    warnings,
   };
 }
 
 /** One line per error, e.g. `web: dockfw.allow.443: "10.0.0.0/33": prefix length must be 0-32`. */
 export function formatLabelError(error: LabelError): string {
   return `${error.container}: ${error.label}: ${error.message}`;
+}
+
+/** One line per warning, e.g. `web: label "DOCKFW.ALLOW" is not a dockfw label (…)`; the message names the key. */
+export function formatLabelWarning(warning: LabelError): string {
+  return `${warning.container}: ${warning.message}`;
 }
