@@ -313,3 +313,69 @@ describe('desiredState: published bindings (judged on the host address and port)
     ]);
   });
 });
+
+describe('desiredState: containers not started yet, and the host network', () => {
+  it('judges a created container’s fixed host ports before it starts; a running one wins a shared port', () => {
+    const planned = [{ containerPort: 80, protocol: 'tcp' as const, hostIp: '0.0.0.0', hostPort: 8080 }];
+    const next = container('next', {
+      running: false,
+      created: true,
+      labels: { 'dockfw.allow': '203.0.113.11' },
+      ports: [],
+      plannedPorts: [...planned, { ...planned[0]!, hostPort: 8081 }],
+    });
+    const old = container('old', { labels: { 'dockfw.allow': 'none' }, ports: planned });
+    const state = desiredState({ containers: [next, old], bridges: [] }, allow);
+    expect(state.bindings.map((b) => [b.containerName, b.portFrom])).toEqual([
+      ['old', 8080],
+      ['next', 8081],
+    ]);
+    // Nothing else about it yet: no address rules, no summary.
+    expect(state.rules.map((r) => r.containerName)).toEqual(['old']);
+    expect(state.containers.map((c) => c.name)).toEqual(['old']);
+    // An exited container holds nothing.
+    const exited = { ...next, created: false };
+    expect(desiredState({ containers: [exited], bridges: [] }, allow).bindings).toEqual([]);
+  });
+
+  it('a host-network container: the ports its labels name, every address, both families; nothing else', () => {
+    const proxy = container('proxy', {
+      networkMode: 'host',
+      networks: [{ network: 'host' }],
+      ports: [],
+      labels: { 'dockfw.allow.443': '203.0.113.0/24', 'dockfw.allow.8000-8001/udp': 'any' },
+    });
+    const state = desiredState({ containers: [proxy], bridges: [] }, deny);
+    expect(
+      state.bindings.map((b) => [b.family, b.hostAddress ?? '*', b.protocol, b.portFrom, b.portTo]),
+    ).toEqual([
+      [4, '*', 'tcp', 443, 443],
+      [4, '*', 'udp', 8000, 8001],
+      [6, '*', 'tcp', 443, 443],
+      [6, '*', 'udp', 8000, 8001],
+    ]);
+    expect(state.bindings[0]?.sources).toEqual([{ start: 0xcb007100n, end: 0xcb0071ffn }]);
+    expect(state.rules).toEqual([]);
+    expect(state.containers[0]?.state).toBe('enforced');
+    // Unlabeled, even under policy deny: the host's own ports are not dockfw's.
+    const plain = container('plain', { networkMode: 'host', networks: [{ network: 'host' }], ports: [] });
+    expect(desiredState({ containers: [plain], bridges: [] }, deny).bindings).toEqual([]);
+  });
+
+  it('dockfw.allow without a port on the host network is an error that closes the named ports', () => {
+    const proxy = container('proxy', {
+      networkMode: 'host',
+      networks: [{ network: 'host' }],
+      ports: [],
+      labels: { 'dockfw.allow': 'any', 'dockfw.allow.443': 'any' },
+    });
+    const state = desiredState({ containers: [proxy], bridges: [] }, allow);
+    expect(state.errors.map(formatLabelError)).toEqual([
+      'proxy: dockfw.allow: a container on the host network publishes nothing: name its ports (dockfw.allow.<port>[/<proto>])',
+    ]);
+    expect(state.bindings.map((b) => [b.portFrom, b.sources])).toEqual([
+      [443, []],
+      [443, []],
+    ]);
+  });
+});

@@ -1,10 +1,17 @@
 // The pure core: what the firewall should say, from what Docker says and the config.
 // Knows nothing of iptables or nftables.
 import type { Config } from '../config/config.js';
-import type { ContainerSnapshot, EngineSnapshot, Family, Protocol } from '../docker/snapshot.js';
+import type { ContainerSnapshot, EngineSnapshot, Family, PortBinding, Protocol } from '../docker/snapshot.js';
 import { formatInterval, type Interval } from '../labels/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
-import { decisionFor, parseContainerLabels, type LabelProblem } from '../labels/labels.js';
+import {
+  ALLOW_LABEL,
+  decisionFor,
+  parseContainerLabels,
+  parsePortSpec,
+  type LabelProblem,
+  type LabelsResult,
+} from '../labels/labels.js';
 import { lookalikeLabels } from '../labels/lookalike.js';
 import { ANY, NONE, type SourceSet } from '../labels/sources.js';
 
@@ -261,16 +268,50 @@ function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
   return joined;
 }
 
+/** `dockfw.allow` on a host-network container: there are no published ports it could mean. */
+const HOST_NETWORK_ALL: LabelProblem = {
+  label: ALLOW_LABEL,
+  message:
+    'a container on the host network publishes nothing: name its ports (dockfw.allow.<port>[/<proto>])',
+};
+
+/**
+ * A host-network container's sockets are the host's: the ports its labels name
+ * are its bindings, on every host address, both families. Nothing else on the
+ * host is judged. `dockfw.allow` without a port is an error there (closed).
+ */
+function hostNetworkView(container: ContainerSnapshot): {
+  view: ContainerSnapshot;
+  problems: LabelProblem[];
+} {
+  const ports: PortBinding[] = [];
+  for (const key of Object.keys(container.labels)) {
+    if (!key.startsWith(`${ALLOW_LABEL}.`)) continue;
+    const spec = parsePortSpec(key.slice(ALLOW_LABEL.length + 1));
+    if (!spec.ok) continue;
+    for (let port = spec.value.from; port <= spec.value.to; port++) {
+      ports.push({ containerPort: port, protocol: spec.value.protocol, hostIp: '', hostPort: port });
+    }
+  }
+  const problems = container.labels[ALLOW_LABEL] === undefined ? [] : [HOST_NETWORK_ALL];
+  return { view: { ...container, ports }, problems };
+}
+
 function planContainer(
   container: ContainerSnapshot,
   config: Config,
+  extraProblems: readonly LabelProblem[] = [],
 ): {
   summary: ContainerSummary;
   rules: DesiredRule[];
   bindings: DesiredBinding[];
   problems: readonly LabelProblem[];
 } {
-  const labels = parseContainerLabels(container.labels);
+  const parsed = parseContainerLabels(container.labels);
+  const labels: LabelsResult =
+    extraProblems.length === 0
+      ? parsed
+      : { kind: 'invalid', problems: [...extraProblems, ...(parsed.kind === 'invalid' ? parsed.problems : [])] };
   const ports = publishedPorts(container);
   const fallback = config.defaultPolicy === 'allow' ? ANY : NONE;
   const decisions: (PortDecision & Pick<PortSummary, 'origin' | 'label'>)[] = ports.map((p) => {
@@ -341,22 +382,29 @@ function planContainer(
 }
 
 export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredState {
-  const running = snapshot.containers
-    .filter((c) => c.running)
-    .sort((a, b) => compareText(a.name, b.name) || compareText(a.id, b.id));
+  const byName = (a: ContainerSnapshot, b: ContainerSnapshot): number =>
+    compareText(a.name, b.name) || compareText(a.id, b.id);
+  const running = snapshot.containers.filter((c) => c.running).sort(byName);
   const rules: DesiredRule[] = [];
   const bindings: DesiredBinding[] = [];
   const containers: ContainerSummary[] = [];
   const errors: LabelError[] = [];
   const warnings: LabelError[] = [];
   for (const container of running) {
-    const planned = planContainer(container, config);
+    const host = container.networkMode === 'host' ? hostNetworkView(container) : undefined;
+    const planned = planContainer(host?.view ?? container, config, host?.problems);
     errors.push(...planned.problems.map((p) => ({ container: container.name, ...p })));
     warnings.push(...lookalikeLabels(container.labels).map((w) => ({ container: container.name, ...w })));
     if (planned.summary.ports.length === 0) continue;
     containers.push(planned.summary);
     rules.push(...planned.rules);
     bindings.push(...planned.bindings);
+  }
+  // Created, not started: fixed host ports judged before docker-proxy listens. After
+  // every running container's, so a running binding always wins its port.
+  for (const container of snapshot.containers.filter((c) => !c.running && c.created === true).sort(byName)) {
+    const ports = container.plannedPorts ?? [];
+    if (ports.length > 0) bindings.push(...planContainer({ ...container, ports }, config).bindings);
   }
   return {
     rules,
