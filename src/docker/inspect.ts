@@ -81,9 +81,7 @@ export function parseInspect(json: unknown): ContainerSnapshot {
   const c = InspectContainer.parse(json);
   const created = !c.State.Running && c.State.Status === 'created';
   // An empty or 0 host port is chosen by the engine at start: not known before it.
-  const planned = created
-    ? toBindings(c.HostConfig?.PortBindings).filter((b) => b.hostPort > 0)
-    : [];
+  const planned = created ? toBindings(c.HostConfig?.PortBindings).filter((b) => b.hostPort > 0) : [];
   return {
     id: c.Id,
     name: c.Name.replace(/^\//, ''),

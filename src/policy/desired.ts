@@ -311,7 +311,10 @@ function planContainer(
   const labels: LabelsResult =
     extraProblems.length === 0
       ? parsed
-      : { kind: 'invalid', problems: [...extraProblems, ...(parsed.kind === 'invalid' ? parsed.problems : [])] };
+      : {
+          kind: 'invalid',
+          problems: [...extraProblems, ...(parsed.kind === 'invalid' ? parsed.problems : [])],
+        };
   const ports = publishedPorts(container);
   const fallback = config.defaultPolicy === 'allow' ? ANY : NONE;
   const decisions: (PortDecision & Pick<PortSummary, 'origin' | 'label'>)[] = ports.map((p) => {
