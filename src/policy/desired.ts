@@ -91,6 +91,12 @@ export interface DesiredState {
    * are left out (Docker's own names, docker0 and br-<id>, are always fine).
    */
   readonly bridges: readonly string[];
+  /**
+   * Docker's bridges are not known yet (the boot guard, before the engine runs):
+   * the catch-all then drops DNAT from outside to every interface, so bridges
+   * with a custom name are closed too.
+   */
+  readonly bridgesUnknown?: boolean;
   /** From the config; empty means "everything but lo and the bridges". */
   readonly externalInterfaces: readonly string[];
   /** Running containers with published ports, sorted like the rules. */
