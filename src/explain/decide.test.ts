@@ -177,10 +177,22 @@ describe('explain', () => {
     expect(ask([web], '198.51.100.7', '172.17.0.2:81').verdict).toBe('unknown');
   });
 
-  it('says a container on the host network is not filtered', () => {
+  it('a host-network container: judged on the ports its labels name, nothing else', () => {
     const host = container('hostnet', { networks: [{ network: 'host' }], ports: [] });
     expect(ask([host], '203.0.113.7', 'hostnet:80').reason).toMatch(/uses the host network/);
     expect(ask([host], '203.0.113.7', '203.0.113.1:80').notes.join()).toMatch(/host network \(hostnet\)/);
+    const proxy = container('proxy', {
+      networkMode: 'host',
+      networks: [{ network: 'host' }],
+      ports: [],
+      labels: { 'dockfw.allow.443': '203.0.113.0/24' },
+    });
+    const allowed = ask([proxy], '203.0.113.7', '203.0.113.1:443');
+    expect(allowed.paths.map((p) => p.kind)).toEqual(['host-network']);
+    expect(allowed.verdict).toBe('allowed');
+    expect(allowed.paths[0]?.judgements.map((j) => j.stage)).toEqual(['binding']);
+    expect(ask([proxy], '198.51.100.7', 'proxy:443').verdict).toBe('denied');
+    expect(ask([proxy], '198.51.100.7', '203.0.113.1:444').verdict).toBe('unknown');
   });
 });
 

@@ -16,6 +16,7 @@ import type {
   RuleSources,
 } from '../policy/desired.js';
 import type { ContainerTarget, AddressTarget, Query, QueryAddress } from './query.js';
+import { hostNetworkView, onHostNetwork } from '../policy/desired.js';
 
 export type Verdict = 'allowed' | 'denied';
 
@@ -33,7 +34,7 @@ export interface Judgement {
     | { readonly kind: 'rule'; readonly rule: DesiredRule };
 }
 
-export type PathKind = 'dnat' | 'docker-proxy' | 'direct';
+export type PathKind = 'dnat' | 'docker-proxy' | 'direct' | 'host-network';
 
 export interface DecidedBy {
   readonly origin: PortSummary['origin'];
@@ -264,6 +265,19 @@ function bindingPath(
   const v4 = addressesOf(container, 4);
   const host = `${hostText(family, hostAddress)}:${binding.hostPort}`;
   const base = pathBase(context, container, binding.containerPort, binding.protocol);
+  if (onHostNetwork(container)) {
+    return {
+      kind: 'host-network',
+      family,
+      description: `IPv${family} ${host} → ${container.name} on the host network (INPUT, no DNAT)`,
+      ...(hostAddress === undefined ? {} : { hostAddress }),
+      hostPort: binding.hostPort,
+      ...base,
+      judgements,
+      verdict: verdictOf(judgements),
+      notes,
+    };
+  }
   const [first] = own;
   if (first !== undefined) {
     const rule = desiredRuleFor(context.desired, family, first, binding.protocol, binding.containerPort);
@@ -342,10 +356,12 @@ function directPath(
 }
 
 function hostNetworkNote(containers: readonly ContainerSnapshot[]): string[] {
-  const onHost = containers.filter((c) => c.networks.some((n) => n.network === 'host')).map((c) => c.name);
+  const onHost = containers.filter(onHostNetwork).map((c) => c.name);
   return onHost.length === 0
     ? []
-    : [`containers on the host network (${onHost.join(', ')}) may listen there; dockfw does not filter them`];
+    : [
+        `containers on the host network (${onHost.join(', ')}) may listen there; dockfw judges only the ports their dockfw.allow.<port> labels name`,
+      ];
 }
 
 function explainAddress(
@@ -425,10 +441,10 @@ function explainContainer(
   const { container } = found;
   const family = context.source.family;
   const port = `${target.port}/${target.protocol}`;
-  if (container.networks.some((n) => n.network === 'host')) {
+  if (onHostNetwork(container) && container.ports.length === 0) {
     return {
       paths: [],
-      reason: `${container.name} uses the host network: nothing is published through Docker, and dockfw does not filter it`,
+      reason: `${container.name} uses the host network and no dockfw.allow.<port> label names a port: dockfw does not judge it`,
       notes: [],
     };
   }
@@ -471,8 +487,10 @@ export function explain(
   policy: Config['defaultPolicy'],
   targetText: string,
 ): Explanation {
+  // A host-network container's bindings are the ports its labels name (as desiredState reads them).
   const running = snapshot.containers
     .filter((c) => c.running)
+    .map((c) => (onHostNetwork(c) ? hostNetworkView(c).view : c))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const context: Context = { desired, source: query.source, policy };
   const result =
