@@ -2,8 +2,8 @@
 // Knows nothing of iptables or nftables.
 import type { Config } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot, Family, PortBinding, Protocol } from '../docker/snapshot.js';
-import { formatInterval, type Interval } from '../labels/intervals.js';
-import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
+import { formatInterval, type Interval } from '../net/intervals.js';
+import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
 import {
   ALLOW_LABEL,
   decisionFor,
