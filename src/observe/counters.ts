@@ -2,7 +2,13 @@
 // how many packets and bytes each container's DROP rules (and the catch-all)
 // have dropped. The kernel resets a chain's counters whenever dockfw rewrites
 // it, so totals are carried across rewrites here to keep the metrics monotonic.
-import { CATCH_ALL_COMMENT, CHAIN_IN, CHAIN_PUBLISHED, OWNED_PREFIX } from '../backends/iptables/chains.js';
+import {
+  CATCH_ALL_COMMENT,
+  CHAIN_DROP,
+  CHAIN_IN,
+  CHAIN_PUBLISHED,
+  OWNED_PREFIX,
+} from '../backends/iptables/chains.js';
 import type { CommandRunner } from '../backends/iptables/command.js';
 import { saveCommand, type Variant } from '../backends/iptables/read.js';
 import type { Family } from '../docker/snapshot.js';
@@ -34,6 +40,8 @@ function add(a: Traffic, b: Traffic): Traffic {
 
 const ZERO: Traffic = { packets: 0, bytes: 0 };
 
+const DROPPING = new RegExp(`(?:^|\\s)-j (?:DROP|${CHAIN_DROP})$`);
+
 const JUDGING_CHAINS: ReadonlySet<string> = new Set([CHAIN_IN, CHAIN_PUBLISHED]);
 
 /** Parses the filter and mangle tables of `iptables-save -c`; rules outside dockfw's chains are ignored. */
@@ -50,7 +58,8 @@ export function parseFamilyCounters(saveText: string): FamilyCounters {
     const [, packets = '0', bytes = '0', chain = '', rule = ''] = match;
     if (!chain.startsWith(OWNED_PREFIX)) continue;
     rules++;
-    if (!JUDGING_CHAINS.has(chain) || !/(?:^|\s)-j DROP$/.test(rule)) continue;
+    // A container's drops jump to DOCKFW-DROP (older layouts: DROP right there).
+    if (!JUDGING_CHAINS.has(chain) || !DROPPING.test(rule)) continue;
     const traffic = { packets: Number(packets), bytes: Number(bytes) };
     if (rule.includes(`"${CATCH_ALL_COMMENT}"`)) {
       catchAll = add(catchAll, traffic);

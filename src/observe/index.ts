@@ -3,6 +3,10 @@
 import type { Logger } from 'pino';
 import type { CommandRunner } from '../backends/iptables/command.js';
 import type { Config } from '../config/config.js';
+import { runNft } from '../backends/nftables/command.js';
+import { readNftRecords } from '../backends/nftables/records.js';
+import { DropLog } from '../drops/log.js';
+import { readDropRecords } from '../drops/read.js';
 import { readFamilyCounters } from './counters.js';
 import { startObserveServer, type ObserveServer } from './http.js';
 import { DaemonMetrics } from './metrics.js';
@@ -58,7 +62,20 @@ export async function startObservability(options: {
     logger,
     processMetrics: true,
     readCounters: (family, variant) => readFamilyCounters(run, family, variant),
+    readRecords: () => readNftRecords(runNft),
   });
+  let dropLog: DropLog | undefined;
+  if (config.logDrops) {
+    dropLog = new DropLog({
+      logger,
+      desired: () => state.lastDesired,
+      read: async () => {
+        const backend = state.backend;
+        return backend === undefined ? undefined : (await readDropRecords(backend)).records;
+      },
+    });
+    dropLog.start();
+  }
   const server =
     config.listen === null ? undefined : await startObserveServer(config.listen, { state, metrics, logger });
   if (server !== undefined) {
@@ -72,6 +89,9 @@ export async function startObservability(options: {
     state,
     metrics,
     server,
-    close: async () => server?.close(),
+    close: async () => {
+      await dropLog?.stop();
+      await server?.close();
+    },
   };
 }
