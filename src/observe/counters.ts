@@ -2,13 +2,7 @@
 // how many packets and bytes each container's DROP rules (and the catch-all)
 // have dropped. The kernel resets a chain's counters whenever dockfw rewrites
 // it, so totals are carried across rewrites here to keep the metrics monotonic.
-import {
-  CATCH_ALL_COMMENT,
-  CHAIN_DROP,
-  CHAIN_IN,
-  CHAIN_PUBLISHED,
-  OWNED_PREFIX,
-} from '../backends/iptables/chains.js';
+import { CATCH_ALL_COMMENT, CHAIN_IN, CHAIN_PUBLISHED, OWNED_PREFIX } from '../backends/iptables/chains.js';
 import type { CommandRunner } from '../backends/iptables/command.js';
 import { saveCommand, type Variant } from '../backends/iptables/read.js';
 import type { Family } from '../docker/snapshot.js';
@@ -40,7 +34,8 @@ function add(a: Traffic, b: Traffic): Traffic {
 
 const ZERO: Traffic = { packets: 0, bytes: 0 };
 
-const DROPPING = new RegExp(`(?:^|\\s)-j (?:DROP|${CHAIN_DROP})$`);
+/** Jumps to CHAIN_DROP (older layouts: DROP right in the judging chain). */
+const DROPPING = /(?:^|\s)-j (?:DROP|DOCKFW-DROP)$/;
 
 const JUDGING_CHAINS: ReadonlySet<string> = new Set([CHAIN_IN, CHAIN_PUBLISHED]);
 
