@@ -127,14 +127,17 @@ export function dropsJson(report: DropsReport, now: Date): unknown {
       packets: d.packets,
       bytes: d.bytes,
       // nftables: when the last drop was; iptables: the first (the record's timeout is not refreshed).
-      [d.since === 'last' ? 'lastSeen' : 'firstSeen']: new Date(now.getTime() - d.ageSeconds * 1000).toISOString(),
+      [d.since === 'last' ? 'lastSeen' : 'firstSeen']: new Date(
+        now.getTime() - d.ageSeconds * 1000,
+      ).toISOString(),
     })),
   };
 }
 
 function parseTop(text: string | undefined): number {
   if (text === undefined) return 20;
-  if (!/^[0-9]{1,6}$/.test(text)) throw new UsageError(`--top: expected a number, got ${JSON.stringify(text)}`);
+  if (!/^[0-9]{1,6}$/.test(text))
+    throw new UsageError(`--top: expected a number, got ${JSON.stringify(text)}`);
   return Number(text);
 }
 
@@ -152,13 +155,12 @@ export async function run(argv: string[]): Promise<number> {
     if (positionals.length > 1) throw new UsageError('at most one CONTAINER');
     const top = parseTop(values.top as string | undefined);
     const config = configFrom(values);
-    const [read, snapshot] = await Promise.all([
-      readDropRecords(config.backend),
-      readLiveSnapshot(config),
-    ]);
+    const [read, snapshot] = await Promise.all([readDropRecords(config.backend), readLiveSnapshot(config)]);
     const report = dropsReport(read, new DropAttributor(desiredState(snapshot, config)), positionals[0], top);
     process.stdout.write(
-      values.json === true ? `${JSON.stringify(dropsJson(report, new Date()), null, 2)}\n` : renderDrops(report),
+      values.json === true
+        ? `${JSON.stringify(dropsJson(report, new Date()), null, 2)}\n`
+        : renderDrops(report),
     );
     return 0;
   } catch (error) {

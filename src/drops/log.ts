@@ -65,7 +65,10 @@ export class DropLog {
       this.failing = false;
     } catch (error) {
       if (!this.failing)
-        logger.warn({ error: error instanceof Error ? error.message : String(error) }, 'cannot read drop records');
+        logger.warn(
+          { error: error instanceof Error ? error.message : String(error) },
+          'cannot read drop records',
+        );
       this.failing = true;
       return 0;
     }

@@ -42,6 +42,8 @@ export function recordAgeSeconds(record: DropRecord): number {
 }
 
 /** One key per record: family, destination, protocol, port, source. */
-export function recordKey(r: Pick<DropRecord, 'family' | 'destination' | 'protocol' | 'port' | 'source'>): string {
+export function recordKey(
+  r: Pick<DropRecord, 'family' | 'destination' | 'protocol' | 'port' | 'source'>,
+): string {
   return `${r.family} ${r.destination} ${r.protocol} ${r.port} ${r.source}`;
 }

@@ -28,7 +28,8 @@ export class RecordTracker {
       next.set(key, { packets: record.packets, bytes: record.bytes });
       if (!this.primed && !countFirst) continue;
       const before = this.last.get(key);
-      const restarted = before === undefined || record.packets < before.packets || record.bytes < before.bytes;
+      const restarted =
+        before === undefined || record.packets < before.packets || record.bytes < before.bytes;
       const packets = restarted ? record.packets : record.packets - before.packets;
       const bytes = restarted ? record.bytes : record.bytes - before.bytes;
       if (packets > 0 || bytes > 0) deltas.push({ record, packets, bytes });

@@ -28,12 +28,17 @@ export interface DaemonMetricsOptions {
    * The nftables backend's drop records (both families) with each set's
    * capacity: per-container drops there are summed from them.
    */
-  readonly readRecords?: () => Promise<{ records: DropRecord[]; capacity: ReadonlyMap<Family, number> }>;
+  readonly readRecords?: (
+    backend: 'iptables' | 'nftables',
+  ) => Promise<{ records: readonly DropRecord[]; capacity: ReadonlyMap<Family, number> }>;
 }
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : JSON.stringify(error);
 }
+
+/** How many records `dockfw_top_dropped_source_packets` shows (its label sets stay bounded). */
+export const TOP_SOURCES = 10;
 
 function add(a: Traffic, b: Traffic): Traffic {
   return { packets: a.packets + b.packets, bytes: a.bytes + b.bytes };
@@ -55,6 +60,7 @@ export class DaemonMetrics implements DaemonObserver {
   private readonly recordTotals = new Map<string, Traffic>();
   private readonly records: Gauge<'family'>;
   private readonly recordCapacity: Gauge<'family'>;
+  private readonly topSources: Gauge<'container' | 'port' | 'source'>;
   private readFailing = false;
   private rendering: Promise<string> | undefined;
 
@@ -152,6 +158,12 @@ export class DaemonMetrics implements DaemonObserver {
       labelNames: ['family'],
       registers,
     });
+    this.topSources = new Gauge({
+      name: 'dockfw_top_dropped_source_packets',
+      help: `Packets of the ${TOP_SOURCES} drop records with the most packets now (container, port/proto, source)`,
+      labelNames: ['container', 'port', 'source'],
+      registers,
+    });
     if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -237,12 +249,23 @@ export class DaemonMetrics implements DaemonObserver {
     const { state, readRecords } = this.options;
     this.records.reset();
     this.recordCapacity.reset();
+    this.topSources.reset();
     const desired = state.lastDesired;
-    if (readRecords === undefined || state.backend !== 'nftables' || desired === null) return undefined;
+    const backend = state.backend;
+    if (readRecords === undefined || backend === undefined || desired === null) return undefined;
     try {
-      const { records, capacity } = await readRecords();
+      const { records, capacity } = await readRecords(backend);
       const attributor = new DropAttributor(desired);
-      for (const delta of this.recordTracker.update(records, true)) {
+      const top = [...records].sort((a, b) => b.packets - a.packets).slice(0, TOP_SOURCES);
+      for (const r of top) {
+        this.topSources.set(
+          { container: attributor.owner(r)?.name ?? '', port: `${r.port}/${r.protocol}`, source: r.source },
+          r.packets,
+        );
+      }
+      // iptables counts per container in its rules (exact); nftables has one rule for all.
+      const deltas = backend === 'nftables' ? this.recordTracker.update(records, true) : [];
+      for (const delta of deltas) {
         const id12 = attributor.owner(delta.record)?.id.slice(0, 12);
         if (id12 === undefined) continue;
         const had = this.recordTotals.get(id12) ?? { packets: 0, bytes: 0 };
@@ -256,7 +279,8 @@ export class DaemonMetrics implements DaemonObserver {
       }
       // Containers no longer running are forgotten, like their iptables rules' counters.
       const running = new Set(desired.containers.map((c) => c.id.slice(0, 12)));
-      for (const id12 of [...this.recordTotals.keys()]) if (!running.has(id12)) this.recordTotals.delete(id12);
+      for (const id12 of [...this.recordTotals.keys()])
+        if (!running.has(id12)) this.recordTotals.delete(id12);
       return undefined;
     } catch (error) {
       return error;

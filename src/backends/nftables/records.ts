@@ -43,7 +43,8 @@ export function parseRecordSet(
   let timeout = RECORD_TIMEOUT_SECONDS;
   for (const item of items) {
     const set = record(record(item)?.set);
-    if (set?.name !== RECORD_SETS[family] || set.table !== TABLE_NAME || set.family !== TABLE_FAMILY) continue;
+    if (set?.name !== RECORD_SETS[family] || set.table !== TABLE_NAME || set.family !== TABLE_FAMILY)
+      continue;
     capacity = count(set.size);
     if (typeof set.timeout === 'number') timeout = set.timeout;
     for (const raw of Array.isArray(set.elem) ? set.elem : []) {

@@ -111,8 +111,14 @@ export function chainRules(spec: RuleShape): ChainRule[] {
     { role: 'replies', text: 'ct direction reply return' },
     { role: 'allowed4', text: 'ip daddr . meta l4proto . th dport . ip saddr @allowed4 return' },
     { role: 'allowed6', text: 'ip6 daddr . meta l4proto . th dport . ip6 saddr @allowed6 return' },
-    { role: 'guarded4', text: `ip daddr . meta l4proto . th dport @guarded4 counter ${dropVerdict(spec, 4)}` },
-    { role: 'guarded6', text: `ip6 daddr . meta l4proto . th dport @guarded6 counter ${dropVerdict(spec, 6)}` },
+    {
+      role: 'guarded4',
+      text: `ip daddr . meta l4proto . th dport @guarded4 counter ${dropVerdict(spec, 4)}`,
+    },
+    {
+      role: 'guarded6',
+      text: `ip6 daddr . meta l4proto . th dport @guarded6 counter ${dropVerdict(spec, 6)}`,
+    },
     // Fail closed: a published port of a container dockfw has not judged yet
     // (`@dnatbridges` also holds docker0 and br-*: a wildcard that closes is safe).
     { role: 'catch-all', text: 'ct status dnat oifname @dnatbridges counter drop' },
