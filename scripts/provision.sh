@@ -12,7 +12,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$REPO/.cache"
 ENGINE_28_VERSION="28.5.2"
-SYSTEM_PACKAGES=(docker.io containerd runc iptables nftables busybox-static curl iproute2 conntrack iperf3 socat)
+SYSTEM_PACKAGES=(docker.io containerd runc iptables nftables ipset busybox-static curl iproute2 conntrack iperf3 socat)
 export DEBIAN_FRONTEND=noninteractive
 
 T0=$(date +%s)

@@ -16,8 +16,11 @@ export function createFirewall(config: Config, docker: DockerClient, logger: Log
     run: runCommand,
     onIpv6Unavailable: (error) =>
       logger.warn({ error: error.message }, 'ip6tables not available: IPv6 not managed'),
+    dropRecords: config.dropRecords,
+    onRecordsUnavailable: (error) =>
+      logger.warn({ error: error.message }, 'cannot make the drop record ipset: drops are not recorded'),
   });
-  const nftables = new NftablesReconciler({ run: runNft });
+  const nftables = new NftablesReconciler({ run: runNft, dropRecords: config.dropRecords });
   return new SelectedFirewall({
     setting: config.backend,
     info: () => docker.info(),

@@ -39,6 +39,10 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'ask the running daemon what it enforces (exit 0 ready, 1 not, 2 no answer)',
     load: () => import('./status.js'),
   },
+  drops: {
+    summary: 'who was dropped: top outside sources per container and port, from the kernel',
+    load: () => import('./drops.js'),
+  },
   health: {
     summary: 'exit 0 if the running daemon answers /healthz (for HEALTHCHECK)',
     load: () => import('./health.js'),

@@ -20,6 +20,8 @@ describe('loadConfig', () => {
       defaultPolicy: 'allow',
       resync: '* * * * *',
       listen: { host: '127.0.0.1', port: 9811 },
+      dropRecords: 65536,
+      logDrops: false,
       logLevel: 'info',
     });
   });
@@ -34,6 +36,8 @@ describe('loadConfig', () => {
         DOCKFW_RESYNC: '*/30 * * * * *',
         DOCKFW_LISTEN: '[::1]:9900',
         DOCKFW_LOG_LEVEL: 'debug',
+        DOCKFW_DROP_RECORDS: '1024',
+        DOCKFW_LOG_DROPS: 'on',
       },
       { backend: 'nftables', listen: '' },
     );
@@ -44,6 +48,8 @@ describe('loadConfig', () => {
       defaultPolicy: 'deny',
       resync: '*/30 * * * * *',
       listen: null,
+      dropRecords: 1024,
+      logDrops: true,
       logLevel: 'debug',
     });
   });

@@ -47,6 +47,18 @@ export const SETTINGS = {
     default: '127.0.0.1:9811',
     help: 'host:port for /healthz, /readyz and /metrics; empty: off',
   },
+  dropRecords: {
+    env: 'DOCKFW_DROP_RECORDS',
+    flag: 'drop-records',
+    default: '65536',
+    help: 'drop records kept by the kernel per family (who was dropped, where, how often); 0: none',
+  },
+  logDrops: {
+    env: 'DOCKFW_LOG_DROPS',
+    flag: 'log-drops',
+    default: 'off',
+    help: 'on: log one line per dropped source, container and port, at most once a minute',
+  },
   logLevel: {
     env: 'DOCKFW_LOG_LEVEL',
     flag: 'log-level',
@@ -106,6 +118,12 @@ export const Config = z.object({
   defaultPolicy: z.enum(DEFAULT_POLICIES),
   resync: z.string().refine((expression) => isValidCron(expression), 'not a valid cron expression'),
   listen: z.string().transform(parseListen),
+  dropRecords: z
+    .string()
+    .regex(/^[0-9]{1,7}$/, 'expected a number of records, 0-1048576')
+    .transform(Number)
+    .pipe(z.number().int().min(0).max(1_048_576)),
+  logDrops: z.enum(['on', 'off']).transform((value) => value === 'on'),
   logLevel: z.enum(LOG_LEVELS),
 });
 export type Config = z.infer<typeof Config>;

@@ -107,8 +107,8 @@ describe('kernel check, iptables', () => {
   it('holds the DROP for a denied source', () => {
     const r = report('198.51.100.7', '203.0.113.1:8080', iptablesView(desired));
     expect(r.checks[0]?.map((c) => c.expected.at(-1))).toEqual([
-      expect.stringMatching(/^DOCKFW-PUBLISHED -p tcp -m tcp --dport 8080 .* -j DROP$/),
-      expect.stringMatching(/^DOCKFW-IN -d 172\.17\.0\.2\/32 -p tcp -m tcp --dport 80 .* -j DROP$/),
+      expect.stringMatching(/^DOCKFW-PUBLISHED -p tcp -m tcp --dport 8080 .* -j DOCKFW-DROP$/),
+      expect.stringMatching(/^DOCKFW-IN -d 172\.17\.0\.2\/32 -p tcp -m tcp --dport 80 .* -j DOCKFW-DROP$/),
     ]);
     expect(r.kernel.status).toBe('holds');
     expect(exitCode(r)).toBe(1);

@@ -34,6 +34,9 @@ function add(a: Traffic, b: Traffic): Traffic {
 
 const ZERO: Traffic = { packets: 0, bytes: 0 };
 
+/** Jumps to CHAIN_DROP (older layouts: DROP right in the judging chain). */
+const DROPPING = /(?:^|\s)-j (?:DROP|DOCKFW-DROP)$/;
+
 const JUDGING_CHAINS: ReadonlySet<string> = new Set([CHAIN_IN, CHAIN_PUBLISHED]);
 
 /** Parses the filter and mangle tables of `iptables-save -c`; rules outside dockfw's chains are ignored. */
@@ -50,7 +53,8 @@ export function parseFamilyCounters(saveText: string): FamilyCounters {
     const [, packets = '0', bytes = '0', chain = '', rule = ''] = match;
     if (!chain.startsWith(OWNED_PREFIX)) continue;
     rules++;
-    if (!JUDGING_CHAINS.has(chain) || !/(?:^|\s)-j DROP$/.test(rule)) continue;
+    // A container's drops jump to DOCKFW-DROP (older layouts: DROP right there).
+    if (!JUDGING_CHAINS.has(chain) || !DROPPING.test(rule)) continue;
     const traffic = { packets: Number(packets), bytes: Number(bytes) };
     if (rule.includes(`"${CATCH_ALL_COMMENT}"`)) {
       catchAll = add(catchAll, traffic);

@@ -3,6 +3,9 @@
 import type { Logger } from 'pino';
 import type { CommandRunner } from '../backends/iptables/command.js';
 import type { Config } from '../config/config.js';
+import { DropLog } from '../drops/log.js';
+import { readDropRecords, type ReadRecords } from '../drops/read.js';
+import type { Family } from '../docker/snapshot.js';
 import { readFamilyCounters } from './counters.js';
 import { startObserveServer, type ObserveServer } from './http.js';
 import { DaemonMetrics } from './metrics.js';
@@ -44,6 +47,15 @@ export function fanOut(observers: readonly DaemonObserver[], logger: Logger): Da
   };
 }
 
+function recordsAndCapacity(read: ReadRecords): {
+  records: ReadRecords['records'];
+  capacity: Map<Family, number>;
+} {
+  const capacity = new Map<Family, number>();
+  for (const source of read.sources) for (const [family, size] of source.capacity) capacity.set(family, size);
+  return { records: read.records, capacity };
+}
+
 export async function startObservability(options: {
   readonly config: Config;
   readonly logger: Logger;
@@ -58,7 +70,20 @@ export async function startObservability(options: {
     logger,
     processMetrics: true,
     readCounters: (family, variant) => readFamilyCounters(run, family, variant),
+    readRecords: (backend) => readDropRecords(backend).then((read) => recordsAndCapacity(read)),
   });
+  let dropLog: DropLog | undefined;
+  if (config.logDrops) {
+    dropLog = new DropLog({
+      logger,
+      desired: () => state.lastDesired,
+      read: async () => {
+        const backend = state.backend;
+        return backend === undefined ? undefined : (await readDropRecords(backend)).records;
+      },
+    });
+    dropLog.start();
+  }
   const server =
     config.listen === null ? undefined : await startObserveServer(config.listen, { state, metrics, logger });
   if (server !== undefined) {
@@ -72,6 +97,9 @@ export async function startObservability(options: {
     state,
     metrics,
     server,
-    close: async () => server?.close(),
+    close: async () => {
+      await dropLog?.stop();
+      await server?.close();
+    },
   };
 }

@@ -7,7 +7,10 @@ import type { FamilyReport } from '../backends/iptables/reconcile.js';
 import { DOCKER_USER, FORWARD } from '../backends/iptables/chains.js';
 import type { Variant } from '../backends/iptables/read.js';
 import type { Family } from '../docker/snapshot.js';
-import { DropTotals, type FamilyCounters } from './counters.js';
+import { DropAttributor } from '../drops/attribute.js';
+import type { DropRecord } from '../drops/record.js';
+import { RecordTracker } from '../drops/tracker.js';
+import { DropTotals, type FamilyCounters, type Traffic } from './counters.js';
 import type { DaemonObserver } from './observer.js';
 import type { DaemonState } from './state.js';
 
@@ -21,10 +24,24 @@ export interface DaemonMetricsOptions {
   readonly logger: Logger;
   /** Node.js process metrics (process_*, nodejs_*); off in tests. */
   readonly processMetrics?: boolean;
+  /**
+   * The nftables backend's drop records (both families) with each set's
+   * capacity: per-container drops there are summed from them.
+   */
+  readonly readRecords?: (
+    backend: 'iptables' | 'nftables',
+  ) => Promise<{ records: readonly DropRecord[]; capacity: ReadonlyMap<Family, number> }>;
 }
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : JSON.stringify(error);
+}
+
+/** How many records `dockfw_top_dropped_source_packets` shows (its label sets stay bounded). */
+export const TOP_SOURCES = 10;
+
+function add(a: Traffic, b: Traffic): Traffic {
+  return { packets: a.packets + b.packets, bytes: a.bytes + b.bytes };
 }
 
 export class DaemonMetrics implements DaemonObserver {
@@ -38,6 +55,12 @@ export class DaemonMetrics implements DaemonObserver {
   private readonly droppedBytes: Counter<'container'>;
   private readonly catchAllPackets: Counter;
   private readonly drops = new DropTotals();
+  private readonly recordTracker = new RecordTracker();
+  /** nftables: drops per 12-digit container id, summed from the records' new packets at each scrape. */
+  private readonly recordTotals = new Map<string, Traffic>();
+  private readonly records: Gauge<'family'>;
+  private readonly recordCapacity: Gauge<'family'>;
+  private readonly topSources: Gauge<'container' | 'port' | 'source'>;
   private readFailing = false;
   private rendering: Promise<string> | undefined;
 
@@ -108,19 +131,37 @@ export class DaemonMetrics implements DaemonObserver {
     });
     this.droppedPackets = new Counter({
       name: 'dockfw_dropped_packets_total',
-      help: "Packets from outside dropped by a container's dockfw rules (iptables backend)",
+      help: "Packets from outside dropped by a container's dockfw rules (iptables: rule counters; nftables: drop records)",
       labelNames: ['container'],
       registers,
     });
     this.droppedBytes = new Counter({
       name: 'dockfw_dropped_bytes_total',
-      help: "Bytes from outside dropped by a container's dockfw rules (iptables backend)",
+      help: "Bytes from outside dropped by a container's dockfw rules (iptables: rule counters; nftables: drop records)",
       labelNames: ['container'],
       registers,
     });
     this.catchAllPackets = new Counter({
       name: 'dockfw_catch_all_dropped_packets_total',
       help: 'Packets dropped by the catch-all (containers dockfw had not seen yet; iptables backend)',
+      registers,
+    });
+    this.records = new Gauge({
+      name: 'dockfw_drop_records',
+      help: 'Drop records the kernel keeps now (outside source, destination, port), read at scrape time',
+      labelNames: ['family'],
+      registers,
+    });
+    this.recordCapacity = new Gauge({
+      name: 'dockfw_drop_records_capacity',
+      help: 'Size of the drop record set (a full set records no new sources; it still drops)',
+      labelNames: ['family'],
+      registers,
+    });
+    this.topSources = new Gauge({
+      name: 'dockfw_top_dropped_source_packets',
+      help: `Packets of the ${TOP_SOURCES} drop records with the most packets now (container, port/proto, source)`,
+      labelNames: ['container', 'port', 'source'],
       registers,
     });
     if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry });
@@ -168,6 +209,7 @@ export class DaemonMetrics implements DaemonObserver {
         failed = error;
       }
     }
+    failed = (await this.refreshRecords()) ?? failed;
     // Say it once when reading starts failing and once when it works again.
     if (failed !== undefined && !this.readFailing) {
       logger.warn({ error: errorMessage(failed) }, 'cannot read rule counters');
@@ -180,7 +222,12 @@ export class DaemonMetrics implements DaemonObserver {
     this.droppedPackets.reset();
     this.droppedBytes.reset();
     this.catchAllPackets.reset();
-    for (const [id12, traffic] of this.drops.totals()) {
+    const totals = this.drops.totals();
+    for (const [id12, traffic] of this.recordTotals) {
+      const had = totals.get(id12);
+      totals.set(id12, had === undefined ? traffic : add(had, traffic));
+    }
+    for (const [id12, traffic] of totals) {
       if (id12 === '') {
         this.catchAllPackets.inc(traffic.packets);
         continue;
@@ -189,6 +236,54 @@ export class DaemonMetrics implements DaemonObserver {
       const container = names.get(id12) ?? id12;
       this.droppedPackets.inc({ container }, traffic.packets);
       this.droppedBytes.inc({ container }, traffic.bytes);
+    }
+  }
+
+  /**
+   * nftables: one rule drops every guarded container, so the per-container
+   * numbers come from the drop records: the packets each record counted since
+   * the last scrape, added to its container's total. Drops of sources a full
+   * set could not record are not in them (the rule counters still count them).
+   */
+  private async refreshRecords(): Promise<unknown> {
+    const { state, readRecords } = this.options;
+    this.records.reset();
+    this.recordCapacity.reset();
+    this.topSources.reset();
+    const desired = state.lastDesired;
+    const backend = state.backend;
+    if (readRecords === undefined || backend === undefined || desired === null) return undefined;
+    try {
+      const { records, capacity } = await readRecords(backend);
+      const attributor = new DropAttributor(desired);
+      const top = [...records].sort((a, b) => b.packets - a.packets).slice(0, TOP_SOURCES);
+      for (const r of top) {
+        this.topSources.set(
+          { container: attributor.owner(r)?.name ?? '', port: `${r.port}/${r.protocol}`, source: r.source },
+          r.packets,
+        );
+      }
+      // iptables counts per container in its rules (exact); nftables has one rule for all.
+      const deltas = backend === 'nftables' ? this.recordTracker.update(records, true) : [];
+      for (const delta of deltas) {
+        const id12 = attributor.owner(delta.record)?.id.slice(0, 12);
+        if (id12 === undefined) continue;
+        const had = this.recordTotals.get(id12) ?? { packets: 0, bytes: 0 };
+        this.recordTotals.set(id12, add(had, delta));
+      }
+      const counts = new Map<Family, number>();
+      for (const r of records) counts.set(r.family, (counts.get(r.family) ?? 0) + 1);
+      for (const [family, size] of capacity) {
+        this.records.set({ family: `ipv${family}` }, counts.get(family) ?? 0);
+        this.recordCapacity.set({ family: `ipv${family}` }, size);
+      }
+      // Containers no longer running are forgotten, like their iptables rules' counters.
+      const running = new Set(desired.containers.map((c) => c.id.slice(0, 12)));
+      for (const id12 of [...this.recordTotals.keys()])
+        if (!running.has(id12)) this.recordTotals.delete(id12);
+      return undefined;
+    } catch (error) {
+      return error;
     }
   }
 }

@@ -112,6 +112,18 @@ export class DaemonState implements DaemonObserver {
     return this.placements;
   }
 
+  /** What the last sync that reached the firewall enforced (null before the first). */
+  get lastDesired(): DesiredState | null {
+    return this.desired;
+  }
+
+  /** The backend the last sync wrote with, from where its rules live. */
+  get backend(): 'iptables' | 'nftables' | undefined {
+    const first = this.placements[0];
+    if (first === undefined) return undefined;
+    return first.variant === 'nft' && first.parent.startsWith('table ') ? 'nftables' : 'iptables';
+  }
+
   /** How many times dockfw rewrote this family's chains (each rewrite resets their counters). */
   writeCount(family: Family): number {
     return this.writes.get(family) ?? 0;

@@ -186,8 +186,8 @@ describe('nftables backend on a real kernel', () => {
     const loadMs = Date.now() - started;
     const thousand = await chainRuleCount();
     expect(thousand).toBe(ten);
-    // Eight in each base chain (published, forward).
-    expect(ten).toBe(16);
+    // Eight in each base chain (published, forward), two in each drop record chain (drop4, drop6).
+    expect(ten).toBe(20);
     const seen = await readTable(nftInNs);
     // 1,000 containers × 2 ports: 334 labeled with two sources; 666 open to any
     // (333 by label, 333 unlabeled under policy allow), which need no guard.

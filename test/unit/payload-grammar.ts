@@ -13,7 +13,7 @@
 import type { Family, Protocol } from '../../src/docker/snapshot.js';
 import type { Interval } from '../../src/net/intervals.js';
 import { parseIPv4, parseIPv6 } from '../../src/net/ip.js';
-import { chainRules, publishedRules, ruleComment } from '../../src/backends/nftables/render.js';
+import { chainRules, publishedRules, recordRules, ruleComment } from '../../src/backends/nftables/render.js';
 
 /**
  * One "allow" the payload grants: packets to dst, proto, ports from..to, from
@@ -77,7 +77,11 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
   const fixed = [
     /^\*filter$/,
     /^COMMIT$/,
-    /^:DOCKFW(?:-IN)? - \[0:0\]$/,
+    /^:DOCKFW(?:-IN|-DROP)? - \[0:0\]$/,
+    // The drop chain of either table: note the drop in this family's record ipset, then drop.
+    new RegExp(`^-A DOCKFW-DROP -m set --match-set dockfw-drops${family} dst,dst,src -j DROP$`),
+    new RegExp(`^-A DOCKFW-DROP -j SET --add-set dockfw-drops${family} dst,dst,src$`),
+    /^-A DOCKFW-DROP -j DROP$/,
     new RegExp(`^-A DOCKFW -i ${IFACE} -j (?:RETURN|DOCKFW-IN)$`),
     /^-A DOCKFW -j DOCKFW-IN$/,
     /^-A DOCKFW-IN -m conntrack --ctdir REPLY -j RETURN$/,
@@ -87,7 +91,7 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
     /^-D (?:DOCKER-USER|FORWARD) -j DOCKFW$/,
     /^-I (?:DOCKER-USER|FORWARD) 1 -j DOCKFW$/,
     /^\*mangle$/,
-    /^:DOCKFW-(?:PRE|PUBLISHED) - \[0:0\]$/,
+    /^:DOCKFW-(?:PRE|PUBLISHED|DROP) - \[0:0\]$/,
     new RegExp(`^-A DOCKFW-PRE -i ${IFACE} -j (?:RETURN|DOCKFW-PUBLISHED)$`),
     /^-A DOCKFW-PRE -j DOCKFW-PUBLISHED$/,
     /^-A DOCKFW-PUBLISHED -m conntrack --ctdir REPLY -j RETURN$/,
@@ -99,7 +103,7 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
   const rule = new RegExp(
     `^-A (?<chain>DOCKFW-IN|DOCKFW-PUBLISHED) (?:-s (?<cidr>${addr})/(?<prefix>[0-9]{1,3}) )?(?:-d (?<dst>${addr})/${bits} )?-p (?<proto>tcp|udp|sctp)` +
       `(?: -m iprange --src-range (?<rfrom>${addr})-(?<rto>${addr}))? -m \\k<proto> --dport ${IPT_PORTS}` +
-      ` -m comment --comment "dockfw [0-9a-f]{12}" -j (?<verdict>RETURN|DROP)$`,
+      ` -m comment --comment "dockfw [0-9a-f]{12}" -j (?<verdict>RETURN|DOCKFW-DROP)$`,
   );
   const allows: PayloadAllow[] = [];
   for (const line of lines(payload)) {
@@ -133,6 +137,13 @@ const NFT_FIXED: RegExp[] = [
   /^\tset (?:bridges|dnatbridges|outside|allowed4|guarded4|allowed6|guarded6|bound4|boundallowed4|bound6|boundallowed6) \{$/,
   /^\t\ttype (?:ifname|ipv4_addr \. inet_proto \. inet_service(?: \. ipv4_addr)?|ipv6_addr \. inet_proto \. inet_service(?: \. ipv6_addr)?)$/,
   /^\t\tflags interval$/,
+  // The drop record sets: declared only, never given elements by a payload.
+  /^\tset drops[46] \{$/,
+  /^\t\tsize [1-9][0-9]{0,6}$/,
+  /^\t\tflags dynamic,timeout$/,
+  /^\t\ttimeout 3600s$/,
+  /^\t\tcounter$/,
+  /^\tchain drop[46] \{$/,
   /^\t\telements = \{$/,
   /^\t\t\t"[A-Za-z0-9_.+-]{0,15}\*?",?$/,
   /^\t\t\}$/,
@@ -143,14 +154,17 @@ const NFT_FIXED: RegExp[] = [
   /^\t\ttype filter hook prerouting priority -150; policy accept;$/,
   /^\}$/,
 ];
-/** The base chain's rules are fixed texts: nothing else may appear among them. */
+/** The chains' rules are fixed texts: nothing else may appear among them. */
 const NFT_RULES = new Set(
   [false, true]
-    .flatMap((outsideConfigured) => [
-      ...chainRules({ outsideConfigured }),
-      ...chainRules({ outsideConfigured, bridgesUnknown: true }),
-      ...publishedRules({ outsideConfigured }),
-    ])
+    .flatMap((outsideConfigured) =>
+      [0, 1].flatMap((records) => [
+        ...chainRules({ outsideConfigured, records }),
+        ...chainRules({ outsideConfigured, records, bridgesUnknown: true }),
+        ...publishedRules({ outsideConfigured, records }),
+      ]),
+    )
+    .concat(recordRules(4), recordRules(6))
     .map((r) => `\t\t${r.text} comment "${ruleComment(r.role)}"`),
 );
 
@@ -202,6 +216,9 @@ export function nftAllows(payload: string): PayloadAllow[] {
   let set: string | undefined;
   const add = (name: string | undefined, text: string, line: string, adding = true): void => {
     const kind = name === undefined ? undefined : SET_FAMILY[name];
+    // Only the interface sets hold names; the drop record sets never get elements from a payload.
+    if (kind === undefined && !['bridges', 'dnatbridges', 'outside'].includes(name ?? ''))
+      throw outside(line, 'nft');
     if (kind === undefined) {
       if (!/^"[A-Za-z0-9_.+-]{0,15}\*?"$/.test(text)) throw outside(line, 'nft');
       return;

@@ -6,8 +6,14 @@ export const OWNED_PREFIX = 'DOCKFW';
 export const CHAIN_ENTRY = 'DOCKFW';
 /** Judges packets from outside against the containers' allow lists. */
 export const CHAIN_IN = 'DOCKFW-IN';
+/**
+ * Where a container's DROP rules jump, in the filter and in the mangle table:
+ * notes the packet in the family's drop record ipset (when there is one),
+ * then drops it. The DROP does not depend on the record: a full set adds nothing.
+ */
+export const CHAIN_DROP = 'DOCKFW-DROP';
 /** Every chain a sync declares, in payload order. */
-export const OWNED_CHAINS = [CHAIN_ENTRY, CHAIN_IN] as const;
+export const OWNED_CHAINS = [CHAIN_ENTRY, CHAIN_IN, CHAIN_DROP] as const;
 /**
  * mangle table: entry chain jumped to first from PREROUTING, after conntrack and
  * before Docker's DNAT. Docker never writes to mangle PREROUTING, so where it puts
@@ -17,7 +23,9 @@ export const CHAIN_PRE = 'DOCKFW-PRE';
 /** mangle table: judges packets from outside against each published binding (host address and port). */
 export const CHAIN_PUBLISHED = 'DOCKFW-PUBLISHED';
 /** Every chain a sync declares in the mangle table, in payload order. */
-export const OWNED_MANGLE_CHAINS = [CHAIN_PRE, CHAIN_PUBLISHED] as const;
+export const OWNED_MANGLE_CHAINS = [CHAIN_PRE, CHAIN_PUBLISHED, CHAIN_DROP] as const;
+/** The drop record ipset of each family (hash:ip,port,ip keyed destination, proto:port, source). */
+export const RECORD_IPSETS = { 4: 'dockfw-drops4', 6: 'dockfw-drops6' } as const;
 /** Parent of the mangle jump. */
 export const PREROUTING = 'PREROUTING';
 /** Docker's chain for user rules; the jump goes first in it. */

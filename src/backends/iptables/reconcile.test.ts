@@ -36,6 +36,7 @@ function installed(state: DesiredState, family: 4 | 6, parentRules: string[] = [
         PREROUTING: ['-j DOCKFW-PRE'],
         'DOCKFW-PRE': pre.chains.get('DOCKFW-PRE') ?? [],
         'DOCKFW-PUBLISHED': pre.chains.get('DOCKFW-PUBLISHED') ?? [],
+        'DOCKFW-DROP': pre.chains.get('DOCKFW-DROP') ?? [],
       },
       'mangle',
     ) +
@@ -44,6 +45,7 @@ function installed(state: DesiredState, family: 4 | 6, parentRules: string[] = [
       'DOCKER-USER': parentRules,
       DOCKFW: owned.chains.get('DOCKFW') ?? [],
       'DOCKFW-IN': owned.chains.get('DOCKFW-IN') ?? [],
+      'DOCKFW-DROP': owned.chains.get('DOCKFW-DROP') ?? [],
     })
   );
 }
@@ -192,7 +194,7 @@ describe('diffOwned', () => {
 
   it('notices owned chains that are gone, e.g. after someone flushed and deleted them', () => {
     const drift = diffOwned(parseFilterTable(saveText({ 'DOCKER-USER': [] })), payload, []);
-    expect(drift.chainsMissing).toEqual(['DOCKFW', 'DOCKFW-IN']);
+    expect(drift.chainsMissing).toEqual(['DOCKFW', 'DOCKFW-IN', 'DOCKFW-DROP']);
     expect(drift.jumpWrong).toBe(true);
     expect(drift.missing.length).toBeGreaterThan(3);
   });
@@ -201,7 +203,11 @@ describe('diffOwned', () => {
     const owned = parseFilterTable(payload);
     const rules = [...(owned.chains.get('DOCKFW-IN') ?? [])].reverse();
     const table = parseFilterTable(
-      saveText({ DOCKFW: owned.chains.get('DOCKFW') ?? [], 'DOCKFW-IN': rules }),
+      saveText({
+        DOCKFW: owned.chains.get('DOCKFW') ?? [],
+        'DOCKFW-IN': rules,
+        'DOCKFW-DROP': owned.chains.get('DOCKFW-DROP') ?? [],
+      }),
     );
     const drift = diffOwned(table, payload, [1]);
     expect(drift).toMatchObject({ missing: [], unexpected: [], reordered: true });

@@ -9,7 +9,9 @@ import { CommandError, type CommandRunner } from './command.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Placement } from './detect.js';
 import { diffOwned, hasDrift, mergeDrift, type Drift } from './drift.js';
 import { jumpPositions, readFilterTable, type Variant } from './read.js';
+import { ensureRecordSet } from './records.js';
 import { renderPreroutingPayload, renderSyncPayload } from './render.js';
+import { DEFAULT_DROP_RECORDS } from '../../drops/record.js';
 import { uninstallVariant } from './uninstall.js';
 
 export interface FamilyReport {
@@ -49,12 +51,19 @@ export interface IptablesReconcilerOptions {
   readonly legacyTableNames?: DetectDeps['legacyTableNames'];
   /** Called once when ip6tables is not installed; IPv6 is then skipped. */
   readonly onIpv6Unavailable?: (error: CommandError) => void;
+  /** Size of each family's drop record ipset; 0: drops are not recorded. */
+  readonly dropRecords?: number;
+  /** Called when drops cannot be recorded (no ipset: once; else at each failing sync); they are still dropped. */
+  readonly onRecordsUnavailable?: (error: CommandError) => void;
 }
 
 export class IptablesReconciler {
   private readonly deps: DetectDeps;
   private ipv6Unavailable = false;
   private readonly lastDesired = new Map<Family, string>();
+  /** Families whose record ipset is known to exist. */
+  private readonly recordSets = new Set<Family>();
+  private noIpset = false;
 
   constructor(private readonly options: IptablesReconcilerOptions) {
     this.deps = { run: options.run, legacyTableNames: options.legacyTableNames ?? procLegacyTableNames };
@@ -89,16 +98,31 @@ export class IptablesReconciler {
     return v6 ? [v4, v6] : [v4];
   }
 
+  /** Whether this family's DOCKFW-DROP can note drops: its ipset exists (made now if not). */
+  private async recording(family: Family): Promise<boolean> {
+    const size = this.options.dropRecords ?? DEFAULT_DROP_RECORDS;
+    if (size === 0 || this.noIpset) return false;
+    if (this.recordSets.has(family)) return true;
+    const { state, error } = await ensureRecordSet(this.options.run, family, size);
+    if (state === 'ready') this.recordSets.add(family);
+    if (state === 'no-ipset') this.noIpset = true;
+    if (error !== undefined) this.options.onRecordsUnavailable?.(error);
+    return state === 'ready';
+  }
+
   private async reconcileFamily(desired: DesiredState, placement: Placement): Promise<FamilyReport> {
     const { family, variant, parent, table } = placement;
+    const records = { records: await this.recording(family) };
     const mangle = await readFilterTable(this.options.run, family, variant, 'mangle');
     const prePositions = jumpPositions(mangle, PREROUTING, CHAIN_PRE);
-    const prePayload = renderPreroutingPayload(desired, family, {
-      parent: PREROUTING,
-      positions: prePositions,
-    });
+    const prePayload = renderPreroutingPayload(
+      desired,
+      family,
+      { parent: PREROUTING, positions: prePositions },
+      records,
+    );
     const positions = jumpPositions(table, parent, CHAIN_ENTRY);
-    const filterPayload = renderSyncPayload(desired, family, { parent, positions });
+    const filterPayload = renderSyncPayload(desired, family, { parent, positions }, records);
     const drift = mergeDrift(
       diffOwned(mangle, prePayload, prePositions, 'mangle'),
       diffOwned(table, filterPayload, positions),
@@ -108,7 +132,15 @@ export class IptablesReconciler {
     const payload = prePayload + filterPayload;
     const owned = ownedPart(payload);
     const desiredChanged = this.lastDesired.get(family) !== owned;
-    if (written) await applyPayload(this.options.run, family, variant, payload);
+    if (written) {
+      try {
+        await applyPayload(this.options.run, family, variant, payload);
+      } catch (error) {
+        // Perhaps someone destroyed the record set: make sure of it again next time.
+        this.recordSets.delete(family);
+        throw error;
+      }
+    }
     this.lastDesired.set(family, owned);
     const removedFrom = await this.removeLeftovers(placement);
     return {

@@ -21,20 +21,23 @@ function grammar(family: Family): RegExp[] {
   return [
     /^\*filter$/,
     /^COMMIT$/,
-    /^:DOCKFW(?:-IN)? - \[0:0\]$/,
+    /^:DOCKFW(?:-IN|-DROP)? - \[0:0\]$/,
     new RegExp(`^-A DOCKFW -i ${IFACE} -j (?:RETURN|DOCKFW-IN)$`),
     /^-A DOCKFW -j DOCKFW-IN$/,
     /^-A DOCKFW-IN -m conntrack --ctdir REPLY -j RETURN$/,
     new RegExp(
       `^-A DOCKFW-IN (?:-s (?<cidr>${addr})/(?<prefix>[0-9]{1,3}) )?-d (?<dst>${addr})/${bits} -p (?<proto>tcp|udp|sctp)` +
         `(?: -m iprange --src-range (?<from>${addr})-(?<to>${addr}))? -m \\k<proto> --dport (?<ports>${PORTS})` +
-        ` -m comment --comment "dockfw [0-9a-f]{12}" -j (?<verdict>RETURN|DROP)$`,
+        ` -m comment --comment "dockfw [0-9a-f]{12}" -j (?<verdict>RETURN|DOCKFW-DROP)$`,
     ),
     new RegExp(
       `^-A DOCKFW-IN -o ${IFACE} -m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP$`,
     ),
     /^-D (?:DOCKER-USER|FORWARD) -j DOCKFW$/,
     /^-I (?:DOCKER-USER|FORWARD) 1 -j DOCKFW$/,
+    /^-A DOCKFW-DROP -j DROP$/,
+    new RegExp(`^-A DOCKFW-DROP -m set --match-set dockfw-drops${family} dst,dst,src -j DROP$`),
+    new RegExp(`^-A DOCKFW-DROP -j SET --add-set dockfw-drops${family} dst,dst,src$`),
   ];
 }
 
@@ -396,7 +399,7 @@ describe('properties of random engines', () => {
               binding.protocol,
               binding.containerPort,
             ),
-          ).toBe(allowed ? 'RETURN' : 'DROP');
+          ).toBe(allowed ? 'RETURN' : 'DOCKFW-DROP');
           checked[allowed ? 'allowed' : 'dropped']++;
         }
       }),

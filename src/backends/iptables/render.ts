@@ -8,6 +8,7 @@ import type { DesiredBinding, DesiredRule, DesiredState, RuleSources } from '../
 import type { Protocol } from '../../docker/snapshot.js';
 import {
   CATCH_ALL_COMMENT,
+  CHAIN_DROP,
   CHAIN_ENTRY,
   CHAIN_IN,
   CHAIN_PRE,
@@ -16,7 +17,13 @@ import {
   OWNED_CHAINS,
   OWNED_MANGLE_CHAINS,
   OWNED_PREFIX,
+  RECORD_IPSETS,
 } from './chains.js';
+
+/** Per family: whether DOCKFW-DROP notes each drop in the family's record ipset (it must exist first). */
+export interface RenderOptions {
+  readonly records?: boolean;
+}
 
 /** Where the jump to CHAIN_ENTRY is now: parent chain and 1-based rule numbers of `-j DOCKFW` rules. */
 export interface JumpState {
@@ -122,7 +129,26 @@ function judgedRules(j: Judged): string[] {
       ? `-A ${j.chain} -s ${source.text} ${destination}-p ${proto} ${portMatch} ${comment} -j RETURN`
       : `-A ${j.chain} ${destination}-p ${proto} -m iprange --src-range ${source.text} ${portMatch} ${comment} -j RETURN`;
   });
-  return [...allows, `-A ${j.chain} ${destination}-p ${proto} ${portMatch} ${comment} -j DROP`];
+  return [...allows, `-A ${j.chain} ${destination}-p ${proto} ${portMatch} ${comment} -j ${CHAIN_DROP}`];
+}
+
+/**
+ * The drop chain: a record already there counts the packet (the match updates
+ * its counter) and drops; else the packet is added (counted once) and
+ * dropped. A full set adds nothing; the last rule drops all the same. The
+ * record's timeout starts at its first drop (`--exist` would refresh it but
+ * reset the counter).
+ */
+function dropRules(family: Family, options: RenderOptions): string[] {
+  const set = RECORD_IPSETS[family];
+  const record =
+    options.records === true
+      ? [
+          `-A ${CHAIN_DROP} -m set --match-set ${set} dst,dst,src -j DROP`,
+          `-A ${CHAIN_DROP} -j SET --add-set ${set} dst,dst,src`,
+        ]
+      : [];
+  return [...record, `-A ${CHAIN_DROP} -j DROP`];
 }
 
 function hostRoute(family: Family, address: string): string {
@@ -174,12 +200,18 @@ function jumpLines(jump: JumpState, target: string): string[] {
 }
 
 /** One transaction: re-declare (flush) and fill the owned chains, fix the jump. */
-export function renderSyncPayload(desired: DesiredState, family: Family, jump: JumpState): string {
+export function renderSyncPayload(
+  desired: DesiredState,
+  family: Family,
+  jump: JumpState,
+  options: RenderOptions = {},
+): string {
   const lines = [
     '*filter',
     ...OWNED_CHAINS.map((chain) => `:${chain} - [0:0]`),
     ...entryRules(desired, CHAIN_ENTRY, CHAIN_IN),
     ...inRules(desired, family),
+    ...dropRules(family, options),
     ...jumpLines(jump, CHAIN_ENTRY),
     'COMMIT',
   ];
@@ -192,12 +224,18 @@ export function renderSyncPayload(desired: DesiredState, family: Family, jump: J
  * docker-proxy (INPUT) alike, and a container that comes back with another
  * container's old address is still judged by its own binding.
  */
-export function renderPreroutingPayload(desired: DesiredState, family: Family, jump: JumpState): string {
+export function renderPreroutingPayload(
+  desired: DesiredState,
+  family: Family,
+  jump: JumpState,
+  options: RenderOptions = {},
+): string {
   const lines = [
     '*mangle',
     ...OWNED_MANGLE_CHAINS.map((chain) => `:${chain} - [0:0]`),
     ...entryRules(desired, CHAIN_PRE, CHAIN_PUBLISHED),
     ...publishedRules(desired, family),
+    ...dropRules(family, options),
     ...jumpLines(jump, CHAIN_PRE),
     'COMMIT',
   ];

@@ -6,6 +6,7 @@ import { CHAIN_ENTRY, CHAIN_PRE, DOCKER_USER, FORWARD, OWNED_PREFIX, PREROUTING 
 import { CommandError, type CommandRunner } from './command.js';
 import { procLegacyTableNames } from './detect.js';
 import { jumpPositions, readFilterTable, type FilterTable, type Variant } from './read.js';
+import { destroyRecordSets } from './records.js';
 import { renderUninstallPayload } from './render.js';
 
 /** Payloads that remove dockfw from one table, in order; empty when nothing is there. */
@@ -91,5 +92,7 @@ export async function uninstall(deps: UninstallDeps): Promise<UninstallReport[]>
     }
   }
   if (!anyVariantRead && firstMissing) throw firstMissing;
+  // Last: a set cannot be destroyed while a rule references it.
+  await destroyRecordSets(deps.run);
   return reports;
 }

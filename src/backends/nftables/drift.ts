@@ -4,9 +4,20 @@
 import type { Family } from '../../docker/snapshot.js';
 import type { Drift } from '../iptables/drift.js';
 import type { TableSpec } from './elements.js';
-import { BASE_CHAINS, SET_NAMES, SET_TYPES, setFamily, TABLE, type SetName } from './names.js';
+import {
+  BASE_CHAINS,
+  RECORD_SET_NAMES,
+  RECORD_SET_TYPES,
+  RECORD_TIMEOUT_SECONDS,
+  SET_NAMES,
+  SET_TYPES,
+  setFamily,
+  TABLE,
+  type SetName,
+} from './names.js';
+import type { SetSeen } from './read.js';
 import type { TableSeen } from './read.js';
-import { rulesOf, ruleComment, type ElementChanges } from './render.js';
+import { regularChains, rulesOf, ruleComment, type ElementChanges } from './render.js';
 
 export interface TableDrift {
   /** Why the whole table must be written again; empty when element changes suffice. */
@@ -33,8 +44,23 @@ function expectedRulesOf(spec: TableSpec, chain: string): string[] {
   return rulesOf(chain, spec).map((r) => ruleComment(r.role));
 }
 
+/** A record set declared as renderTablePayload declares it (its elements are not looked at). */
+function recordSetAsDeclared(name: (typeof RECORD_SET_NAMES)[number], set: SetSeen, size: number): boolean {
+  return (
+    sameList(set.type, RECORD_SET_TYPES[name]) &&
+    set.flags.includes('timeout') &&
+    !set.flags.includes('interval') &&
+    set.size === size &&
+    set.timeout === RECORD_TIMEOUT_SECONDS &&
+    set.counter === true
+  );
+}
+
 export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDrift {
-  const expectedRules = BASE_CHAINS.flatMap((c) => expectedRulesOf(spec, c.name));
+  const regular = regularChains(spec);
+  const expectedRules = [...regular, ...BASE_CHAINS.map((c) => c.name)].flatMap((name) =>
+    expectedRulesOf(spec, name),
+  );
   const expectedSets = SET_NAMES.filter((name) => spec.sets.has(name));
   const changes: ElementChanges[] = [];
   for (const name of expectedSets) {
@@ -76,7 +102,21 @@ export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDr
     reordered ||= moved;
     if (missing.length > 0 || unexpected.length > 0 || moved) structural.push(`chain ${base.name} rules`);
   }
-  const known = BASE_CHAINS.map((c) => c.name);
+  for (const name of regular) {
+    const chain = seen.chains.get(name);
+    if (chain === undefined || chain.hook !== undefined) {
+      structural.push(`chain ${name}`);
+      continue;
+    }
+    const want = expectedRulesOf(spec, name);
+    const have = chain.rules.map((comment) => comment ?? '(rule without comment)');
+    if (!sameList(have, want)) {
+      rulesMissing.push(...minus(want, have));
+      rulesUnexpected.push(...minus(have, want));
+      structural.push(`chain ${name} rules`);
+    }
+  }
+  const known = [...BASE_CHAINS.map((c) => c.name), ...regular];
   for (const other of seen.chains.keys())
     if (!known.includes(other)) structural.push(`chain ${other} (not ours)`);
   for (const name of expectedSets) {
@@ -85,8 +125,16 @@ export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDr
       structural.push(`set ${name}`);
     else if (set.unreadable > 0) structural.push(`set ${name} (${set.unreadable} foreign elements)`);
   }
+  const records = spec.records ?? 0;
+  const recordSets: readonly string[] = records > 0 ? RECORD_SET_NAMES : [];
+  for (const name of RECORD_SET_NAMES) {
+    if (records === 0) continue;
+    const set = seen.sets.get(name);
+    if (set === undefined || !recordSetAsDeclared(name, set, records)) structural.push(`set ${name}`);
+  }
   for (const other of seen.sets.keys()) {
-    if (!(expectedSets as readonly string[]).includes(other)) structural.push(`set ${other} (not ours)`);
+    if (!(expectedSets as readonly string[]).includes(other) && !recordSets.includes(other))
+      structural.push(`set ${other} (not ours)`);
   }
   return { structural: [...new Set(structural)], rulesMissing, rulesUnexpected, reordered, changes };
 }

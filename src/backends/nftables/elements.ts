@@ -5,7 +5,7 @@ import type { Family, Protocol } from '../../docker/snapshot.js';
 import { cidrPrefix, type Interval } from '../../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import type { DesiredState, RuleSources } from '../../policy/desired.js';
-import type { SetName } from './names.js';
+import { DEFAULT_DROP_RECORDS, type SetName } from './names.js';
 
 /** Thrown when something that would reach the kernel is not what the core promises. */
 export class NftRenderError extends Error {
@@ -20,6 +20,8 @@ export interface TableSpec {
   readonly bridgesUnknown?: boolean;
   /** Canonical element texts per set, sorted; a set absent here is absent from the table. */
   readonly sets: ReadonlyMap<SetName, readonly string[]>;
+  /** Size of each family's drop record set; absent or 0: drops are not recorded. */
+  readonly records?: number;
 }
 
 const INTERFACE = /^[A-Za-z0-9_.+-]{1,15}$/;
@@ -173,7 +175,14 @@ function bindingElements(desired: DesiredState, sets: Map<SetName, string[]>): v
   }
 }
 
-export function tableSpec(desired: DesiredState): TableSpec {
+/** Record-set sizes nft accepts and a sync may ask for (0: off). */
+export function checkedRecords(records: number): number {
+  if (!Number.isInteger(records) || records < 0 || records > 1_048_576)
+    throw new NftRenderError(`refusing to render a drop record size of ${records}`);
+  return records;
+}
+
+export function tableSpec(desired: DesiredState, records: number = DEFAULT_DROP_RECORDS): TableSpec {
   const sets = new Map<SetName, string[]>([
     // Only the bridges Docker reports are "not outside"; the catch-all may also use wildcards.
     ['bridges', ifnameSet(desired.bridges)],
@@ -205,7 +214,6 @@ export function tableSpec(desired: DesiredState): TableSpec {
     guarded.push(target);
   }
   for (const elements of sets.values()) elements.sort();
-  return desired.bridgesUnknown === true
-    ? { outsideConfigured, bridgesUnknown: true, sets }
-    : { outsideConfigured, sets };
+  const spec = { outsideConfigured, sets, records: checkedRecords(records) };
+  return desired.bridgesUnknown === true ? { ...spec, bridgesUnknown: true } : spec;
 }

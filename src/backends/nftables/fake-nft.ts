@@ -2,8 +2,17 @@
 // print for a table state; `-f -` records the payload. Absent: acts as not installed.
 import { CommandError, type CommandRunner } from '../iptables/command.js';
 import type { TableSpec } from './elements.js';
-import { BASE_CHAINS, SET_NAMES, SET_TYPES, TABLE_FAMILY, TABLE_NAME } from './names.js';
-import { rulesOf, ruleComment } from './render.js';
+import {
+  BASE_CHAINS,
+  RECORD_SET_NAMES,
+  RECORD_SET_TYPES,
+  RECORD_TIMEOUT_SECONDS,
+  SET_NAMES,
+  SET_TYPES,
+  TABLE_FAMILY,
+  TABLE_NAME,
+} from './names.js';
+import { regularChains, rulesOf, ruleComment } from './render.js';
 
 /** One element field as nft -j prints it: prefixes and ranges as objects, ports as numbers. */
 function jsonField(type: string, text: string): unknown {
@@ -46,6 +55,23 @@ export function tableJson(spec: TableSpec, edit: (items: unknown[]) => unknown[]
         },
       };
     }),
+    ...((spec.records ?? 0) > 0 ? RECORD_SET_NAMES : []).map((name) => ({
+      set: {
+        ...base,
+        name,
+        type: RECORD_SET_TYPES[name],
+        size: spec.records,
+        flags: ['timeout'],
+        timeout: RECORD_TIMEOUT_SECONDS,
+        stmt: [{ counter: null }],
+      },
+    })),
+    ...regularChains(spec).flatMap((name, c) => [
+      { chain: { ...base, name } },
+      ...rulesOf(name, spec).map((r, i) => ({
+        rule: { ...base, chain: name, handle: 10 * (c + 1) + i, comment: ruleComment(r.role), expr: [] },
+      })),
+    ]),
     ...BASE_CHAINS.flatMap((chain, c) => [
       {
         chain: {

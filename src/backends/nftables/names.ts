@@ -1,3 +1,4 @@
+import { DEFAULT_DROP_RECORDS } from '../../drops/record.js';
 // Fixed names of the one table dockfw owns under the nftables backend. Nothing
 // outside this table is ever written.
 
@@ -70,3 +71,28 @@ export function setFamily(name: SetName): 4 | 6 | undefined {
   if (name.endsWith('6')) return 6;
   return undefined;
 }
+
+/**
+ * Drop records: per family, a dynamic set the drop rules fill from the packet
+ * path (destination . proto . port . source), with a counter and a timeout per
+ * element, bounded by its size. Its elements change with traffic, not with
+ * containers: they are never compared nor written by a sync.
+ */
+export const RECORD_SETS = { 4: 'drops4', 6: 'drops6' } as const;
+export type RecordSetName = (typeof RECORD_SETS)[keyof typeof RECORD_SETS];
+export const RECORD_SET_NAMES: readonly RecordSetName[] = [RECORD_SETS[4], RECORD_SETS[6]];
+export const RECORD_SET_TYPES: Readonly<Record<RecordSetName, readonly string[]>> = {
+  drops4: ['ipv4_addr', 'inet_proto', 'inet_service', 'ipv4_addr'],
+  drops6: ['ipv6_addr', 'inet_proto', 'inet_service', 'ipv6_addr'],
+};
+export { DEFAULT_DROP_RECORDS };
+/** How long a record lives after the last packet it counted, in seconds. */
+export const RECORD_TIMEOUT_SECONDS = 3600;
+
+/**
+ * Regular chains the drop rules jump to: record the packet, then drop it. Two
+ * rules, because an `update` that finds its set full ends its own rule: a drop
+ * in the same rule would then not happen.
+ */
+export const RECORD_CHAINS = { 4: 'drop4', 6: 'drop6' } as const;
+export const RECORD_CHAIN_NAMES: readonly string[] = [RECORD_CHAINS[4], RECORD_CHAINS[6]];

@@ -4,7 +4,7 @@ import type { Family } from '../../docker/snapshot.js';
 import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import { CommandError, type CommandRunner } from '../iptables/command.js';
 import { intervalElement, portElement } from './elements.js';
-import { TABLE_FAMILY, TABLE_NAME } from './names.js';
+import { RECORD_SET_NAMES, TABLE_FAMILY, TABLE_NAME } from './names.js';
 
 export interface ChainSeen {
   readonly type: string | undefined;
@@ -21,6 +21,12 @@ export interface SetSeen {
   readonly elements: readonly string[];
   /** Elements that could not be read back into canonical text. */
   readonly unreadable: number;
+  /** `size` of the declaration, when it has one. */
+  readonly size?: number;
+  /** Default element timeout in seconds, when it has one. */
+  readonly timeout?: number;
+  /** Whether the declaration has `counter` (a counter per element). */
+  readonly counter?: boolean;
 }
 
 export interface TableSeen {
@@ -160,9 +166,20 @@ export function parseTable(json: string): TableSeen {
       const type = Array.isArray(set.type) ? set.type.map(String) : [String(set.type)];
       const flags = Array.isArray(set.flags) ? set.flags.map(String) : [];
       const raw = Array.isArray(set.elem) ? set.elem : [];
-      const texts = raw.map((e) => elementText(type, e, cache));
+      // Drop records change with traffic: never compared, so not read here (`dockfw drops` reads them).
+      const dynamic = (RECORD_SET_NAMES as readonly string[]).includes(set.name);
+      const texts = dynamic ? [] : raw.map((e) => elementText(type, e, cache));
       const elements = texts.filter((t): t is string => t !== undefined).sort();
-      sets.set(set.name, { type, flags, elements, unreadable: texts.length - elements.length });
+      const stmts = Array.isArray(set.stmt) ? set.stmt : [];
+      sets.set(set.name, {
+        type,
+        flags,
+        elements,
+        unreadable: texts.length - elements.length,
+        ...(typeof set.size === 'number' ? { size: set.size } : {}),
+        ...(typeof set.timeout === 'number' ? { timeout: set.timeout } : {}),
+        counter: stmts.some((st) => record(st)?.counter !== undefined),
+      });
     }
   }
   for (const [name, chain] of chains) chains.set(name, { ...chain, rules: rules.get(name) ?? [] });

@@ -19,6 +19,8 @@ export interface NftablesReconcilerOptions {
   readonly run: CommandRunner;
   /** Called after each write, e.g. for metrics and tests. */
   readonly onWrite?: (kind: WriteKind, payload: string) => void;
+  /** Size of each family's drop record set; 0: drops are not recorded. Default DEFAULT_DROP_RECORDS. */
+  readonly dropRecords?: number;
 }
 
 /** The part of the table a family's report covers; the rules and interface sets go with IPv4. */
@@ -35,11 +37,15 @@ export class NftablesReconciler {
 
   /** What differs between the kernel and `desired`, without writing (for a watcher's check). */
   async drift(desired: DesiredState): Promise<TableDrift> {
-    return diffTable(tableSpec(desired), await readTable(this.options.run));
+    return diffTable(this.spec(desired), await readTable(this.options.run));
+  }
+
+  private spec(desired: DesiredState): TableSpec {
+    return tableSpec(desired, this.options.dropRecords);
   }
 
   async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
-    const spec = tableSpec(desired);
+    const spec = this.spec(desired);
     const drift = diffTable(spec, await readTable(this.options.run));
     if (needsWrite(drift)) await this.write(drift, spec);
     return ([4, 6] as const).map((family) => {

@@ -13,6 +13,7 @@ import type { SetName } from './names.js';
 import {
   chainRules,
   publishedRules,
+  recordRules,
   renderElementPayload,
   renderTablePayload,
   renderUninstallPayload,
@@ -188,10 +189,13 @@ const V6 = '[0-9a-f:.]{2,39}';
 const PORTS = '[1-9][0-9]{0,4}(?:-[1-9][0-9]{0,4})?';
 const RULE_TEXTS = new Set(
   [false, true]
-    .flatMap((outsideConfigured) => [
-      ...chainRules({ outsideConfigured }),
-      ...publishedRules({ outsideConfigured }),
-    ])
+    .flatMap((outsideConfigured) =>
+      [0, 1].flatMap((records) => [
+        ...chainRules({ outsideConfigured, records }),
+        ...publishedRules({ outsideConfigured, records }),
+      ]),
+    )
+    .concat(recordRules(4), recordRules(6))
     .map((r) => `\t\t${r.text} comment "dockfw ${r.role}"`),
 );
 const LINE_PATTERNS: RegExp[] = [
@@ -213,6 +217,12 @@ const LINE_PATTERNS: RegExp[] = [
   /^\t\}$/,
   /^\tchain forward \{$/,
   /^\t\ttype filter hook forward priority -10; policy accept;$/,
+  /^\tset drops[46] \{$/,
+  /^\t\tsize [1-9][0-9]{0,6}$/,
+  /^\t\tflags dynamic,timeout$/,
+  /^\t\ttimeout 3600s$/,
+  /^\t\tcounter$/,
+  /^\tchain drop[46] \{$/,
   /^\tchain published \{$/,
   /^\t\ttype filter hook prerouting priority -150; policy accept;$/,
   /^\}$/,

@@ -2,7 +2,30 @@
 // elements carry per-container data, so a packet costs the same few lookups
 // whatever the number of containers. The layout is specified in docs/design.md.
 import type { TableSpec } from './elements.js';
-import { BASE_CHAINS, PRE_CHAIN, SET_NAMES, SET_TYPES, TABLE, type SetName } from './names.js';
+import {
+  BASE_CHAINS,
+  PRE_CHAIN,
+  RECORD_CHAINS,
+  RECORD_SET_TYPES,
+  RECORD_SETS,
+  RECORD_TIMEOUT_SECONDS,
+  SET_NAMES,
+  SET_TYPES,
+  TABLE,
+  type SetName,
+} from './names.js';
+
+/** What the fixed rules depend on. */
+export type RuleShape = Pick<TableSpec, 'outsideConfigured' | 'records' | 'bridgesUnknown'>;
+
+function recording(spec: RuleShape): boolean {
+  return (spec.records ?? 0) > 0;
+}
+
+/** The verdict of a drop rule: straight `drop`, or via the family's record chain. */
+function dropVerdict(spec: RuleShape, family: 4 | 6): string {
+  return recording(spec) ? `jump ${RECORD_CHAINS[family]}` : 'drop';
+}
 
 /** One rule of the base chain. Its comment names its role; reading compares roles in order. */
 export interface ChainRule {
@@ -19,7 +42,7 @@ export function ruleComment(role: string): string {
  * only Docker's reported bridges. Roles are unique in the table: `prefix` tells
  * the chains apart.
  */
-function entryRules(spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'>, prefix = ''): ChainRule[] {
+function entryRules(spec: RuleShape, prefix = ''): ChainRule[] {
   return spec.outsideConfigured
     ? [{ role: `${prefix}not-outside`, text: 'iifname != @outside return' }]
     : [
@@ -33,7 +56,7 @@ function entryRules(spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'
  * local address, and host port) lets its allowed sources on and drops the rest,
  * before Docker's DNAT or docker-proxy sees the packet.
  */
-export function publishedRules(spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'>): ChainRule[] {
+export function publishedRules(spec: RuleShape): ChainRule[] {
   return [
     ...entryRules(spec, 'pre-'),
     { role: 'pre-replies', text: 'ct direction reply return' },
@@ -46,29 +69,56 @@ export function publishedRules(spec: Pick<TableSpec, 'outsideConfigured' | 'brid
       role: 'bound-allowed6',
       text: 'ip6 daddr . meta l4proto . th dport . ip6 saddr @boundallowed6 return',
     },
-    { role: 'bound4', text: 'ip daddr . meta l4proto . th dport @bound4 counter drop' },
-    { role: 'bound6', text: 'ip6 daddr . meta l4proto . th dport @bound6 counter drop' },
+    { role: 'bound4', text: `ip daddr . meta l4proto . th dport @bound4 counter ${dropVerdict(spec, 4)}` },
+    { role: 'bound6', text: `ip6 daddr . meta l4proto . th dport @bound6 counter ${dropVerdict(spec, 6)}` },
   ];
 }
 
 /** The rules of a base chain by name, in order. */
-export function rulesOf(
-  chain: string,
-  spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'>,
-): ChainRule[] {
+export function rulesOf(chain: string, spec: RuleShape): ChainRule[] {
+  if (chain === RECORD_CHAINS[4]) return recordRules(4);
+  if (chain === RECORD_CHAINS[6]) return recordRules(6);
   return chain === PRE_CHAIN ? publishedRules(spec) : chainRules(spec);
 }
 
+/**
+ * A record chain: note destination . proto . port . source in the family's
+ * record set (a new element, or its counter and timeout refreshed), then drop.
+ * When the set is full the update ends its rule without recording; the next
+ * rule drops all the same.
+ */
+export function recordRules(family: 4 | 6): ChainRule[] {
+  const ip = family === 4 ? 'ip' : 'ip6';
+  return [
+    {
+      role: `record${family}`,
+      text: `update @${RECORD_SETS[family]} { ${ip} daddr . meta l4proto . th dport . ${ip} saddr }`,
+    },
+    { role: `drop${family}`, text: 'drop' },
+  ];
+}
+
+/** The regular chains of the table (none without records). */
+export function regularChains(spec: RuleShape): string[] {
+  return recording(spec) ? [RECORD_CHAINS[4], RECORD_CHAINS[6]] : [];
+}
+
 /** The forward chain's rules, in order. Depends only on whether outside interfaces are configured. */
-export function chainRules(spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'>): ChainRule[] {
+export function chainRules(spec: RuleShape): ChainRule[] {
   return [
     ...entryRules(spec),
     // Replies to connections the containers opened themselves.
     { role: 'replies', text: 'ct direction reply return' },
     { role: 'allowed4', text: 'ip daddr . meta l4proto . th dport . ip saddr @allowed4 return' },
     { role: 'allowed6', text: 'ip6 daddr . meta l4proto . th dport . ip6 saddr @allowed6 return' },
-    { role: 'guarded4', text: 'ip daddr . meta l4proto . th dport @guarded4 counter drop' },
-    { role: 'guarded6', text: 'ip6 daddr . meta l4proto . th dport @guarded6 counter drop' },
+    {
+      role: 'guarded4',
+      text: `ip daddr . meta l4proto . th dport @guarded4 counter ${dropVerdict(spec, 4)}`,
+    },
+    {
+      role: 'guarded6',
+      text: `ip6 daddr . meta l4proto . th dport @guarded6 counter ${dropVerdict(spec, 6)}`,
+    },
     // Fail closed: a published port of a container dockfw has not judged yet
     // (`@dnatbridges` also holds docker0 and br-*: a wildcard that closes is safe).
     // Its own role when the bridges are unknown, so the first sync rewrites it.
@@ -91,6 +141,20 @@ function setLines(name: SetName, elements: readonly string[]): string[] {
   return [...head, ...body, '\t}'];
 }
 
+/** A record set's declaration: dynamic, one timeout, a counter per element, bounded. */
+function recordSetLines(family: 4 | 6, size: number): string[] {
+  const name = RECORD_SETS[family];
+  return [
+    `\tset ${name} {`,
+    `\t\ttype ${RECORD_SET_TYPES[name].join(' . ')}`,
+    `\t\tsize ${size}`,
+    '\t\tflags dynamic,timeout',
+    `\t\ttimeout ${RECORD_TIMEOUT_SECONDS}s`,
+    '\t\tcounter',
+    '\t}',
+  ];
+}
+
 /**
  * The whole table in one transaction: `add` then `delete` makes the delete
  * succeed whether or not the table exists, and the new table replaces it
@@ -100,13 +164,28 @@ export function renderTablePayload(spec: TableSpec): string {
   const sets = SET_NAMES.filter((name) => spec.sets.has(name)).flatMap((name) =>
     setLines(name, spec.sets.get(name) ?? []),
   );
+  const records = spec.records ?? 0;
+  const recordSets = records > 0 ? [...recordSetLines(4, records), ...recordSetLines(6, records)] : [];
+  const rules = (name: string): string[] =>
+    rulesOf(name, spec).map((r) => `\t\t${r.text} comment "${ruleComment(r.role)}"`);
+  // Regular chains first: a base chain's jump must name a chain that exists.
+  const regular = regularChains(spec).flatMap((name) => [`\tchain ${name} {`, ...rules(name), '\t}']);
   const chains = BASE_CHAINS.flatMap((chain) => [
     `\tchain ${chain.name} {`,
     `\t\ttype filter hook ${chain.hook} priority ${chain.priority}; policy accept;`,
-    ...rulesOf(chain.name, spec).map((r) => `\t\t${r.text} comment "${ruleComment(r.role)}"`),
+    ...rules(chain.name),
     '\t}',
   ]);
-  const lines = [`add table ${TABLE}`, `delete table ${TABLE}`, `table ${TABLE} {`, ...sets, ...chains, '}'];
+  const lines = [
+    `add table ${TABLE}`,
+    `delete table ${TABLE}`,
+    `table ${TABLE} {`,
+    ...sets,
+    ...recordSets,
+    ...regular,
+    ...chains,
+    '}',
+  ];
   return `${lines.join('\n')}\n`;
 }
 
