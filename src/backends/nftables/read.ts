@@ -188,12 +188,38 @@ export function parseTable(json: string): TableSeen {
 
 /** dockfw's table as the kernel has it, or undefined when there is none. */
 export async function readTable(run: CommandRunner): Promise<TableSeen | undefined> {
+  let terse: TableSeen;
   try {
-    const { stdout } = await run('nft', ['-j', 'list', 'table', TABLE_FAMILY, TABLE_NAME]);
-    return parseTable(stdout);
+    // Terse: declarations without elements, so the drop records (up to the cap, megabytes
+    // of JSON under a scan) are never listed; each compared set is listed on its own below.
+    const { stdout } = await run('nft', ['-j', '-t', 'list', 'table', TABLE_FAMILY, TABLE_NAME]);
+    terse = parseTable(stdout);
   } catch (error) {
     if (error instanceof CommandError && !error.missing && /No such file or directory/.test(error.stderr))
       return undefined;
     throw error;
   }
+  const compared = [...terse.sets.keys()].filter(
+    (name) => !(RECORD_SET_NAMES as readonly string[]).includes(name),
+  );
+  const listed = await Promise.all(
+    compared.map(async (name) => {
+      try {
+        const { stdout } = await run('nft', ['-j', 'list', 'set', TABLE_FAMILY, TABLE_NAME, name]);
+        return parseTable(stdout).sets.get(name);
+      } catch (error) {
+        // Deleted between the two reads: as if absent (the sync then rewrites the table).
+        if (error instanceof CommandError && !error.missing && /No such file or directory/.test(error.stderr))
+          return undefined;
+        throw error;
+      }
+    }),
+  );
+  const sets = new Map(terse.sets);
+  compared.forEach((name, i) => {
+    const set = listed[i];
+    if (set === undefined) sets.delete(name);
+    else sets.set(name, set);
+  });
+  return { chains: terse.chains, sets };
 }
