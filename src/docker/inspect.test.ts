@@ -30,6 +30,7 @@ describe('parseInspect', () => {
             '80/tcp': [{ HostIp: '', HostPort: '8080' }],
             '81/tcp': [{ HostIp: '', HostPort: '' }],
             '53/udp': [{ HostIp: '198.51.100.1', HostPort: '5353' }],
+            '82/tcp': [{ HostIp: '', HostPort: '8000-8010' }],
           },
         },
         NetworkSettings: { Networks: {}, Ports: {} },
@@ -39,6 +40,14 @@ describe('parseInspect', () => {
     expect(created.plannedPorts).toEqual([
       { containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 },
       { containerPort: 53, protocol: 'udp', hostIp: '198.51.100.1', hostPort: 5353 },
+    ]);
+    // A host port range (`-p 8000-8010:82`) is read, not refused: a running container with it
+    // must never be left out (its docker-proxy path would go unjudged).
+    const running = parseInspect(
+      minimal({ HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '', HostPort: '8000-8010' }] } } }),
+    );
+    expect(running.ports).toEqual([
+      { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 },
     ]);
     // Exited: nothing planned (its ports are released).
     const exited = parseInspect(minimal({ State: { Running: false, Status: 'exited' } }));

@@ -22,6 +22,14 @@ const InspectBinding = z.object({
     .nullish(),
 });
 
+const ConfiguredBinding = z.object({
+  HostIp: z.string().nullish(),
+  HostPort: z
+    .string()
+    .regex(/^[0-9]{0,5}(?:-[0-9]{1,5})?$/)
+    .nullish(),
+});
+
 const InspectNetwork = z.object({
   IPAddress: optionalAddress(4),
   GlobalIPv6Address: optionalAddress(6),
@@ -35,7 +43,8 @@ export const InspectContainer = z.object({
   HostConfig: z
     .object({
       NetworkMode: z.string().nullish(),
-      PortBindings: z.record(z.string(), z.array(InspectBinding).nullish()).nullish(),
+      // As configured: `-p 8000-8010:80` keeps a host port range here (the engine picks one at start).
+      PortBindings: z.record(z.string(), z.array(ConfiguredBinding).nullish()).nullish(),
     })
     .nullish(),
   NetworkSettings: z.object({
@@ -80,13 +89,23 @@ function toNetworks(networks: InspectContainer['NetworkSettings']['Networks']): 
 export function parseInspect(json: unknown): ContainerSnapshot {
   const c = InspectContainer.parse(json);
   const created = !c.State.Running && c.State.Status === 'created';
-  // An empty or 0 host port is chosen by the engine at start: not known before it.
-  const planned = created ? toBindings(c.HostConfig?.PortBindings).filter((b) => b.hostPort > 0) : [];
+  // The configured bindings with a fixed host port (a range or an engine-chosen port is
+  // not known before the start): judged before a created container starts, and for a
+  // running one whose live bindings the engine has not filled in yet (a restart).
+  const planned = toBindings(
+    Object.fromEntries(
+      Object.entries(c.HostConfig?.PortBindings ?? {}).map(([key, list]) => [
+        key,
+        (list ?? []).filter((b) => /^[0-9]{1,5}$/.test(b.HostPort ?? '')),
+      ]),
+    ),
+  ).filter((b) => b.hostPort > 0);
   return {
     id: c.Id,
     name: c.Name.replace(/^\//, ''),
     running: c.State.Running,
-    ...(created ? { created, plannedPorts: planned } : {}),
+    ...(created ? { created } : {}),
+    ...(planned.length > 0 ? { plannedPorts: planned } : {}),
     ...(c.HostConfig?.NetworkMode ? { networkMode: c.HostConfig.NetworkMode } : {}),
     labels: c.Config.Labels ?? {},
     networks: toNetworks(c.NetworkSettings.Networks),

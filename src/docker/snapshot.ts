@@ -37,7 +37,10 @@ export interface ContainerSnapshot {
   readonly labels: Readonly<Record<string, string>>;
   readonly networks: readonly NetworkAttachment[];
   readonly ports: readonly PortBinding[];
-  /** `HostConfig.PortBindings` with a fixed host port: known from `create`, before the start. */
+  /**
+   * `HostConfig.PortBindings` with a fixed host port: known from `create`, before the
+   * start, and while a restarting engine has not filled in the live bindings yet.
+   */
   readonly plannedPorts?: readonly PortBinding[];
 }
 

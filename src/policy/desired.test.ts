@@ -278,7 +278,7 @@ describe('desiredState: published bindings (judged on the host address and port)
     ]);
   });
 
-  it('one verdict per host port: the first container wins, an every-address binding covers the specific ones', () => {
+  it('one verdict per host port: claims that meet there intersect, an every-address binding covers the specific ones', () => {
     const a = container('a', {
       labels: V4_ONLY,
       ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 }],
@@ -291,8 +291,54 @@ describe('desiredState: published bindings (judged on the host address and port)
       ],
     });
     const { bindings } = desiredState({ containers: [b, a], bridges: [] }, allow);
-    expect(bindings.map((x) => [x.containerName, x.hostAddress ?? '*', x.portFrom])).toEqual([
-      ['a', '*', 8080],
+    expect(bindings.map((x) => [x.containerName, x.hostAddress ?? '*', x.portFrom, x.sources])).toEqual([
+      ['a', '*', 8080, [{ start: 0xcb00710bn, end: 0xcb00710bn }]],
+    ]);
+  });
+
+  it('a host-network label or a created container on the same port can only narrow a running binding', () => {
+    const admin = container('admin', {
+      labels: { 'dockfw.allow': '2001:db8::10' },
+      networks: [{ network: 'bridge', ipv4: '172.17.0.5' }],
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '2001:db8::2', hostPort: 80 }],
+    });
+    const proxy = container('a-proxy', {
+      networkMode: 'host',
+      networks: [{ network: 'host' }],
+      ports: [],
+      labels: { 'dockfw.allow.80': 'any' },
+    });
+    const spare = container('b-spare', {
+      running: false,
+      created: true,
+      ports: [],
+      plannedPorts: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 80 }],
+    });
+    const { bindings } = desiredState({ containers: [proxy, spare, admin], bridges: [] }, allow);
+    const v6 = bindings.filter((x) => x.family === 6);
+    expect(v6.map((x) => [x.hostAddress ?? '*', x.portFrom, x.sources])).toEqual([
+      ['*', 80, [{ start: 0x20010db8000000000000000000000010n, end: 0x20010db8000000000000000000000010n }]],
+    ]);
+  });
+
+  it('a running container whose live bindings are not filled in yet (engine restart) is judged on its configured ones', () => {
+    const web = container('web', {
+      labels: V4_ONLY,
+      ports: [],
+      plannedPorts: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+    });
+    const { bindings } = desiredState({ containers: [web], bridges: [] }, allow);
+    expect(bindings.map((x) => [x.family, x.portFrom])).toEqual([
+      [4, 8080],
+      [6, 8080],
+    ]);
+    // Once the engine lists live bindings, those are its word.
+    const live = {
+      ...web,
+      ports: [{ containerPort: 80, protocol: 'tcp' as const, hostIp: '0.0.0.0', hostPort: 8080 }],
+    };
+    expect(desiredState({ containers: [live], bridges: [] }, allow).bindings.map((x) => x.family)).toEqual([
+      4,
     ]);
   });
 

@@ -244,29 +244,45 @@ function compareBindings(a: DesiredBinding, b: DesiredBinding): number {
   );
 }
 
+/** What both source lists let in (interval lists are sorted and disjoint). */
+function intersectSources(a: RuleSources, b: RuleSources): RuleSources {
+  if (a === 'any') return b;
+  if (b === 'any') return a;
+  const out: Interval[] = [];
+  for (const x of a)
+    for (const y of b) {
+      const start = x.start > y.start ? x.start : y.start;
+      const end = x.end < y.end ? x.end : y.end;
+      if (start <= end) out.push({ start, end });
+    }
+  return out.sort((p, q) => compareBigint(p.start, q.start));
+}
+
 /**
- * One verdict per (family, protocol, host port, address), the first container
- * in order winning; an every-address binding covers the specific ones of its
- * port (kernel interval sets refuse overlaps). Consecutive host ports of one
- * container with the same sources are joined (`--dport a:b`).
+ * One verdict per host port. Where several claims meet on one port (two
+ * containers, a created one and a running one, a host-network label and a
+ * published port: never two live bindings in a real engine), a packet must be
+ * let in by every claim, so the sources are their intersection: a claim can only
+ * close what another opens. An every-address binding covers the specific ones of
+ * its port (kernel interval sets refuse overlaps), which then only narrow it.
+ * Consecutive host ports of one container with the same sources are joined
+ * (`--dport a:b`).
  */
 function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
-  const everyAddress = new Set<string>();
-  const seen = new Set<string>();
-  const kept: DesiredBinding[] = [];
+  const portOf = (b: DesiredBinding): string => `${b.family} ${b.protocol} ${b.portFrom}`;
+  const everyAddress = new Set(planned.filter((b) => b.hostAddress === undefined).map(portOf));
+  const settled = new Map<string, DesiredBinding>();
   for (const b of planned) {
-    const port = `${b.family} ${b.protocol} ${b.portFrom}`;
-    if (b.hostAddress === undefined) everyAddress.add(port);
+    const port = portOf(b);
+    const key = everyAddress.has(port) ? `${port} *` : `${port} ${b.hostAddress ?? '*'}`;
+    const first = settled.get(key);
+    if (first === undefined) {
+      settled.set(key, everyAddress.has(port) ? { ...b, hostAddress: undefined } : b);
+      continue;
+    }
+    settled.set(key, { ...first, sources: intersectSources(first.sources, b.sources) });
   }
-  for (const b of planned) {
-    const port = `${b.family} ${b.protocol} ${b.portFrom}`;
-    const key = `${port} ${b.hostAddress ?? '*'}`;
-    if (seen.has(key)) continue;
-    if (b.hostAddress !== undefined && everyAddress.has(port)) continue;
-    seen.add(key);
-    kept.push(b);
-  }
-  kept.sort(compareBindings);
+  const kept = [...settled.values()].sort(compareBindings);
   const joined: DesiredBinding[] = [];
   for (const b of kept) {
     const last = joined[joined.length - 1];
@@ -393,6 +409,17 @@ function pathsOf(
   return paths;
 }
 
+/**
+ * A restarted engine can list a container as running before its live bindings are
+ * filled in, while docker-proxy already listens: then its configured fixed host
+ * ports stand in (judging them can only close). Live bindings, once there, are the
+ * engine's word (an empty configured HostIp is not both families in every engine).
+ */
+function withPlannedPorts(container: ContainerSnapshot): ContainerSnapshot {
+  const planned = container.plannedPorts ?? [];
+  return container.ports.length > 0 || planned.length === 0 ? container : { ...container, ports: planned };
+}
+
 function planContainer(
   container: ContainerSnapshot,
   config: Config,
@@ -492,7 +519,7 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
   const warnings: LabelError[] = [];
   for (const container of running) {
     const host = onHostNetwork(container) ? hostNetworkView(container) : undefined;
-    const planned = planContainer(host?.view ?? container, config, host?.problems);
+    const planned = planContainer(host?.view ?? withPlannedPorts(container), config, host?.problems);
     errors.push(...planned.problems.map((p) => ({ container: container.name, ...p })));
     warnings.push(...lookalikeLabels(container.labels).map((w) => ({ container: container.name, ...w })));
     if (planned.summary.ports.length === 0) continue;

@@ -5,7 +5,11 @@
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { renderSyncPayload, renderUninstallPayload } from '../../src/backends/iptables/render.js';
+import {
+  renderPreroutingPayload,
+  renderSyncPayload,
+  renderUninstallPayload,
+} from '../../src/backends/iptables/render.js';
 import type { Family } from '../../src/docker/snapshot.js';
 import { loadConfig } from '../../src/config/config.js';
 import { desiredState, type DesiredState } from '../../src/policy/desired.js';
@@ -36,12 +40,12 @@ async function applyPayload(ns: string, family: Family, variant: Variant, payloa
 }
 
 /** Our lines and the parent chain's rules, as iptables-save prints them. */
-async function saved(ns: string, family: Family, variant: Variant) {
-  const lines = (await inNetns(ns, [tool(family, variant, '-save'), '-t', 'filter'])).split('\n');
+async function saved(ns: string, family: Family, variant: Variant, table = 'filter', parent = 'DOCKER-USER') {
+  const lines = (await inNetns(ns, [tool(family, variant, '-save'), '-t', table])).split('\n');
   return {
     chains: lines.filter((l) => /^:DOCKFW/.test(l)).map((l) => l.split(' ')[0]),
     owned: lines.filter((l) => l.startsWith('-A DOCKFW')),
-    parent: lines.filter((l) => l.startsWith('-A DOCKER-USER')),
+    parent: lines.filter((l) => l.startsWith(`-A ${parent}`)),
   };
 }
 
@@ -119,8 +123,17 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
         ['-F', 'DOCKER-USER'],
         ['-F', 'DOCKFW'],
         ['-F', 'DOCKFW-IN'],
+        ['-F', 'DOCKFW-DROP'],
         ['-X', 'DOCKFW'],
         ['-X', 'DOCKFW-IN'],
+        ['-X', 'DOCKFW-DROP'],
+        ['-t', 'mangle', '-F', 'PREROUTING'],
+        ['-t', 'mangle', '-F', 'DOCKFW-PRE'],
+        ['-t', 'mangle', '-F', 'DOCKFW-PUBLISHED'],
+        ['-t', 'mangle', '-F', 'DOCKFW-DROP'],
+        ['-t', 'mangle', '-X', 'DOCKFW-PRE'],
+        ['-t', 'mangle', '-X', 'DOCKFW-PUBLISHED'],
+        ['-t', 'mangle', '-X', 'DOCKFW-DROP'],
       ]) {
         await execa('ip', ['netns', 'exec', ns, tool(family, variant, ''), '-w', ...args], {
           env: { PATH },
@@ -138,9 +151,36 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
       await applyPayload(ns, family, variant, first, true);
       await applyPayload(ns, family, variant, first);
       let now = await saved(ns, family, variant);
-      expect(now.chains).toEqual([':DOCKFW', ':DOCKFW-IN']);
+      expect(now.chains).toEqual([':DOCKFW', ':DOCKFW-DROP', ':DOCKFW-IN']);
       expect(now.owned).toEqual(ownLines(first));
       expect(now.parent).toEqual(['-A DOCKER-USER -j DOCKFW']);
+
+      // The published bindings (mangle, before DNAT) read back exactly too.
+      const pre = renderPreroutingPayload(desired, family, { parent: 'PREROUTING', positions: [] });
+      await applyPayload(ns, family, variant, pre, true);
+      await applyPayload(ns, family, variant, pre);
+      const mangle = await saved(ns, family, variant, 'mangle', 'PREROUTING');
+      expect(mangle.owned).toEqual(ownLines(pre));
+      expect(mangle.parent).toEqual(['-A PREROUTING -j DOCKFW-PRE']);
+      await applyPayload(
+        ns,
+        family,
+        variant,
+        renderUninstallPayload(
+          {
+            parent: 'PREROUTING',
+            jumpPositions: [1],
+            ownedChains: mangle.chains.map((c) => (c ?? '').slice(1)),
+          },
+          'mangle',
+          'DOCKFW-PRE',
+        ),
+      );
+      expect(await saved(ns, family, variant, 'mangle', 'PREROUTING')).toEqual({
+        chains: [],
+        owned: [],
+        parent: [],
+      });
 
       // Someone inserts a rule above the jump: the next sync moves the jump back to 1.
       await inNetns(ns, [
@@ -177,7 +217,7 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
         renderUninstallPayload({
           parent: 'DOCKER-USER',
           jumpPositions: [1],
-          ownedChains: ['DOCKFW', 'DOCKFW-IN'],
+          ownedChains: ['DOCKFW', 'DOCKFW-IN', 'DOCKFW-DROP'],
         }),
       );
       now = await saved(ns, family, variant);

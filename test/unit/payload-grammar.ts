@@ -95,7 +95,8 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
     new RegExp(`^-A DOCKFW-PRE -i ${IFACE} -j (?:RETURN|DOCKFW-PUBLISHED)$`),
     /^-A DOCKFW-PRE -j DOCKFW-PUBLISHED$/,
     /^-A DOCKFW-PUBLISHED -m conntrack --ctdir REPLY -j RETURN$/,
-    /^-A DOCKFW-PUBLISHED -m addrtype ! --dst-type LOCAL -j RETURN$/,
+    /^-A DOCKFW-PUBLISHED -m addrtype --dst-type UNICAST -j RETURN$/,
+    /^-A DOCKFW-PUBLISHED ! -d ff00::\/8 -m addrtype ! --dst-type LOCAL -m addrtype ! --dst-type ANYCAST -j RETURN$/,
     /^-D PREROUTING -j DOCKFW-PRE$/,
     /^-I PREROUTING 1 -j DOCKFW-PRE$/,
   ];

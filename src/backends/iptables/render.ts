@@ -185,8 +185,14 @@ function publishedRules(desired: DesiredState, family: Family): string[] {
   return [
     // Replies to connections the host or its containers opened.
     `-A ${CHAIN_PUBLISHED} -m conntrack --ctdir REPLY -j RETURN`,
-    // A published binding is a local address (Docker's DNAT and docker-proxy both need one).
-    `-A ${CHAIN_PUBLISHED} -m addrtype ! --dst-type LOCAL -j RETURN`,
+    // Only packets routed on to another unicast address carry no binding. A local
+    // address does (Docker's DNAT and docker-proxy), and so do broadcast, multicast
+    // and anycast ones: docker-proxy's UDP sockets on 0.0.0.0/:: take those too.
+    // (ip6tables' UNICAST is any unicast address, local ones included: hence the
+    // three negations there.)
+    family === 4
+      ? `-A ${CHAIN_PUBLISHED} -m addrtype --dst-type UNICAST -j RETURN`
+      : `-A ${CHAIN_PUBLISHED} ! -d ff00::/8 -m addrtype ! --dst-type LOCAL -m addrtype ! --dst-type ANYCAST -j RETURN`,
     ...desired.bindings.filter((b) => b.family === family).flatMap(bindingRules),
   ];
 }

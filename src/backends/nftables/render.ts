@@ -60,7 +60,9 @@ export function publishedRules(spec: RuleShape): ChainRule[] {
   return [
     ...entryRules(spec, 'pre-'),
     { role: 'pre-replies', text: 'ct direction reply return' },
-    { role: 'not-local', text: 'fib daddr type != local return' },
+    // Only packets routed on to another unicast address carry no binding; local,
+    // broadcast, multicast and anycast ones do (docker-proxy's UDP sockets take them).
+    { role: 'routed-on', text: 'fib daddr type unicast return' },
     {
       role: 'bound-allowed4',
       text: 'ip daddr . meta l4proto . th dport . ip saddr @boundallowed4 return',
