@@ -1,0 +1,112 @@
+// Review: the published-binding layer must never judge one container's binding
+// by another container's labels. Where the binding layer is the only judge
+// (docker-proxy: IPv6 clients of an IPv4-only network, or IPv4 while Docker's
+// DNAT is missing), a missing or foreign binding means an open port.
+import { describe, expect, it } from 'vitest';
+import { renderPreroutingPayload } from '../../src/backends/iptables/render.js';
+import { tableSpec } from '../../src/backends/nftables/elements.js';
+import { loadConfig } from '../../src/config/config.js';
+import { readEngineSnapshot } from '../../src/docker/docker-client.js';
+import { FakeDockerClient } from '../../src/docker/fake-docker-client.js';
+import type { ContainerSnapshot } from '../../src/docker/snapshot.js';
+import { desiredState } from '../../src/policy/desired.js';
+
+const allow = loadConfig({});
+const ID = (c: string) => c.repeat(64);
+
+/** An IPv4-only container publishing container port 80 on one IPv6 host address (docker-proxy only). */
+const admin: ContainerSnapshot = {
+  id: ID('a'),
+  name: 'admin',
+  running: true,
+  labels: { 'dockfw.allow': '2001:db8::10' },
+  networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+  ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '2001:db8::2', hostPort: 80 }],
+};
+
+const adminBinding: unknown = expect.objectContaining({
+  containerId: ID('a'),
+  family: 6,
+  hostAddress: '2001:db8::2',
+  protocol: 'tcp',
+  portFrom: 80,
+  sources: [{ start: 0x20010db8000000000000000000000010n, end: 0x20010db8000000000000000000000010n }],
+});
+
+describe('review: a binding is judged by its own container only', () => {
+  it('a host-network container labelled for the same port does not open another container’s specific binding', () => {
+    // A reverse proxy on the host network, listening on another host address, open to all.
+    const edge: ContainerSnapshot = {
+      id: ID('b'),
+      name: 'edge',
+      running: true,
+      networkMode: 'host',
+      labels: { 'dockfw.allow.80': 'any' },
+      networks: [{ network: 'host' }],
+      ports: [],
+    };
+    const desired = desiredState({ containers: [admin, edge], bridges: ['docker0'] }, allow);
+    expect(desired.bindings).toContainEqual(adminBinding);
+    // What reaches the kernel: a DROP for [2001:db8::2]:80 from everyone but 2001:db8::10.
+    const payload = renderPreroutingPayload(desired, 6, { parent: 'PREROUTING', positions: [] });
+    expect(payload).toContain('-s 2001:db8::10/128 -d 2001:db8::2/128 -p tcp -m tcp --dport 80');
+    expect(payload).toContain(
+      '-d 2001:db8::2/128 -p tcp -m tcp --dport 80 -m comment --comment "dockfw aaaaaaaaaaaa" -j DROP',
+    );
+    expect(tableSpec(desired).sets.get('bound6')).toContain('2001:db8::2 . tcp . 80');
+  });
+
+  it('a created container that never started does not replace a running container’s binding', () => {
+    const spare: ContainerSnapshot = {
+      id: ID('c'),
+      name: 'spare',
+      running: false,
+      created: true,
+      labels: { 'dockfw.allow': 'any' },
+      networks: [],
+      ports: [],
+      plannedPorts: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 80 }],
+    };
+    const desired = desiredState({ containers: [admin, spare], bridges: ['docker0'] }, allow);
+    expect(desired.bindings).toContainEqual(adminBinding);
+  });
+});
+
+/** `docker run -p 8000-8010:80 --label dockfw.allow=2001:db8::10` (IPv4-only network), as inspect shows it. */
+function rangeInspect(): unknown {
+  return {
+    Id: ID('d'),
+    Name: '/ranged',
+    State: { Running: true, Status: 'running' },
+    Config: { Labels: { 'dockfw.allow': '2001:db8::10' } },
+    HostConfig: {
+      NetworkMode: 'bridge',
+      // The CLI and compose keep a host port range for one container port as one binding.
+      PortBindings: { '80/tcp': [{ HostIp: '', HostPort: '8000-8010' }] },
+    },
+    NetworkSettings: {
+      Networks: { bridge: { IPAddress: '172.17.0.3', GlobalIPv6Address: '' } },
+      Ports: {
+        '80/tcp': [
+          { HostIp: '0.0.0.0', HostPort: '8003' },
+          { HostIp: '::', HostPort: '8003' },
+        ],
+      },
+    },
+  };
+}
+
+describe('review: a container whose inspect has a host port range is still judged', () => {
+  it('reads the container (the published port is the one in NetworkSettings.Ports)', async () => {
+    const client = new FakeDockerClient();
+    client.containers.set(ID('d'), rangeInspect());
+    const unreadable: string[] = [];
+    const snapshot = await readEngineSnapshot(client, (id) => unreadable.push(id));
+    expect(unreadable).toEqual([]);
+    const desired = desiredState(snapshot, allow);
+    // [::]:8003 reaches the IPv4-only container through docker-proxy only: the binding must judge it.
+    expect(desired.bindings).toContainEqual(
+      expect.objectContaining({ containerId: ID('d'), family: 6, hostAddress: undefined, portFrom: 8003 }),
+    );
+  });
+});
