@@ -6,7 +6,14 @@ import { CommandError } from './iptables/command.js';
 import type { FamilyReport } from './iptables/reconcile.js';
 import { chooseBackend, SelectedFirewall, type Backend, type BackendName } from './select.js';
 
-const STATE: DesiredState = { rules: [], bridges: [], externalInterfaces: [], containers: [], errors: [] };
+const STATE: DesiredState = {
+  rules: [],
+  bindings: [],
+  bridges: [],
+  externalInterfaces: [],
+  containers: [],
+  errors: [],
+};
 
 function info(firewallBackend: string | undefined): EngineInfo {
   return { serverVersion: '29.0.0', apiVersion: '1.52', firewallBackend };

@@ -1,8 +1,8 @@
 // `dockfw plan`: the exact payloads a sync would apply, plus a human summary.
 // Payloads go to stdout (pipeable into iptables-restore --test), the summary to stderr.
 import { readFile } from 'node:fs/promises';
-import { renderSyncPayload } from '../backends/iptables/render.js';
-import { DOCKER_USER } from '../backends/iptables/chains.js';
+import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
+import { DOCKER_USER, PREROUTING } from '../backends/iptables/chains.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { parseInspectArray } from '../docker/inspect.js';
 import type { ContainerSnapshot, EngineSnapshot, Family } from '../docker/snapshot.js';
@@ -42,7 +42,9 @@ export function renderPlan(
 export function renderPayloads(desired: DesiredState, families: readonly Family[]): string {
   return families
     .map((family) => {
-      const payload = renderSyncPayload(desired, family, { parent: DOCKER_USER, positions: [] });
+      const payload =
+        renderPreroutingPayload(desired, family, { parent: PREROUTING, positions: [] }) +
+        renderSyncPayload(desired, family, { parent: DOCKER_USER, positions: [] });
       return families.length > 1
         ? `# IPv${family}: ${FAMILY_NAMES[family]}-restore --noflush\n${payload}`
         : payload;

@@ -25,6 +25,24 @@ export interface DesiredRule {
   readonly sources: RuleSources;
 }
 
+/**
+ * Who may reach one published binding, judged before Docker's DNAT on the host
+ * address and port: the path every packet to a published port takes first,
+ * whether DNAT or docker-proxy carries it on. Keyed on the binding, not on the
+ * container's address, so it can only ever admit traffic for this binding.
+ */
+export interface DesiredBinding {
+  readonly containerId: string;
+  readonly containerName: string;
+  readonly family: Family;
+  /** Canonical host address, or undefined for every local address (`0.0.0.0`, `::`, ``). */
+  readonly hostAddress: string | undefined;
+  readonly protocol: Protocol;
+  readonly portFrom: number;
+  readonly portTo: number;
+  readonly sources: RuleSources;
+}
+
 export interface PortSummary {
   readonly port: number;
   readonly protocol: Protocol;
@@ -52,6 +70,12 @@ export interface LabelError {
 export interface DesiredState {
   /** Sorted: container (name, id), family, address, protocol, port. */
   readonly rules: readonly DesiredRule[];
+  /**
+   * Sorted: family, host address (every-address first), protocol, port. One
+   * verdict per host port: where two containers claim the same one (never at
+   * once in a real engine), the first container in order wins.
+   */
+  readonly bindings: readonly DesiredBinding[];
   /**
    * Docker bridge interfaces, sorted and de-duplicated. Names iptables could misread
    * are left out (Docker's own names, docker0 and br-<id>, are always fine).
@@ -114,6 +138,20 @@ function publishedPorts(container: ContainerSnapshot): PublishedPort[] {
   return [...seen.values()].sort((a, b) => compareText(a.protocol, b.protocol) || a.port - b.port);
 }
 
+/** The families and canonical address a binding's host IP names; undefined address = every address. */
+function bindingTargets(hostIp: string): { family: Family; address: string | undefined }[] {
+  if (hostIp === '')
+    return [
+      { family: 4, address: undefined },
+      { family: 6, address: undefined },
+    ];
+  const v4 = parseIPv4(hostIp);
+  if (v4 !== undefined) return [{ family: 4, address: v4 === 0n ? undefined : formatAddress(4, v4) }];
+  const v6 = parseIPv6(hostIp.replace(/^\[|\]$/g, ''));
+  if (v6 !== undefined) return [{ family: 6, address: v6 === 0n ? undefined : formatAddress(6, v6) }];
+  return [];
+}
+
 function describeSources(sources: SourceSet): string {
   if (sources.any) return 'any';
   // Single addresses without /32 or /128: this text is for people.
@@ -141,10 +179,92 @@ interface PortDecision extends PublishedPort {
   readonly sources: SourceSet;
 }
 
+function planBindings(container: ContainerSnapshot, decisions: readonly PortDecision[]): DesiredBinding[] {
+  const bindings: DesiredBinding[] = [];
+  for (const binding of container.ports) {
+    if (!Number.isInteger(binding.hostPort) || binding.hostPort < 1 || binding.hostPort > 65535) continue;
+    const decision = decisions.find(
+      (d) => d.port === binding.containerPort && d.protocol === binding.protocol,
+    );
+    if (decision === undefined) continue;
+    for (const target of bindingTargets(binding.hostIp)) {
+      bindings.push({
+        containerId: container.id,
+        containerName: container.name,
+        family: target.family,
+        hostAddress: target.address,
+        protocol: binding.protocol,
+        portFrom: binding.hostPort,
+        portTo: binding.hostPort,
+        sources: ruleSources(decision.sources, target.family),
+      });
+    }
+  }
+  return bindings;
+}
+
+function compareBindings(a: DesiredBinding, b: DesiredBinding): number {
+  return (
+    a.family - b.family ||
+    (a.hostAddress === undefined ? -1 : 0) - (b.hostAddress === undefined ? -1 : 0) ||
+    compareText(a.hostAddress ?? '', b.hostAddress ?? '') ||
+    compareText(a.protocol, b.protocol) ||
+    a.portFrom - b.portFrom
+  );
+}
+
+/**
+ * One verdict per (family, protocol, host port, address), the first container
+ * in order winning; an every-address binding covers the specific ones of its
+ * port (kernel interval sets refuse overlaps). Consecutive host ports of one
+ * container with the same sources are joined (`--dport a:b`).
+ */
+function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
+  const everyAddress = new Set<string>();
+  const seen = new Set<string>();
+  const kept: DesiredBinding[] = [];
+  for (const b of planned) {
+    const port = `${b.family} ${b.protocol} ${b.portFrom}`;
+    if (b.hostAddress === undefined) everyAddress.add(port);
+  }
+  for (const b of planned) {
+    const port = `${b.family} ${b.protocol} ${b.portFrom}`;
+    const key = `${port} ${b.hostAddress ?? '*'}`;
+    if (seen.has(key)) continue;
+    if (b.hostAddress !== undefined && everyAddress.has(port)) continue;
+    seen.add(key);
+    kept.push(b);
+  }
+  kept.sort(compareBindings);
+  const joined: DesiredBinding[] = [];
+  for (const b of kept) {
+    const last = joined[joined.length - 1];
+    if (
+      last !== undefined &&
+      last.containerId === b.containerId &&
+      last.family === b.family &&
+      last.hostAddress === b.hostAddress &&
+      last.protocol === b.protocol &&
+      last.portTo + 1 === b.portFrom &&
+      sameSources(last.sources, b.sources)
+    ) {
+      joined[joined.length - 1] = { ...last, portTo: b.portTo };
+      continue;
+    }
+    joined.push(b);
+  }
+  return joined;
+}
+
 function planContainer(
   container: ContainerSnapshot,
   config: Config,
-): { summary: ContainerSummary; rules: DesiredRule[]; problems: readonly LabelProblem[] } {
+): {
+  summary: ContainerSummary;
+  rules: DesiredRule[];
+  bindings: DesiredBinding[];
+  problems: readonly LabelProblem[];
+} {
   const labels = parseContainerLabels(container.labels);
   const ports = publishedPorts(container);
   const fallback = config.defaultPolicy === 'allow' ? ANY : NONE;
@@ -193,7 +313,9 @@ function planContainer(
     }
   }
   const problems = labels.kind === 'invalid' ? labels.problems : [];
+  const bindings = planBindings(container, decisions);
   return {
+    bindings,
     summary: {
       id: container.id,
       name: container.name,
@@ -217,6 +339,7 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
     .filter((c) => c.running)
     .sort((a, b) => compareText(a.name, b.name) || compareText(a.id, b.id));
   const rules: DesiredRule[] = [];
+  const bindings: DesiredBinding[] = [];
   const containers: ContainerSummary[] = [];
   const errors: LabelError[] = [];
   for (const container of running) {
@@ -225,9 +348,11 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
     if (planned.summary.ports.length === 0) continue;
     containers.push(planned.summary);
     rules.push(...planned.rules);
+    bindings.push(...planned.bindings);
   }
   return {
     rules,
+    bindings: settleBindings(bindings),
     bridges: [...new Set(snapshot.bridges)].filter((name) => INTERFACE_NAME.test(name)).sort(),
     externalInterfaces: [...config.externalInterfaces],
     containers,

@@ -198,7 +198,9 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(planned).toContain(
         `-A DOCKFW-IN -s 203.0.113.10/32 -d ${address}/32 -p tcp -m tcp --dport 80 -m comment --comment "dockfw ${id12('one')}" -j RETURN`,
       );
-      expect(planned).toEqual(rulesOf(await save(4), '-A DOCKFW'));
+      // Both tables: the published bindings (mangle) and the forward rules (filter).
+      const kernel = (await host.iptablesSave(4, 'mangle')) + (await save(4));
+      expect(planned).toEqual(rulesOf(kernel, '-A DOCKFW'));
       expect(plan.stderr).toMatch(/invalid.*dockfw\.allow/s);
     });
 

@@ -91,7 +91,10 @@ export function iptablesFirewall(ipv6UserChain: boolean): SuiteFirewall {
       );
     },
     async owned(host) {
-      const [v4, v6] = await Promise.all([save(host, 4), save(host, 6)]);
+      // Both tables dockfw writes: mangle (published bindings) and filter.
+      const both = async (family: 4 | 6) =>
+        (await host.iptablesSave(family, 'mangle')) + (await save(host, family));
+      const [v4, v6] = await Promise.all([both(4), both(6)]);
       return { v4, v6 };
     },
     judges: (text, container) => text.includes(`dockfw ${container.id12}`),
@@ -126,8 +129,10 @@ export function iptablesFirewall(ipv6UserChain: boolean): SuiteFirewall {
       );
     },
     async anyOwned(host) {
-      const [v4, v6] = await Promise.all([save(host, 4), save(host, 6)]);
-      return v4.includes('DOCKFW') || v6.includes('DOCKFW');
+      const tables = await Promise.all(
+        ([4, 6] as const).flatMap((family) => [save(host, family), host.iptablesSave(family, 'mangle')]),
+      );
+      return tables.some((text) => text.includes('DOCKFW'));
     },
   };
 }

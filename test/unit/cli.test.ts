@@ -58,8 +58,11 @@ describe('dockfw', () => {
 describe('dockfw plan', () => {
   it('prints one family pipeable, the summary on stderr', async () => {
     expect(await main(['plan', '--input', fixture('example-inspect.json'), '--family', '4'])).toBe(0);
-    expect(out.startsWith('*filter\n')).toBe(true);
+    // One iptables-restore input: the mangle table's published bindings, then filter.
+    expect(out.startsWith('*mangle\n')).toBe(true);
+    expect(out).toContain('COMMIT\n*filter\n');
     expect(out.endsWith('COMMIT\n')).toBe(true);
+    expect(out).toContain('-I PREROUTING 1 -j DOCKFW-PRE\n');
     expect(out).toContain('-I DOCKER-USER 1 -j DOCKFW\n');
     expect(out).not.toContain('fd00:');
     expect(err).toContain('shop-web-1 (aac91a707528): enforced');

@@ -14,7 +14,7 @@
 import fc from 'fast-check';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
-import { renderSyncPayload } from '../../src/backends/iptables/render.js';
+import { renderPreroutingPayload, renderSyncPayload } from '../../src/backends/iptables/render.js';
 import { tableSpec } from '../../src/backends/nftables/elements.js';
 import { renderElementPayload, renderTablePayload } from '../../src/backends/nftables/render.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type ConfigFlags } from '../../src/config/config.js';
@@ -322,10 +322,57 @@ function within(inner: Interval, outer: readonly Interval[]): boolean {
   return mergeIntervals(outer).some((o) => o.start <= inner.start && inner.end <= o.end);
 }
 
+/** The family and address (undefined: every local one) a binding's host IP names, like the core reads it. */
+function hostTargets(hostIp: string): { family: Family; address: bigint | undefined }[] {
+  if (hostIp === '')
+    return [
+      { family: 4, address: undefined },
+      { family: 6, address: undefined },
+    ];
+  const v4 = parseIPv4(hostIp);
+  if (v4 !== undefined) return [{ family: 4, address: v4 === 0n ? undefined : v4 }];
+  const v6 = parseIPv6(hostIp.replace(/^\[|\]$/g, ''));
+  if (v6 !== undefined) return [{ family: 6, address: v6 === 0n ? undefined : v6 }];
+  return [];
+}
+
+/** What the labels let reach one allow's target: by container address, or by published binding. */
+function bounds(
+  snapshot: EngineSnapshot,
+  config: Config,
+  allow: PayloadAllow,
+  port: number,
+): ('any' | Interval[])[] {
+  const running = snapshot.containers.filter((c) => c.running);
+  if (allow.on === 'container') {
+    return running
+      .filter(
+        (c) =>
+          allow.dst !== undefined &&
+          addressesOf(c, allow.family).includes(allow.dst) &&
+          c.ports.some((p) => p.containerPort === port && p.protocol === allow.protocol),
+      )
+      .map((c) => permitted(c, config, allow.family, port, allow.protocol));
+  }
+  return running.flatMap((c) =>
+    c.ports
+      .filter(
+        (b) =>
+          b.hostPort === port &&
+          b.protocol === allow.protocol &&
+          hostTargets(b.hostIp).some(
+            (t) => t.family === allow.family && (t.address === undefined || t.address === allow.dst),
+          ),
+      )
+      .map((b) => permitted(c, config, allow.family, b.containerPort, b.protocol)),
+  );
+}
+
 /**
  * Every allow in the payload is covered by what some running container at that
- * address, publishing that port, permits. (Several containers may claim one
- * address in a hostile engine; their union is the bound.)
+ * address, publishing that port (or holding that published binding), permits.
+ * (Several containers may claim one address in a hostile engine; their union
+ * is the bound.)
  */
 export function assertNoWiderThanLabels(
   snapshot: EngineSnapshot,
@@ -334,17 +381,12 @@ export function assertNoWiderThanLabels(
 ): void {
   for (const allow of allows) {
     for (let port = allow.from; port <= allow.to; port++) {
-      const claimants = snapshot.containers.filter(
-        (c) =>
-          c.running &&
-          addressesOf(c, allow.family).includes(allow.dst) &&
-          c.ports.some((p) => p.containerPort === port && p.protocol === allow.protocol),
-      );
-      const bounds = claimants.map((c) => permitted(c, config, allow.family, port, allow.protocol));
+      const found = bounds(snapshot, config, allow, port);
       const source = allow.source === 'any' ? WHOLE[allow.family] : allow.source;
-      const union = bounds.includes('any') ? [WHOLE[allow.family]] : (bounds.flat() as Interval[]);
+      const union = found.includes('any') ? [WHOLE[allow.family]] : (found.flat() as Interval[]);
       if (!within(source, union)) {
-        const shown = `${formatAddress(allow.family, allow.dst)} ${allow.protocol}/${port}`;
+        const where = allow.dst === undefined ? 'every address' : formatAddress(allow.family, allow.dst);
+        const shown = `${allow.on} ${where} ${allow.protocol}/${port}`;
         throw new Error(
           `payload allows more than the labels at ${shown}: ${JSON.stringify(allow, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`,
         );
@@ -357,10 +399,12 @@ export function assertNoWiderThanLabels(
 export function checkPayloads(snapshot: EngineSnapshot, config: Config, jumps: readonly number[] = []): void {
   const desired = desiredState(snapshot, config);
   for (const family of [4, 6] as const) {
-    const payload = renderSyncPayload(desired, family, {
-      parent: family === 4 ? 'DOCKER-USER' : 'FORWARD',
-      positions: jumps,
-    });
+    const payload =
+      renderPreroutingPayload(desired, family, { parent: 'PREROUTING', positions: jumps }) +
+      renderSyncPayload(desired, family, {
+        parent: family === 4 ? 'DOCKER-USER' : 'FORWARD',
+        positions: jumps,
+      });
     assertNoWiderThanLabels(snapshot, config, iptablesAllows(payload, family));
   }
   const spec = tableSpec(desired);

@@ -3,7 +3,11 @@
 // Docker or the admin could put it: label keys and values, container names,
 // bridge names, DOCKFW_EXTERNAL_INTERFACES, and straight into the renderers.
 import { describe, expect, it } from 'vitest';
-import { RenderError, renderSyncPayload } from '../../src/backends/iptables/render.js';
+import {
+  RenderError,
+  renderPreroutingPayload,
+  renderSyncPayload,
+} from '../../src/backends/iptables/render.js';
 import { NftRenderError, tableSpec } from '../../src/backends/nftables/elements.js';
 import { renderTablePayload } from '../../src/backends/nftables/render.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
@@ -35,9 +39,10 @@ function container(overrides: Partial<ContainerSnapshot> = {}): ContainerSnapsho
 function payloads(snapshot: EngineSnapshot, config = ALLOW): string[] {
   const desired = desiredState(snapshot, config);
   const jump = { parent: 'DOCKER-USER', positions: [2] };
+  const pre = { parent: 'PREROUTING', positions: [2] };
   return [
-    renderSyncPayload(desired, 4, jump),
-    renderSyncPayload(desired, 6, jump),
+    renderPreroutingPayload(desired, 4, pre) + renderSyncPayload(desired, 4, jump),
+    renderPreroutingPayload(desired, 6, pre) + renderSyncPayload(desired, 6, jump),
     renderTablePayload(tableSpec(desired)),
   ];
 }
@@ -45,12 +50,16 @@ function payloads(snapshot: EngineSnapshot, config = ALLOW): string[] {
 /** Words no payload line ever needs; their presence would mean text was copied in. */
 const FORBIDDEN = [/ACCEPT/, /flush/, /include/, /[;$`'\\\r\0]/, /evil/, /passwd/, /-F /, /\u2028|\u0085/];
 
-/** nft's fixed chain header has the only `;` (and `accept`) a payload may hold. */
-const CHAIN_HEADER = '\t\ttype filter hook forward priority -10; policy accept;\n';
+/** nft's fixed chain headers have the only `;` (and `accept`) a payload may hold. */
+const CHAIN_HEADERS = [
+  '\t\ttype filter hook forward priority -10; policy accept;\n',
+  '\t\ttype filter hook prerouting priority -150; policy accept;\n',
+];
 
 function assertClean(texts: readonly string[]): void {
   for (const text of texts) {
-    for (const word of FORBIDDEN) expect(text.replace(CHAIN_HEADER, '')).not.toMatch(word);
+    const body = CHAIN_HEADERS.reduce((t, header) => t.replace(header, ''), text);
+    for (const word of FORBIDDEN) expect(body).not.toMatch(word);
   }
 }
 

@@ -13,12 +13,18 @@
 import type { Family, Protocol } from '../../src/docker/snapshot.js';
 import type { Interval } from '../../src/labels/intervals.js';
 import { parseIPv4, parseIPv6 } from '../../src/labels/ip.js';
-import { chainRules, ruleComment } from '../../src/backends/nftables/render.js';
+import { chainRules, publishedRules, ruleComment } from '../../src/backends/nftables/render.js';
 
-/** One "allow" the payload grants: packets to dst, proto, ports from..to, from source. */
+/**
+ * One "allow" the payload grants: packets to dst, proto, ports from..to, from
+ * source. `on: 'container'` judges the container address and port after DNAT;
+ * `on: 'host'` a published binding (host address, undefined for every local
+ * address, and host port) before it.
+ */
 export interface PayloadAllow {
+  readonly on: 'container' | 'host';
   readonly family: Family;
-  readonly dst: bigint;
+  readonly dst: bigint | undefined;
   readonly protocol: Protocol;
   readonly from: number;
   readonly to: number;
@@ -80,9 +86,18 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
     ),
     /^-D (?:DOCKER-USER|FORWARD) -j DOCKFW$/,
     /^-I (?:DOCKER-USER|FORWARD) 1 -j DOCKFW$/,
+    /^\*mangle$/,
+    /^:DOCKFW-(?:PRE|PUBLISHED) - \[0:0\]$/,
+    new RegExp(`^-A DOCKFW-PRE -i ${IFACE} -j (?:RETURN|DOCKFW-PUBLISHED)$`),
+    /^-A DOCKFW-PRE -j DOCKFW-PUBLISHED$/,
+    /^-A DOCKFW-PUBLISHED -m conntrack --ctdir REPLY -j RETURN$/,
+    /^-A DOCKFW-PUBLISHED -m addrtype ! --dst-type LOCAL -j RETURN$/,
+    /^-D PREROUTING -j DOCKFW-PRE$/,
+    /^-I PREROUTING 1 -j DOCKFW-PRE$/,
   ];
+  // DOCKFW-IN names the container address; DOCKFW-PUBLISHED the host address, or none for every one.
   const rule = new RegExp(
-    `^-A DOCKFW-IN (?:-s (?<cidr>${addr})/(?<prefix>[0-9]{1,3}) )?-d (?<dst>${addr})/${bits} -p (?<proto>tcp|udp|sctp)` +
+    `^-A (?<chain>DOCKFW-IN|DOCKFW-PUBLISHED) (?:-s (?<cidr>${addr})/(?<prefix>[0-9]{1,3}) )?(?:-d (?<dst>${addr})/${bits} )?-p (?<proto>tcp|udp|sctp)` +
       `(?: -m iprange --src-range (?<rfrom>${addr})-(?<rto>${addr}))? -m \\k<proto> --dport ${IPT_PORTS}` +
       ` -m comment --comment "dockfw [0-9a-f]{12}" -j (?<verdict>RETURN|DROP)$`,
   );
@@ -92,7 +107,9 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
     const g = rule.exec(line)?.groups;
     if (g === undefined) throw outside(line, 'iptables');
     if (g.cidr !== undefined && g.rfrom !== undefined) throw outside(line, 'iptables');
-    const dst = parseAs(family, g.dst ?? '', line);
+    const on = g.chain === 'DOCKFW-IN' ? 'container' : 'host';
+    if (on === 'container' && g.dst === undefined) throw outside(line, 'iptables');
+    const dst = g.dst === undefined ? undefined : parseAs(family, g.dst, line);
     const [from, to] = checkedPorts(g.from, g.to, line);
     let source: Interval | 'any' = 'any';
     if (g.cidr !== undefined) source = cidr(family, parseAs(family, g.cidr, line), g.prefix ?? '', line);
@@ -101,7 +118,7 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
       if (source.start > source.end) throw new Error(`empty range in ${JSON.stringify(line)}`);
     }
     if (g.verdict === 'RETURN') {
-      allows.push({ family, dst, protocol: g.proto as Protocol, from, to, source });
+      allows.push({ on, family, dst, protocol: g.proto as Protocol, from, to, source });
     } else if (source !== 'any') {
       throw new Error(`a DROP with a source: ${JSON.stringify(line)}`);
     }
@@ -113,7 +130,7 @@ const NFT_FIXED: RegExp[] = [
   /^add table inet dockfw$/,
   /^delete table inet dockfw$/,
   /^table inet dockfw \{$/,
-  /^\tset (?:bridges|outside|allowed4|guarded4|allowed6|guarded6) \{$/,
+  /^\tset (?:bridges|dnatbridges|outside|allowed4|guarded4|allowed6|guarded6|bound4|boundallowed4|bound6|boundallowed6) \{$/,
   /^\t\ttype (?:ifname|ipv4_addr \. inet_proto \. inet_service(?: \. ipv4_addr)?|ipv6_addr \. inet_proto \. inet_service(?: \. ipv6_addr)?)$/,
   /^\t\tflags interval$/,
   /^\t\telements = \{$/,
@@ -122,26 +139,41 @@ const NFT_FIXED: RegExp[] = [
   /^\t\}$/,
   /^\tchain forward \{$/,
   /^\t\ttype filter hook forward priority -10; policy accept;$/,
+  /^\tchain published \{$/,
+  /^\t\ttype filter hook prerouting priority -150; policy accept;$/,
   /^\}$/,
 ];
 /** The base chain's rules are fixed texts: nothing else may appear among them. */
 const NFT_RULES = new Set(
-  [...chainRules({ outsideConfigured: false }), ...chainRules({ outsideConfigured: true })].map(
-    (r) => `\t\t${r.text} comment "${ruleComment(r.role)}"`,
-  ),
+  [false, true]
+    .flatMap((outsideConfigured) => [
+      ...chainRules({ outsideConfigured }),
+      ...publishedRules({ outsideConfigured }),
+    ])
+    .map((r) => `\t\t${r.text} comment "${ruleComment(r.role)}"`),
 );
 
-function nftElement(family: Family, withSource: boolean): RegExp {
+function nftElement(family: Family, withSource: boolean, on: PayloadAllow['on']): RegExp {
   const addr = family === 4 ? V4 : V6;
   const source = withSource ? ` \\. (?<s>${addr})(?:/(?<prefix>[0-9]{1,3})|-(?<e>${addr}))?` : '';
-  return new RegExp(`^(?<a>${addr}) \\. (?<proto>tcp|udp|sctp) \\. ${NFT_PORTS}${source}$`);
+  // A binding on every local address is the whole family as an interval.
+  const every = on === 'host' ? '(?<every>/0)?' : '';
+  return new RegExp(`^(?<a>${addr})${every} \\. (?<proto>tcp|udp|sctp) \\. ${NFT_PORTS}${source}$`);
 }
 
-/** Checks one `allowed`/`guarded` element; returns the allow it grants, if any. */
-function nftAllow(family: Family, allowed: boolean, text: string, line: string): PayloadAllow | undefined {
-  const g = nftElement(family, allowed).exec(text)?.groups;
+/** Checks one element of a judging set; returns the allow it grants, if any. */
+function nftAllow(
+  family: Family,
+  allowed: boolean,
+  on: PayloadAllow['on'],
+  text: string,
+  line: string,
+): PayloadAllow | undefined {
+  const g = nftElement(family, allowed, on).exec(text)?.groups;
   if (g === undefined) throw outside(line, 'nft');
-  const dst = parseAs(family, g.a ?? '', line);
+  const base = parseAs(family, g.a ?? '', line);
+  if (g.every !== undefined && base !== 0n) throw outside(line, 'nft');
+  const dst = g.every === undefined ? base : undefined;
   const [from, to] = checkedPorts(g.from, g.to, line);
   if (!allowed) return undefined;
   const start = parseAs(family, g.s ?? '', line);
@@ -149,14 +181,18 @@ function nftAllow(family: Family, allowed: boolean, text: string, line: string):
   if (g.prefix !== undefined) source = cidr(family, start, g.prefix, line);
   if (g.e !== undefined) source = { start, end: parseAs(family, g.e, line) };
   if (source.start > source.end) throw new Error(`empty range in ${JSON.stringify(line)}`);
-  return { family, dst, protocol: g.proto as Protocol, from, to, source };
+  return { on, family, dst, protocol: g.proto as Protocol, from, to, source };
 }
 
-const SET_FAMILY: Readonly<Record<string, [Family, boolean]>> = {
-  allowed4: [4, true],
-  guarded4: [4, false],
-  allowed6: [6, true],
-  guarded6: [6, false],
+const SET_FAMILY: Readonly<Record<string, [Family, boolean, PayloadAllow['on']]>> = {
+  allowed4: [4, true, 'container'],
+  guarded4: [4, false, 'container'],
+  allowed6: [6, true, 'container'],
+  guarded6: [6, false, 'container'],
+  boundallowed4: [4, true, 'host'],
+  bound4: [4, false, 'host'],
+  boundallowed6: [6, true, 'host'],
+  bound6: [6, false, 'host'],
 };
 
 /** Checks a whole-table or element `nft -f -` payload; returns every allowed element. */
@@ -169,7 +205,7 @@ export function nftAllows(payload: string): PayloadAllow[] {
       if (!/^"[A-Za-z0-9_.+-]{0,15}\*?"$/.test(text)) throw outside(line, 'nft');
       return;
     }
-    const allow = nftAllow(kind[0], kind[1], text, line);
+    const allow = nftAllow(kind[0], kind[1], kind[2], text, line);
     if (allow !== undefined && adding) allows.push(allow);
   };
   for (const line of lines(payload)) {

@@ -2,7 +2,7 @@
 // owned chains (normalised rule text, in order) and the jump lets a sync write
 // nothing when nothing changed, and tells what drifted when something did.
 import { OWNED_PREFIX } from './chains.js';
-import { normalizeRule, parseFilterTable, type FilterTable } from './read.js';
+import { normalizeRule, parseFilterTable, type FilterTable, type TableName } from './read.js';
 
 export interface Drift {
   /** `CHAIN rule` lines the payload has and the kernel lacks. */
@@ -37,6 +37,17 @@ function normalizeLine(line: string): string {
   return `${line.slice(0, space)} ${normalizeRule(line.slice(space + 1))}`;
 }
 
+/** Both tables' drift as one report (mangle lines are named by their DOCKFW-PRE* chains). */
+export function mergeDrift(a: Drift, b: Drift): Drift {
+  return {
+    missing: [...a.missing, ...b.missing],
+    unexpected: [...a.unexpected, ...b.unexpected],
+    reordered: a.reordered || b.reordered,
+    chainsMissing: [...a.chainsMissing, ...b.chainsMissing],
+    jumpWrong: a.jumpWrong || b.jumpWrong,
+  };
+}
+
 /** Lines of `a` not matched one-for-one in `b`. */
 function minus(a: readonly string[], b: readonly string[]): string[] {
   const left = new Map<string, number>();
@@ -55,8 +66,13 @@ function minus(a: readonly string[], b: readonly string[]): string[] {
  * At 5,000 containers normalising every rule took seconds per sync, while the
  * kernel prints dockfw's rules just as they were rendered.
  */
-export function diffOwned(current: FilterTable, payload: string, jumpPositions: readonly number[]): Drift {
-  const desired = parseFilterTable(payload);
+export function diffOwned(
+  current: FilterTable,
+  payload: string,
+  jumpPositions: readonly number[],
+  table: TableName = 'filter',
+): Drift {
+  const desired = parseFilterTable(payload, table);
   const chains = [...desired.chains.keys()].filter((chain) => chain.startsWith(OWNED_PREFIX));
   const want = ownedLines(desired, chains);
   const have = ownedLines(current, chains);

@@ -32,9 +32,9 @@ export function fakeIptables(saves: Record<string, string>, restoreError?: Comma
   return { run, restores, calls };
 }
 
-/** iptables-save text for a filter table given as chain → rules. */
-export function saveText(chains: Record<string, readonly string[]>): string {
-  const lines = ['*filter', ...Object.keys(chains).map((name) => `:${name} - [0:0]`)];
+/** iptables-save text for a filter (or another) table given as chain → rules. */
+export function saveText(chains: Record<string, readonly string[]>, table = 'filter'): string {
+  const lines = [`*${table}`, ...Object.keys(chains).map((name) => `:${name} - [0:0]`)];
   for (const [name, rules] of Object.entries(chains))
     lines.push(...rules.map((rule) => `-A ${name} ${rule}`));
   return `${[...lines, 'COMMIT'].join('\n')}\n`;

@@ -6,7 +6,10 @@ import type { CommandRunner } from './command.js';
 
 export type Variant = 'nft' | 'legacy';
 
-/** The filter table as iptables-save prints it: rule text after `-A CHAIN `. */
+/** The iptables tables dockfw writes to. */
+export type TableName = 'filter' | 'mangle';
+
+/** One table (filter unless said) as iptables-save prints it: rule text after `-A CHAIN `. */
 export interface FilterTable {
   readonly chains: ReadonlyMap<string, readonly string[]>;
 }
@@ -23,19 +26,20 @@ export async function readFilterTable(
   run: CommandRunner,
   family: Family,
   variant: Variant,
+  name: TableName = 'filter',
 ): Promise<FilterTable> {
-  const { stdout } = await run(saveCommand(family, variant), ['-t', 'filter']);
-  return parseFilterTable(stdout);
+  const { stdout } = await run(saveCommand(family, variant), ['-t', name]);
+  return parseFilterTable(stdout, name);
 }
 
-/** Parses the `*filter` section of iptables-save output; other tables are ignored. */
-export function parseFilterTable(text: string): FilterTable {
+/** Parses one table's section (`*filter` unless said) of iptables-save output; others are ignored. */
+export function parseFilterTable(text: string, name: TableName = 'filter'): FilterTable {
   const chains = new Map<string, string[]>();
   let inFilter = false;
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (line.startsWith('*')) {
-      inFilter = line === '*filter';
+      inFilter = line === `*${name}`;
       continue;
     }
     if (!inFilter || line === '' || line.startsWith('#')) continue;

@@ -7,7 +7,7 @@ import { diffOwned, hasDrift } from './drift.js';
 import { fakeIptables, saveText } from './fake-iptables.js';
 import { parseFilterTable } from './read.js';
 import { DockerChainsMissingError, IptablesReconciler } from './reconcile.js';
-import { renderSyncPayload } from './render.js';
+import { renderPreroutingPayload, renderSyncPayload } from './render.js';
 
 const WEB: ContainerSnapshot = {
   id: 'a'.repeat(64),
@@ -22,16 +22,30 @@ function desired(containers: ContainerSnapshot[] = [WEB]): DesiredState {
   return desiredState({ containers, bridges: ['docker0'] }, defaultConfig());
 }
 
-/** What iptables-save prints once `payload` is applied and the jump is first. */
+/** What iptables-save prints once both tables' payloads are applied and the jumps are first. */
 function installed(state: DesiredState, family: 4 | 6, parentRules: string[] = ['-j DOCKFW']): string {
   const owned = parseFilterTable(renderSyncPayload(state, family, { parent: 'DOCKER-USER', positions: [] }));
+  const pre = parseFilterTable(
+    renderPreroutingPayload(state, family, { parent: 'PREROUTING', positions: [] }),
+    'mangle',
+  );
   // iptables-save prints quoted comments exactly as render writes them.
-  return saveText({
-    FORWARD: ['-j DOCKER-USER'],
-    'DOCKER-USER': parentRules,
-    DOCKFW: owned.chains.get('DOCKFW') ?? [],
-    'DOCKFW-IN': owned.chains.get('DOCKFW-IN') ?? [],
-  });
+  return (
+    saveText(
+      {
+        PREROUTING: ['-j DOCKFW-PRE'],
+        'DOCKFW-PRE': pre.chains.get('DOCKFW-PRE') ?? [],
+        'DOCKFW-PUBLISHED': pre.chains.get('DOCKFW-PUBLISHED') ?? [],
+      },
+      'mangle',
+    ) +
+    saveText({
+      FORWARD: ['-j DOCKER-USER'],
+      'DOCKER-USER': parentRules,
+      DOCKFW: owned.chains.get('DOCKFW') ?? [],
+      'DOCKFW-IN': owned.chains.get('DOCKFW-IN') ?? [],
+    })
+  );
 }
 
 const noLegacy = () => Promise.resolve('');
@@ -78,13 +92,18 @@ describe('IptablesReconciler', () => {
       after,
     );
     expect(fake.restores.map((r) => r.file)).toEqual(['iptables-nft-restore']);
+    // Both tables in one restore, mangle (the published bindings) first.
     expect(fake.restores[0]?.payload).toBe(
-      renderSyncPayload(after, 4, { parent: 'DOCKER-USER', positions: [1] }),
+      renderPreroutingPayload(after, 4, { parent: 'PREROUTING', positions: [1] }) +
+        renderSyncPayload(after, 4, { parent: 'DOCKER-USER', positions: [1] }),
     );
     const v4 = reports[0];
     expect(v4?.written).toBe(true);
     expect(v4?.drift.missing).toContain(
       'DOCKFW-IN -s 203.0.113.10/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m comment --comment dockfw aaaaaaaaaaaa -j RETURN',
+    );
+    expect(v4?.drift.missing).toContain(
+      'DOCKFW-PUBLISHED -s 203.0.113.10/32 -p tcp -m tcp --dport 8080 -m comment --comment dockfw aaaaaaaaaaaa -j RETURN',
     );
     expect(v4?.drift.unexpected).toEqual([
       'DOCKFW-IN -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m comment --comment dockfw aaaaaaaaaaaa -j RETURN',

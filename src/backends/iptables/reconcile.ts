@@ -4,13 +4,13 @@
 import type { Family } from '../../docker/snapshot.js';
 import type { DesiredState } from '../../policy/desired.js';
 import { applyPayload } from './apply.js';
-import { CHAIN_ENTRY } from './chains.js';
+import { CHAIN_ENTRY, CHAIN_PRE, PREROUTING } from './chains.js';
 import { CommandError, type CommandRunner } from './command.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Placement } from './detect.js';
-import { diffOwned, hasDrift, type Drift } from './drift.js';
-import { jumpPositions, type Variant } from './read.js';
-import { renderSyncPayload } from './render.js';
-import { uninstallPayloads } from './uninstall.js';
+import { diffOwned, hasDrift, mergeDrift, type Drift } from './drift.js';
+import { jumpPositions, readFilterTable, type Variant } from './read.js';
+import { renderPreroutingPayload, renderSyncPayload } from './render.js';
+import { uninstallVariant } from './uninstall.js';
 
 export interface FamilyReport {
   readonly family: Family;
@@ -91,10 +91,21 @@ export class IptablesReconciler {
 
   private async reconcileFamily(desired: DesiredState, placement: Placement): Promise<FamilyReport> {
     const { family, variant, parent, table } = placement;
+    const mangle = await readFilterTable(this.options.run, family, variant, 'mangle');
+    const prePositions = jumpPositions(mangle, PREROUTING, CHAIN_PRE);
+    const prePayload = renderPreroutingPayload(desired, family, {
+      parent: PREROUTING,
+      positions: prePositions,
+    });
     const positions = jumpPositions(table, parent, CHAIN_ENTRY);
-    const payload = renderSyncPayload(desired, family, { parent, positions });
-    const drift = diffOwned(table, payload, positions);
+    const filterPayload = renderSyncPayload(desired, family, { parent, positions });
+    const drift = mergeDrift(
+      diffOwned(mangle, prePayload, prePositions, 'mangle'),
+      diffOwned(table, filterPayload, positions),
+    );
     const written = hasDrift(drift);
+    // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
+    const payload = prePayload + filterPayload;
     const owned = ownedPart(payload);
     const desiredChanged = this.lastDesired.get(family) !== owned;
     if (written) await applyPayload(this.options.run, family, variant, payload);
@@ -115,8 +126,7 @@ export class IptablesReconciler {
   private async removeLeftovers(placement: Placement): Promise<Variant | undefined> {
     const { other, family } = placement;
     if (!other) return undefined;
-    const payloads = uninstallPayloads(other.table);
-    for (const payload of payloads) await applyPayload(this.options.run, family, other.variant, payload);
-    return payloads.length > 0 ? other.variant : undefined;
+    const removed = await uninstallVariant(this.options.run, family, other.variant, other.table);
+    return removed.removed ? other.variant : undefined;
   }
 }

@@ -122,18 +122,25 @@ describe('renderSyncPayload', () => {
     ).toEqual(['-A DOCKFW -i ens3 -j DOCKFW-IN', '-A DOCKFW -i eth0 -j DOCKFW-IN']);
   });
 
-  it('skips docker0, br-+ and every other bridge when they are not', () => {
+  it('skips exactly the bridges Docker reports, never a wildcard; the catch-all also covers docker0 and br-+', () => {
     const state = desired([], {}, ['br-0123456789ab', 'docker0', 'lan0', 'docker_gwbridge']);
     const payload = renderSyncPayload(state, 4, NO_JUMP);
     expect(payload.split('\n').filter((l) => l.startsWith('-A DOCKFW '))).toEqual([
       '-A DOCKFW -i lo -j RETURN',
+      '-A DOCKFW -i br-0123456789ab -j RETURN',
       '-A DOCKFW -i docker0 -j RETURN',
-      '-A DOCKFW -i br-+ -j RETURN',
       '-A DOCKFW -i docker_gwbridge -j RETURN',
       '-A DOCKFW -i lan0 -j RETURN',
       '-A DOCKFW -j DOCKFW-IN',
     ]);
-    expect(payload.split('\n').filter((l) => l.includes('catch-all'))).toHaveLength(4);
+    // An outside interface named like a bridge (a bridged uplink `br-wan`) is judged.
+    expect(payload).not.toMatch(/-i br-\+|-i br-wan/);
+    expect(payload.split('\n').filter((l) => l.includes('catch-all'))).toEqual([
+      '-A DOCKFW-IN -o docker0 -m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP',
+      '-A DOCKFW-IN -o br-+ -m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP',
+      '-A DOCKFW-IN -o docker_gwbridge -m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP',
+      '-A DOCKFW-IN -o lan0 -m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP',
+    ]);
   });
 
   it.each([

@@ -4,13 +4,17 @@
 import type { Family } from '../../docker/snapshot.js';
 import { formatInterval } from '../../labels/intervals.js';
 import { parseIPv4, parseIPv6 } from '../../labels/ip.js';
-import type { DesiredRule, DesiredState } from '../../policy/desired.js';
+import type { DesiredBinding, DesiredRule, DesiredState, RuleSources } from '../../policy/desired.js';
+import type { Protocol } from '../../docker/snapshot.js';
 import {
   CATCH_ALL_COMMENT,
   CHAIN_ENTRY,
   CHAIN_IN,
+  CHAIN_PRE,
+  CHAIN_PUBLISHED,
   containerComment,
   OWNED_CHAINS,
+  OWNED_MANGLE_CHAINS,
   OWNED_PREFIX,
 } from './chains.js';
 
@@ -53,50 +57,84 @@ function checkedPort(port: number): number {
   return port;
 }
 
-/** Interfaces that are Docker's, so never "outside": docker0, br-+, then any other bridge. */
-function bridgePatterns(bridges: readonly string[]): string[] {
+/**
+ * Interfaces that are Docker's, so never "outside": only the bridges Docker
+ * reports. A wildcard such as `br-+` would exempt an outside interface that
+ * happens to be named like one (a bridged uplink `br-wan`).
+ */
+function dockerBridges(bridges: readonly string[]): string[] {
+  return bridges.map((b) => checked(INTERFACE, b, 'interface'));
+}
+
+/**
+ * Where the catch-all looks for DNAT to a bridge: Docker's default names as
+ * well as the reported ones. A wildcard here can only close, so it stays (it
+ * covers bridges of networks dockfw has not seen yet, e.g. at boot).
+ */
+function catchAllPatterns(bridges: readonly string[]): string[] {
   const others = bridges.filter((b) => b !== 'docker0' && !b.startsWith('br-'));
   return ['docker0', 'br-+', ...others].map((b) => checked(INTERFACE, b, 'interface'));
 }
 
-function entryRules(desired: DesiredState): string[] {
+/** Which packets come from outside: `entry` sends them on to `judge`. */
+function entryRules(desired: DesiredState, entry: string, judge: string): string[] {
   if (desired.externalInterfaces.length > 0) {
     return desired.externalInterfaces.map(
-      (name) => `-A ${CHAIN_ENTRY} -i ${checked(INTERFACE, name, 'interface')} -j ${CHAIN_IN}`,
+      (name) => `-A ${entry} -i ${checked(INTERFACE, name, 'interface')} -j ${judge}`,
     );
   }
   return [
-    `-A ${CHAIN_ENTRY} -i lo -j RETURN`,
-    ...bridgePatterns(desired.bridges).map((name) => `-A ${CHAIN_ENTRY} -i ${name} -j RETURN`),
-    `-A ${CHAIN_ENTRY} -j ${CHAIN_IN}`,
+    `-A ${entry} -i lo -j RETURN`,
+    ...dockerBridges(desired.bridges).map((name) => `-A ${entry} -i ${name} -j RETURN`),
+    `-A ${entry} -j ${judge}`,
   ];
 }
 
-function containerRules(rule: DesiredRule): string[] {
-  const hostBits = rule.family === 4 ? 32 : 128;
-  const destination = `-d ${checkedAddress(rule.family, rule.address)}/${hostBits}`;
-  const from = checkedPort(rule.portFrom);
-  const to = checkedPort(rule.portTo);
+interface Judged {
+  readonly chain: string;
+  readonly family: Family;
+  /** `-d …` or '' for every address. */
+  readonly destination: string;
+  readonly protocol: Protocol;
+  readonly portFrom: number;
+  readonly portTo: number;
+  readonly sources: RuleSources;
+  readonly containerId: string;
+}
+
+/** RETURN for each allowed source, then DROP for everyone else (RETURN alone for `any`). */
+function judgedRules(j: Judged): string[] {
+  const from = checkedPort(j.portFrom);
+  const to = checkedPort(j.portTo);
   const ports = from === to ? `${from}` : `${from}:${to}`;
-  const proto = rule.protocol;
+  const proto = j.protocol;
   if (proto !== 'tcp' && proto !== 'udp' && proto !== 'sctp')
     throw new RenderError(`refusing protocol ${String(proto)}`);
-  const comment = `-m comment --comment "${containerComment(checked(CONTAINER_ID, rule.containerId, 'container id'))}"`;
+  const comment = `-m comment --comment "${containerComment(checked(CONTAINER_ID, j.containerId, 'container id'))}"`;
   const portMatch = `-m ${proto} --dport ${ports}`;
-  if (rule.sources === 'any') {
-    return [`-A ${CHAIN_IN} ${destination} -p ${proto} ${portMatch} ${comment} -j RETURN`];
+  const destination = j.destination === '' ? '' : `${j.destination} `;
+  if (j.sources === 'any') {
+    return [`-A ${j.chain} ${destination}-p ${proto} ${portMatch} ${comment} -j RETURN`];
   }
-  const allows = rule.sources.map((interval) => {
-    const source = formatInterval(rule.family, interval);
+  const allows = j.sources.map((interval) => {
+    const source = formatInterval(j.family, interval);
     return source.kind === 'cidr'
-      ? `-A ${CHAIN_IN} -s ${source.text} ${destination} -p ${proto} ${portMatch} ${comment} -j RETURN`
-      : `-A ${CHAIN_IN} ${destination} -p ${proto} -m iprange --src-range ${source.text} ${portMatch} ${comment} -j RETURN`;
+      ? `-A ${j.chain} -s ${source.text} ${destination}-p ${proto} ${portMatch} ${comment} -j RETURN`
+      : `-A ${j.chain} ${destination}-p ${proto} -m iprange --src-range ${source.text} ${portMatch} ${comment} -j RETURN`;
   });
-  return [...allows, `-A ${CHAIN_IN} ${destination} -p ${proto} ${portMatch} ${comment} -j DROP`];
+  return [...allows, `-A ${j.chain} ${destination}-p ${proto} ${portMatch} ${comment} -j DROP`];
+}
+
+function hostRoute(family: Family, address: string): string {
+  return `-d ${checkedAddress(family, address)}/${family === 4 ? 32 : 128}`;
+}
+
+function containerRules(rule: DesiredRule): string[] {
+  return judgedRules({ ...rule, chain: CHAIN_IN, destination: hostRoute(rule.family, rule.address) });
 }
 
 function inRules(desired: DesiredState, family: Family): string[] {
-  const catchAll = bridgePatterns(desired.bridges).map(
+  const catchAll = catchAllPatterns(desired.bridges).map(
     (name) =>
       `-A ${CHAIN_IN} -o ${name} -m conntrack --ctstate DNAT -m comment --comment "${CATCH_ALL_COMMENT}" -j DROP`,
   );
@@ -107,12 +145,29 @@ function inRules(desired: DesiredState, family: Family): string[] {
   ];
 }
 
-/** Lines that leave exactly one jump, at position 1 of the parent. */
-function jumpLines(jump: JumpState): string[] {
+/** A binding open to everyone needs no rule: nothing in the chain drops it. */
+function bindingRules(binding: DesiredBinding): string[] {
+  if (binding.sources === 'any') return [];
+  const destination = binding.hostAddress === undefined ? '' : hostRoute(binding.family, binding.hostAddress);
+  return judgedRules({ ...binding, chain: CHAIN_PUBLISHED, destination });
+}
+
+function publishedRules(desired: DesiredState, family: Family): string[] {
+  return [
+    // Replies to connections the host or its containers opened.
+    `-A ${CHAIN_PUBLISHED} -m conntrack --ctdir REPLY -j RETURN`,
+    // A published binding is a local address (Docker's DNAT and docker-proxy both need one).
+    `-A ${CHAIN_PUBLISHED} -m addrtype ! --dst-type LOCAL -j RETURN`,
+    ...desired.bindings.filter((b) => b.family === family).flatMap(bindingRules),
+  ];
+}
+
+/** Lines that leave exactly one jump to `target`, at position 1 of the parent. */
+function jumpLines(jump: JumpState, target: string): string[] {
   const parent = checked(CHAIN, jump.parent, 'chain');
   if (jump.positions.length === 1 && jump.positions[0] === 1) return [];
   // Delete by rule text, not number: a number may point at someone else's rule by now.
-  return [...jump.positions.map(() => `-D ${parent} -j ${CHAIN_ENTRY}`), `-I ${parent} 1 -j ${CHAIN_ENTRY}`];
+  return [...jump.positions.map(() => `-D ${parent} -j ${target}`), `-I ${parent} 1 -j ${target}`];
 }
 
 /** One transaction: re-declare (flush) and fill the owned chains, fix the jump. */
@@ -120,16 +175,38 @@ export function renderSyncPayload(desired: DesiredState, family: Family, jump: J
   const lines = [
     '*filter',
     ...OWNED_CHAINS.map((chain) => `:${chain} - [0:0]`),
-    ...entryRules(desired),
+    ...entryRules(desired, CHAIN_ENTRY, CHAIN_IN),
     ...inRules(desired, family),
-    ...jumpLines(jump),
+    ...jumpLines(jump, CHAIN_ENTRY),
+    'COMMIT',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The mangle table's part, in the same way: the published bindings judged on
+ * the host address and port before DNAT, so one rule covers Docker's DNAT and
+ * docker-proxy (INPUT) alike, and a container that comes back with another
+ * container's old address is still judged by its own binding.
+ */
+export function renderPreroutingPayload(desired: DesiredState, family: Family, jump: JumpState): string {
+  const lines = [
+    '*mangle',
+    ...OWNED_MANGLE_CHAINS.map((chain) => `:${chain} - [0:0]`),
+    ...entryRules(desired, CHAIN_PRE, CHAIN_PUBLISHED),
+    ...publishedRules(desired, family),
+    ...jumpLines(jump, CHAIN_PRE),
     'COMMIT',
   ];
   return `${lines.join('\n')}\n`;
 }
 
 /** One transaction: delete every jump, flush every owned chain, then delete them. */
-export function renderUninstallPayload(current: InstalledState): string {
+export function renderUninstallPayload(
+  current: InstalledState,
+  table: 'filter' | 'mangle' = 'filter',
+  entry: string = CHAIN_ENTRY,
+): string {
   const parent = checked(CHAIN, current.parent, 'chain');
   const owned = [...new Set(current.ownedChains)].sort().map((chain) => {
     checked(CHAIN, chain, 'chain');
@@ -137,8 +214,8 @@ export function renderUninstallPayload(current: InstalledState): string {
     return chain;
   });
   const lines = [
-    '*filter',
-    ...current.jumpPositions.map(() => `-D ${parent} -j ${CHAIN_ENTRY}`),
+    `*${table}`,
+    ...current.jumpPositions.map(() => `-D ${parent} -j ${entry}`),
     // Declaring flushes; a chain that still holds rules cannot be deleted.
     ...owned.map((chain) => `:${chain} - [0:0]`),
     ...owned.map((chain) => `-X ${chain}`),

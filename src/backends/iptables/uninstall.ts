@@ -2,7 +2,7 @@
 // and family where they exist. Nothing else is touched.
 import type { Family } from '../../docker/snapshot.js';
 import { applyPayload } from './apply.js';
-import { CHAIN_ENTRY, DOCKER_USER, FORWARD, OWNED_PREFIX } from './chains.js';
+import { CHAIN_ENTRY, CHAIN_PRE, DOCKER_USER, FORWARD, OWNED_PREFIX, PREROUTING } from './chains.js';
 import { CommandError, type CommandRunner } from './command.js';
 import { procLegacyTableNames } from './detect.js';
 import { jumpPositions, readFilterTable, type FilterTable, type Variant } from './read.js';
@@ -23,6 +23,36 @@ export function uninstallPayloads(table: FilterTable): string[] {
     ),
     renderUninstallPayload({ parent: main.parent, jumpPositions: main.positions, ownedChains: owned }),
   ];
+}
+
+/** The same for the mangle table: the PREROUTING jump and the DOCKFW-PRE* chains. */
+export function manglePayloads(table: FilterTable): string[] {
+  const owned = [...table.chains.keys()].filter((chain) => chain.startsWith(OWNED_PREFIX));
+  const positions = jumpPositions(table, PREROUTING, CHAIN_PRE);
+  if (owned.length === 0 && positions.length === 0) return [];
+  return [
+    renderUninstallPayload(
+      { parent: PREROUTING, jumpPositions: positions, ownedChains: owned },
+      'mangle',
+      CHAIN_PRE,
+    ),
+  ];
+}
+
+/** Both tables' payloads for one variant and family: mangle, then filter. */
+export async function uninstallVariant(
+  run: CommandRunner,
+  family: Family,
+  variant: Variant,
+  filter: FilterTable,
+): Promise<{ readonly removed: boolean; readonly chains: readonly string[] }> {
+  const mangle = await readFilterTable(run, family, variant, 'mangle');
+  const payloads = [...manglePayloads(mangle), ...uninstallPayloads(filter)];
+  for (const payload of payloads) await applyPayload(run, family, variant, payload);
+  const chains = [...mangle.chains.keys(), ...filter.chains.keys()].filter((chain) =>
+    chain.startsWith(OWNED_PREFIX),
+  );
+  return { removed: payloads.length > 0, chains };
 }
 
 export interface UninstallReport {
@@ -56,12 +86,8 @@ export async function uninstall(deps: UninstallDeps): Promise<UninstallReport[]>
         throw error;
       }
       anyVariantRead = true;
-      const payloads = uninstallPayloads(table);
-      for (const payload of payloads) await applyPayload(deps.run, family, variant, payload);
-      if (payloads.length > 0) {
-        const removedChains = [...table.chains.keys()].filter((chain) => chain.startsWith(OWNED_PREFIX));
-        reports.push({ family, variant, removedChains });
-      }
+      const removed = await uninstallVariant(deps.run, family, variant, table);
+      if (removed.removed) reports.push({ family, variant, removedChains: removed.chains });
     }
   }
   if (!anyVariantRead && firstMissing) throw firstMissing;

@@ -4,9 +4,9 @@
 import type { Family } from '../../docker/snapshot.js';
 import type { Drift } from '../iptables/drift.js';
 import type { TableSpec } from './elements.js';
-import { CHAIN, PRIORITY, SET_NAMES, SET_TYPES, setFamily, TABLE, type SetName } from './names.js';
+import { BASE_CHAINS, SET_NAMES, SET_TYPES, setFamily, TABLE, type SetName } from './names.js';
 import type { TableSeen } from './read.js';
-import { chainRules, ruleComment, type ElementChanges } from './render.js';
+import { rulesOf, ruleComment, type ElementChanges } from './render.js';
 
 export interface TableDrift {
   /** Why the whole table must be written again; empty when element changes suffice. */
@@ -28,8 +28,13 @@ function sameList(a: readonly unknown[], b: readonly unknown[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** The comment (role) of every rule of one base chain, in order. */
+function expectedRulesOf(spec: TableSpec, chain: string): string[] {
+  return rulesOf(chain, spec).map((r) => ruleComment(r.role));
+}
+
 export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDrift {
-  const expectedRules = chainRules(spec).map((r) => ruleComment(r.role));
+  const expectedRules = BASE_CHAINS.flatMap((c) => expectedRulesOf(spec, c.name));
   const expectedSets = SET_NAMES.filter((name) => spec.sets.has(name));
   const changes: ElementChanges[] = [];
   for (const name of expectedSets) {
@@ -48,16 +53,32 @@ export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDr
     };
   }
   const structural: string[] = [];
-  const chain = seen.chains.get(CHAIN);
-  if (
-    chain?.type !== 'filter' ||
-    chain.hook !== 'forward' ||
-    chain.priority !== PRIORITY ||
-    chain.policy !== 'accept'
-  ) {
-    structural.push(`chain ${CHAIN}`);
+  const rulesMissing: string[] = [];
+  const rulesUnexpected: string[] = [];
+  let reordered = false;
+  for (const base of BASE_CHAINS) {
+    const chain = seen.chains.get(base.name);
+    if (
+      chain?.type !== 'filter' ||
+      chain.hook !== base.hook ||
+      chain.priority !== base.priority ||
+      chain.policy !== 'accept'
+    ) {
+      structural.push(`chain ${base.name}`);
+    }
+    const want = expectedRulesOf(spec, base.name);
+    const have = (chain?.rules ?? []).map((comment) => comment ?? '(rule without comment)');
+    const missing = minus(want, have);
+    const unexpected = minus(have, want);
+    const moved = missing.length === 0 && unexpected.length === 0 && !sameList(have, want);
+    rulesMissing.push(...missing);
+    rulesUnexpected.push(...unexpected);
+    reordered ||= moved;
+    if (missing.length > 0 || unexpected.length > 0 || moved) structural.push(`chain ${base.name} rules`);
   }
-  for (const other of seen.chains.keys()) if (other !== CHAIN) structural.push(`chain ${other} (not ours)`);
+  const known = BASE_CHAINS.map((c) => c.name);
+  for (const other of seen.chains.keys())
+    if (!known.includes(other)) structural.push(`chain ${other} (not ours)`);
   for (const name of expectedSets) {
     const set = seen.sets.get(name);
     if (set === undefined || !sameList(set.type, SET_TYPES[name]) || !sameList(set.flags, ['interval']))
@@ -67,13 +88,6 @@ export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDr
   for (const other of seen.sets.keys()) {
     if (!(expectedSets as readonly string[]).includes(other)) structural.push(`set ${other} (not ours)`);
   }
-  const haveRules = (chain?.rules ?? []).map((comment) => comment ?? '(rule without comment)');
-  const rulesMissing = minus(expectedRules, haveRules);
-  const rulesUnexpected = minus(haveRules, expectedRules);
-  const reordered =
-    rulesMissing.length === 0 && rulesUnexpected.length === 0 && !sameList(haveRules, expectedRules);
-  if (rulesMissing.length > 0 || rulesUnexpected.length > 0 || reordered)
-    structural.push(`chain ${CHAIN} rules`);
   return { structural: [...new Set(structural)], rulesMissing, rulesUnexpected, reordered, changes };
 }
 

@@ -152,9 +152,34 @@ const WHOLE: Readonly<Record<Family, Interval>> = {
   6: { start: 0n, end: (1n << 128n) - 1n },
 };
 
+/** bound and boundallowed elements of the published bindings (host address . proto . host port). */
+function bindingElements(desired: DesiredState, sets: Map<SetName, string[]>): void {
+  for (const binding of desired.bindings) {
+    // Open to everyone: no element, nothing in the chain drops it.
+    if (binding.sources === 'any') continue;
+    const family = binding.family;
+    const address =
+      binding.hostAddress === undefined
+        ? intervalElement(family, WHOLE[family])
+        : addressElement(family, binding.hostAddress);
+    const target = `${address} . ${protocolElement(binding.protocol)} . ${portElement(binding.portFrom, binding.portTo)}`;
+    const allowed = sets.get(family === 4 ? 'boundallowed4' : 'boundallowed6') ?? [];
+    for (const interval of disjoint(binding.sources)) {
+      allowed.push(`${target} . ${intervalElement(family, interval)}`);
+    }
+    sets.get(family === 4 ? 'bound4' : 'bound6')?.push(target);
+  }
+}
+
 export function tableSpec(desired: DesiredState): TableSpec {
   const sets = new Map<SetName, string[]>([
-    ['bridges', ifnameSet(['docker0', 'br-+', ...desired.bridges])],
+    // Only the bridges Docker reports are "not outside"; the catch-all may also use wildcards.
+    ['bridges', ifnameSet(desired.bridges)],
+    ['dnatbridges', ifnameSet(['docker0', 'br-+', ...desired.bridges])],
+    ['bound4', []],
+    ['boundallowed4', []],
+    ['bound6', []],
+    ['boundallowed6', []],
     ['allowed4', []],
     ['guarded4', []],
     ['allowed6', []],
@@ -162,6 +187,7 @@ export function tableSpec(desired: DesiredState): TableSpec {
   ]);
   const outsideConfigured = desired.externalInterfaces.length > 0;
   if (outsideConfigured) sets.set('outside', ifnameSet(desired.externalInterfaces));
+  bindingElements(desired, sets);
   for (const verdict of portVerdicts(desired)) {
     const target = `${verdict.address} . ${verdict.protocol} . ${portElement(verdict.portFrom, verdict.portTo)}`;
     const allowed = sets.get(verdict.family === 4 ? 'allowed4' : 'allowed6') ?? [];

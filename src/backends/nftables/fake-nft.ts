@@ -2,8 +2,8 @@
 // print for a table state; `-f -` records the payload. Absent: acts as not installed.
 import { CommandError, type CommandRunner } from '../iptables/command.js';
 import type { TableSpec } from './elements.js';
-import { CHAIN, PRIORITY, SET_NAMES, SET_TYPES, TABLE_FAMILY, TABLE_NAME } from './names.js';
-import { chainRules, ruleComment } from './render.js';
+import { BASE_CHAINS, SET_NAMES, SET_TYPES, TABLE_FAMILY, TABLE_NAME } from './names.js';
+import { rulesOf, ruleComment } from './render.js';
 
 /** One element field as nft -j prints it: prefixes and ranges as objects, ports as numbers. */
 function jsonField(type: string, text: string): unknown {
@@ -46,10 +46,27 @@ export function tableJson(spec: TableSpec, edit: (items: unknown[]) => unknown[]
         },
       };
     }),
-    { chain: { ...base, name: CHAIN, type: 'filter', hook: 'forward', prio: PRIORITY, policy: 'accept' } },
-    ...chainRules(spec).map((r, i) => ({
-      rule: { ...base, chain: CHAIN, handle: 10 + i, comment: ruleComment(r.role), expr: [] },
-    })),
+    ...BASE_CHAINS.flatMap((chain, c) => [
+      {
+        chain: {
+          ...base,
+          name: chain.name,
+          type: 'filter',
+          hook: chain.hook,
+          prio: chain.priority,
+          policy: 'accept',
+        },
+      },
+      ...rulesOf(chain.name, spec).map((r, i) => ({
+        rule: {
+          ...base,
+          chain: chain.name,
+          handle: 100 * (c + 1) + i,
+          comment: ruleComment(r.role),
+          expr: [],
+        },
+      })),
+    ]),
   ];
   return JSON.stringify({ nftables: edit(items) });
 }

@@ -10,7 +10,13 @@ import { parseContainerLabels, sourcesFor } from '../../labels/labels.js';
 import { desiredState, type DesiredRule, type DesiredState } from '../../policy/desired.js';
 import { NftRenderError, tableSpec, type TableSpec } from './elements.js';
 import type { SetName } from './names.js';
-import { chainRules, renderElementPayload, renderTablePayload, renderUninstallPayload } from './render.js';
+import {
+  chainRules,
+  publishedRules,
+  renderElementPayload,
+  renderTablePayload,
+  renderUninstallPayload,
+} from './render.js';
 
 function fixture(name: string, env: Record<string, string>, bridges: string[]): DesiredState {
   const path = new URL(`../../../test/fixtures/${name}`, import.meta.url);
@@ -65,7 +71,9 @@ describe('nftables payload', () => {
     // The label names only IPv4 sources: the IPv6 address is closed.
     expect(spec.sets.get('allowed6')).toEqual([]);
     expect(spec.sets.get('guarded6')).toEqual(['2001:db8:ffff::2 . tcp . 80-81']);
-    expect(spec.sets.get('bridges')).toEqual(['"br-*"', '"docker0"', '"lan0"']);
+    // Only the bridges Docker reports are exempt; the catch-all also covers Docker's default names.
+    expect(spec.sets.get('bridges')).toEqual(['"br-0123456789ab"', '"docker0"', '"lan0"']);
+    expect(spec.sets.get('dnatbridges')).toEqual(['"br-*"', '"docker0"', '"lan0"']);
     expect(spec.sets.has('outside')).toBe(false);
   });
 
@@ -179,29 +187,34 @@ const V4 = '(?:[0-9]{1,3}\\.){3}[0-9]{1,3}';
 const V6 = '[0-9a-f:.]{2,39}';
 const PORTS = '[1-9][0-9]{0,4}(?:-[1-9][0-9]{0,4})?';
 const RULE_TEXTS = new Set(
-  [...chainRules({ outsideConfigured: false }), ...chainRules({ outsideConfigured: true })].map(
-    (r) => `\t\t${r.text} comment "dockfw ${r.role}"`,
-  ),
+  [false, true]
+    .flatMap((outsideConfigured) => [
+      ...chainRules({ outsideConfigured }),
+      ...publishedRules({ outsideConfigured }),
+    ])
+    .map((r) => `\t\t${r.text} comment "dockfw ${r.role}"`),
 );
 const LINE_PATTERNS: RegExp[] = [
   /^add table inet dockfw$/,
   /^delete table inet dockfw$/,
   /^table inet dockfw \{$/,
-  /^\tset (?:bridges|outside|allowed4|guarded4|allowed6|guarded6) \{$/,
+  /^\tset (?:bridges|dnatbridges|outside|bound4|boundallowed4|bound6|boundallowed6|allowed4|guarded4|allowed6|guarded6) \{$/,
   /^\t\ttype (?:ifname|ipv4_addr \. inet_proto \. inet_service(?: \. ipv4_addr)?|ipv6_addr \. inet_proto \. inet_service(?: \. ipv6_addr)?)$/,
   /^\t\tflags interval$/,
   /^\t\telements = \{$/,
   /^\t\t\t"[A-Za-z0-9_.-]{1,15}\*?",?$/,
   new RegExp(
-    `^\\t\\t\\t(?<a>${V4}) \\. (?:tcp|udp|sctp) \\. ${PORTS}(?: \\. (?<s>${V4})(?:/[0-9]{1,2}|-(?<e>${V4}))?)?,?$`,
+    `^\\t\\t\\t(?<a>${V4})(?:/0)? \\. (?:tcp|udp|sctp) \\. ${PORTS}(?: \\. (?<s>${V4})(?:/[0-9]{1,2}|-(?<e>${V4}))?)?,?$`,
   ),
   new RegExp(
-    `^\\t\\t\\t(?<a>${V6}) \\. (?:tcp|udp|sctp) \\. ${PORTS}(?: \\. (?<s>${V6})(?:/[0-9]{1,3}|-(?<e>${V6}))?)?,?$`,
+    `^\\t\\t\\t(?<a>${V6})(?:/0)? \\. (?:tcp|udp|sctp) \\. ${PORTS}(?: \\. (?<s>${V6})(?:/[0-9]{1,3}|-(?<e>${V6}))?)?,?$`,
   ),
   /^\t\t\}$/,
   /^\t\}$/,
   /^\tchain forward \{$/,
   /^\t\ttype filter hook forward priority -10; policy accept;$/,
+  /^\tchain published \{$/,
+  /^\t\ttype filter hook prerouting priority -150; policy accept;$/,
   /^\}$/,
 ];
 
