@@ -21,7 +21,7 @@ const timeoutMs = Number(config.timeoutMs ?? 300);
 const answerMs = Number(config.answerMs ?? 1000);
 const maxInFlight = Number(config.maxInFlight ?? 300);
 /** Keep the first few answer times per target, to line them up with what happened. */
-const KEPT_TIMES = 50;
+const KEPT_TIMES = 1000;
 
 function parseTarget(target) {
   const sep = target.lastIndexOf(':');
