@@ -19,10 +19,12 @@ FROM ${NODE_IMAGE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 # iptables brings both the nft and the legacy variant (and ip6tables); dockfw
-# uses the one Docker uses. Package managers are removed: nothing installs
+# uses the one Docker uses. util-linux (already in the base image, named so it
+# stays) brings setpriv: the nft monitor dies with dockfw, even on SIGKILL.
+# Package managers are removed: nothing installs
 # anything at run time, and no compiler or dev dependency reaches this stage.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables nftables \
+ && apt-get install -y --no-install-recommends iptables nftables util-linux \
  && rm -rf /var/lib/apt/lists/* \
  && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (as root, after scripts/provision.sh, npm ci and npm run build):
-#   sudo npm run bench            # full sizes, about 15 minutes
-#   sudo npm run bench -- --quick # smaller sizes, a few minutes
+#   npm run bench            # full sizes, about 15 minutes
+#   npm run bench -- --quick # smaller sizes, a few minutes
 # Compiles bench/*.ts (with the src/ and test/host/ modules they import) to
 # .cache/bench-build, like scripts/testhost.sh does (Node 20 cannot run TypeScript
 # directly), then runs bench/main.ts, which prints every figure and writes

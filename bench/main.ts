@@ -1,5 +1,5 @@
 /**
- * `sudo npm run bench [-- --quick] [-- --only=sync,engine,recovery,packet,memory]`:
+ * `npm run bench [-- --quick] [-- --only=sync,engine,recovery,packet,memory]`:
  * every benchmark figure with its target beside it, printed as measured and
  * written to bench/RESULTS.md with the machine it ran on. Figures only: a
  * missed target is reported, never a failure (the tests check correctness).
@@ -39,7 +39,7 @@ const PARTS: readonly Part[] = ['sync', 'engine', 'recovery', 'packet', 'memory'
 
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
-    process.stderr.write('bench: run as root (network namespaces, a test engine): sudo npm run bench\n');
+    process.stderr.write('bench: run as root (network namespaces, a test engine)\n');
     return 2;
   }
   const quick = process.argv.includes('--quick');
@@ -93,7 +93,7 @@ async function main(): Promise<number> {
   const text = [
     '# dockfw benchmark results',
     '',
-    `Written by \`sudo npm run bench${quick ? ' -- --quick' : ''}\` (${new Date().toISOString()}, ${minutes} min). Read bench/README.md for what each figure measures.`,
+    `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` (as root, ${new Date().toISOString()}, ${minutes} min). Read bench/README.md for what each figure measures.`,
     '',
     '## Machine',
     '',

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures how fast dockfw heals (see bench/recovery.ts). Run as root after
 # scripts/provision.sh and `npm run build`:
-#   sudo bench/recovery.sh            # ROUNDS=20 by default
-#   sudo ROUNDS=50 bench/recovery.sh
+#   bench/recovery.sh            # ROUNDS=20 by default
+#   ROUNDS=50 bench/recovery.sh
 # Compiles the bench and the test host to .cache/bench-build (Node 20 cannot
 # run TypeScript directly), like scripts/testhost.sh.
 set -euo pipefail

@@ -1,9 +1,16 @@
 // `dockfw check FILE…`: label errors in compose files and docker inspect JSON, one line each.
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
-import { parseContainerLabels, type ContainerPolicy, type LabelProblem } from '../labels/labels.js';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import {
+  decisionFor,
+  parseContainerLabels,
+  type ContainerPolicy,
+  type LabelProblem,
+} from '../labels/labels.js';
+import { lookalikeLabels } from '../labels/lookalike.js';
 import { composePublished, type PublishedRange } from './compose-ports.js';
 import { parse, UsageError } from './args.js';
+import { portOrigin } from './port-origin.js';
 
 const HELP = `Usage: dockfw check FILE...
 
@@ -15,7 +22,9 @@ variables are only expanded that way).
 Prints one line per problem, FILE: service/container: label: message, and exits 1
 if there is any; otherwise prints a short OK line and exits 0. A port label that
 matches none of a compose service's published container ports is a warning (it
-usually names the host port by mistake); warnings do not change the exit code.
+usually names the host port by mistake), and so is a published port of a labelled
+service that no label covers (the default policy decides it); warnings do not
+change the exit code.
 `;
 
 /** Labels of one service or container, named for messages. */
@@ -53,18 +62,38 @@ export function composeLabels(labels: unknown): Record<string, string> {
   return result;
 }
 
-/** Services of a compose document, or containers of a docker inspect array; undefined if neither. */
-export function labelledThings(text: string): LabelledThing[] | undefined {
-  let document: unknown;
+/** Where the text stops being YAML (or JSON, which YAML reads too), 1-based. */
+export interface SyntaxProblem {
+  readonly line: number;
+  readonly col: number;
+  readonly message: string;
+}
+
+function parseDocument(text: string): { document: unknown } | { syntax: SyntaxProblem } {
   try {
-    document = JSON.parse(text);
+    return { document: JSON.parse(text) };
   } catch {
-    try {
-      document = parseYaml(text, { merge: true, maxAliasCount: 1000 });
-    } catch {
-      return undefined;
-    }
+    // Not JSON: YAML, whose errors carry a position (and it reads broken JSON's too).
   }
+  try {
+    return { document: parseYaml(text, { merge: true, maxAliasCount: 1000 }) };
+  } catch (error) {
+    const at = error instanceof YAMLParseError ? error.linePos?.[0] : undefined;
+    const message = error instanceof Error ? error.message : String(error);
+    // The message repeats the position and quotes the source on further lines.
+    const reason = (message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    return { syntax: { line: at?.line ?? 1, col: at?.col ?? 1, message: reason } };
+  }
+}
+
+/**
+ * Services of a compose document, or containers of a docker inspect array;
+ * undefined if the text is neither, a SyntaxProblem if it is not YAML at all.
+ */
+export function labelledThings(text: string): LabelledThing[] | SyntaxProblem | undefined {
+  const parsed = parseDocument(text);
+  if ('syntax' in parsed) return parsed.syntax;
+  const { document } = parsed;
   if (Array.isArray(document)) {
     if (!document.every((c) => isRecord(c) && typeof c.Id === 'string')) return undefined;
     return document.map((c: Record<string, unknown>) => ({
@@ -105,6 +134,27 @@ function unmatchedPortLabels(policy: ContainerPolicy, published: readonly Publis
 }
 
 /**
+ * Published ports of a labelled service that no label covers, as runs (`7000/tcp`,
+ * `8000-8010/tcp`): the default policy decides them, which is easy to miss.
+ */
+export function defaultPolicyPorts(policy: ContainerPolicy, published: readonly PublishedRange[]): string[] {
+  const seen = new Set<string>();
+  const runs: { from: number; to: number; protocol: string }[] = [];
+  const sorted = [...published].sort((a, b) => a.protocol.localeCompare(b.protocol) || a.from - b.from);
+  for (const range of sorted) {
+    for (let port = range.from; port <= range.to; port++) {
+      const key = `${port}/${range.protocol}`;
+      if (seen.has(key) || decisionFor(policy, port, range.protocol) !== undefined) continue;
+      seen.add(key);
+      const last = runs[runs.length - 1];
+      if (last?.protocol === range.protocol && last.to + 1 === port) last.to = port;
+      else runs.push({ from: port, to: port, protocol: range.protocol });
+    }
+  }
+  return runs.map((r) => `${r.from === r.to ? r.from : `${r.from}-${r.to}`}/${r.protocol}`);
+}
+
+/**
  * Lines for one file's text, `FILE: name: label: message`. Problems make the check
  * fail; warnings (port labels matching no published port) do not.
  */
@@ -113,20 +163,29 @@ export function checkText(
   text: string,
 ): { lines: string[]; warnings: string[]; checked: number } {
   const things = labelledThings(text);
-  if (things === undefined) {
-    return {
-      lines: [`${file}: not a compose file or a docker inspect JSON array`],
-      warnings: [],
-      checked: 0,
-    };
+  if (!Array.isArray(things)) {
+    const line =
+      things === undefined
+        ? `${file}: not a compose file or a docker inspect JSON array`
+        : `${file}:${things.line}:${things.col}: not valid YAML or JSON: ${things.message}`;
+    return { lines: [line], warnings: [], checked: 0 };
   }
   const lines: string[] = [];
   const warnings: string[] = [];
   for (const thing of things) {
+    for (const lookalike of lookalikeLabels(thing.labels)) {
+      warnings.push(`${file}: ${thing.name}: warning: ${lookalike.message}`);
+    }
     const result = parseContainerLabels(thing.labels);
     if (result.kind === 'labeled' && thing.published !== undefined) {
       for (const warning of unmatchedPortLabels(result.policy, thing.published)) {
         warnings.push(`${file}: ${thing.name}: ${warning.label}: ${warning.message}`);
+      }
+      for (const ports of defaultPolicyPorts(result.policy, thing.published)) {
+        warnings.push(
+          `${file}: ${thing.name}: ${ports}: warning: decided by the ${portOrigin({ origin: 'default' })}` +
+            ' (DOCKFW_DEFAULT_POLICY): no dockfw.allow label covers this published port',
+        );
       }
     }
     if (result.kind !== 'invalid') continue;

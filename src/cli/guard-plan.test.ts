@@ -16,7 +16,8 @@ const BOOT = parseFilterTable('');
 describe('iptablesGuardPlan', () => {
   it('on an empty ruleset: the render of an engine without containers, plus DOCKER-USER created', () => {
     const plan = iptablesGuardPlan(empty, 4, BOOT);
-    const render = renderSyncPayload(desiredState({ containers: [], bridges: [] }, config), 4, {
+    const bare = desiredState({ containers: [], bridges: [] }, config);
+    const render = renderSyncPayload({ ...bare, bridgesUnknown: true }, 4, {
       parent: 'DOCKER-USER',
       positions: [],
     });
@@ -27,6 +28,11 @@ describe('iptablesGuardPlan', () => {
     expect(plan.kind === 'install' && plan.payload).toContain('-j DROP');
     expect(plan.kind === 'install' && plan.payload).toMatch(/^-I DOCKER-USER 1 -j DOCKFW$/m);
     expect(plan.kind === 'install' && plan.payload).not.toMatch(/dockfw [0-9a-f]{12}/);
+    // No bridge is known at boot: the catch-all holds on every interface (custom bridge names too).
+    expect(plan.kind === 'install' && plan.payload).toMatch(
+      /^-A DOCKFW-IN -m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP$/m,
+    );
+    expect(plan.kind === 'install' && plan.payload).not.toMatch(/-o br-\+/);
   });
 
   it('keeps an existing DOCKER-USER and its rules (declaring it would flush it)', () => {
@@ -77,6 +83,11 @@ describe('nftablesGuardPlan', () => {
       kind: 'install',
       payload: renderTablePayload(tableSpec(empty)),
     });
+    // No bridge is known at boot: the catch-all holds on every interface, under a role of its
+    // own, so the first sync (which knows the bridges) rewrites the chain.
+    const payload = renderTablePayload(tableSpec(empty));
+    expect(payload).toContain('ct status dnat counter drop comment "dockfw catch-all-every-interface"');
+    expect(payload).not.toContain('oifname @dnatbridges');
   });
 
   it('leaves a table whose chain holds rules alone', () => {

@@ -16,9 +16,12 @@ export type GuardPlan =
   /** dockfw's rules are there already (guard run twice, or dockfw running): leave them alone. */
   | { readonly kind: 'already-guarded'; readonly holding: readonly string[] };
 
-/** What a sync would want for an engine without containers: the catch-all only. */
+/**
+ * What a sync would want for an engine without containers: the catch-all only,
+ * on every interface (no bridge is known before the engine runs).
+ */
 export function emptyDesired(config: Config): DesiredState {
-  return desiredState({ containers: [], bridges: [] }, config);
+  return { ...desiredState({ containers: [], bridges: [] }, config), bridgesUnknown: true };
 }
 
 /**

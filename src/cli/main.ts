@@ -2,6 +2,7 @@
 // dockfw entry point: dispatches to one module per command, loaded on demand.
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { failureReport, wantsStack } from './failure.js';
 
 /** A command module exports `run(argv)`, resolving to the process exit code. */
 export interface CommandModule {
@@ -86,8 +87,18 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`dockfw: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
     return 2;
   }
-  const module = await command.load();
-  return module.run(rest);
+  try {
+    const module = await command.load();
+    return await module.run(rest);
+  } catch (error) {
+    // Commands report the failures they expect; anything else ends here, as one line.
+    process.stderr.write(failureReport(name, error, wantsStack(rest, process.env), isRoot()));
+    return error instanceof Error && (error.name === 'UsageError' || error.name === 'ConfigError') ? 2 : 1;
+  }
+}
+
+function isRoot(): boolean {
+  return process.getuid?.() === 0;
 }
 
 function isEntryPoint(): boolean {
@@ -108,9 +119,7 @@ if (isEntryPoint()) {
       process.exitCode = code;
     },
     (error: unknown) => {
-      process.stderr.write(
-        `dockfw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
+      process.stderr.write(failureReport('', error, wantsStack(process.argv, process.env), isRoot()));
       process.exitCode = 1;
     },
   );

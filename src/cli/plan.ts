@@ -6,9 +6,16 @@ import { DOCKER_USER, PREROUTING } from '../backends/iptables/chains.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { parseInspectArray } from '../docker/inspect.js';
 import type { ContainerSnapshot, EngineSnapshot, Family } from '../docker/snapshot.js';
-import { desiredState, formatLabelError, type DesiredState, type PortSummary } from '../policy/desired.js';
+import {
+  desiredState,
+  formatLabelError,
+  formatLabelWarning,
+  type DesiredState,
+  type PortSummary,
+} from '../policy/desired.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
 import { readLiveSnapshot } from './live.js';
+import { portOrigin } from './port-origin.js';
 
 const HELP = `Usage: dockfw plan [--input FILE] [--family 4|6] [configuration flags]
 
@@ -62,7 +69,7 @@ function portRuns(ports: readonly PortSummary[]): { ports: string; port: PortSum
       last.to.protocol === port.protocol &&
       last.to.port + 1 === port.port &&
       last.to.allow === port.allow &&
-      last.to.origin === port.origin
+      portOrigin(last.to) === portOrigin(port)
     ) {
       last.to = port;
     } else {
@@ -75,12 +82,6 @@ function portRuns(ports: readonly PortSummary[]): { ports: string; port: PortSum
   }));
 }
 
-const ORIGIN_NOTES: Readonly<Record<PortSummary['origin'], string>> = {
-  label: '',
-  default: ' (default policy)',
-  'invalid-label': ' (invalid label)',
-};
-
 /** Per container: state, addresses, each published port with who may reach it; then errors. */
 export function renderSummary(desired: DesiredState): string {
   const lines: string[] = [];
@@ -89,12 +90,17 @@ export function renderSummary(desired: DesiredState): string {
     lines.push(`${c.name} (${c.id.slice(0, 12)}): ${c.state}`);
     lines.push(`  addresses: ${c.addresses.length > 0 ? c.addresses.join(', ') : '(none)'}`);
     for (const run of portRuns(c.ports)) {
-      lines.push(`  ${run.ports.padEnd(15)} from ${run.port.allow}${ORIGIN_NOTES[run.port.origin]}`);
+      lines.push(`  ${run.ports.padEnd(15)} from ${run.port.allow} (${portOrigin(run.port)})`);
     }
   }
   if (desired.errors.length > 0) {
     lines.push('label errors (these containers are closed to outside):');
     lines.push(...desired.errors.map((e) => `  ${formatLabelError(e)}`));
+  }
+  const warnings = desired.warnings ?? [];
+  if (warnings.length > 0) {
+    lines.push('ignored labels (not dockfw labels, though they look like them):');
+    lines.push(...warnings.map((w) => `  ${formatLabelWarning(w)}`));
   }
   return `${lines.join('\n')}\n`;
 }

@@ -1,14 +1,15 @@
 // `dockfw run`: the sidecar. Watches Docker and keeps the firewall in step
 // until SIGTERM/SIGINT; then stops at once and leaves the rules in place.
 import { createFirewall } from '../backends/create.js';
-import { runCommand } from '../backends/iptables/command.js';
+import { onWriteSpawned, runCommand } from '../backends/iptables/command.js';
 import { ConfigError } from '../config/config.js';
 import { createDockerClient } from '../docker/dockerode-client.js';
 import { startObservability } from '../observe/index.js';
 import { createLogger } from '../observe/logger.js';
 import { systemClock } from '../runtime/clock.js';
 import { Daemon } from '../runtime/daemon.js';
-import { spawnNftMonitor } from '../runtime/nft-monitor.js';
+import { nftMonitorSpawner } from '../runtime/nft-monitor.js';
+import { inInitialPidNamespace, OwnWriters } from '../runtime/own-writers.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
 import { version } from './main.js';
 import { installStopSignals } from './signals.js';
@@ -70,6 +71,16 @@ export async function run(argv: string[]): Promise<number> {
     return undefined;
   });
   if (observability === undefined) return 1;
+  // Not a Config setting: an escape hatch (and the bench's "periodic check only").
+  const watchRuleset = process.env.DOCKFW_RULESET_WATCH !== 'off';
+  // Own commits are known by the writer's pid, where pids are the kernel's (own-writers.ts).
+  let ownWriters: OwnWriters | undefined;
+  if (watchRuleset && inInitialPidNamespace()) {
+    const writers = new OwnWriters();
+    onWriteSpawned((pid) => writers.add(pid));
+    ownWriters = writers;
+  }
+  const watchLogger = logger.child({ component: 'ruleset-watch' });
   const daemon = new Daemon({
     config,
     docker,
@@ -77,8 +88,10 @@ export async function run(argv: string[]): Promise<number> {
     logger,
     clock: systemClock,
     observer: observability.observer,
-    // Not a Config setting: an escape hatch (and the bench's "periodic check only").
-    ...(process.env.DOCKFW_RULESET_WATCH === 'off' ? {} : { rulesetMonitor: spawnNftMonitor }),
+    ...(watchRuleset
+      ? { rulesetMonitor: nftMonitorSpawner({ warn: (message) => watchLogger.warn(message) }) }
+      : {}),
+    ...(ownWriters ? { ownWriter: (pid: number) => ownWriters.take(pid) } : {}),
   });
   daemon.start();
   logger.info({ signal: await signals.received }, 'stopping: rules stay in place');

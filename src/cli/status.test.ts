@@ -73,9 +73,11 @@ describe('dockfw status', () => {
     expect(out).toMatch(
       /^dockfw 1\.2\.3: ready; last sync ok at 2026-01-01T00:00:00.000Z; default policy allow$/m,
     );
-    expect(out).toMatch(/^CONTAINER +STATE +ADDRESSES +PORT +ALLOW$/m);
-    expect(out).toMatch(/^db +closed-invalid-label +172\.17\.0\.3 +80\/tcp +none$/m);
-    expect(out).toMatch(/^web +enforced +172\.17\.0\.2 +80\/tcp +198\.51\.100\.0\/24, 203\.0\.113\.11$/m);
+    expect(out).toMatch(/^CONTAINER +STATE +ADDRESSES +PORT +DECIDED BY +ALLOW$/m);
+    expect(out).toMatch(/^db +closed-invalid-label +172\.17\.0\.3 +80\/tcp +invalid label +none$/m);
+    expect(out).toMatch(
+      /^web +enforced +172\.17\.0\.2 +80\/tcp +dockfw\.allow +198\.51\.100\.0\/24, 203\.0\.113\.11$/m,
+    );
     expect(out).toContain('  db: dockfw.allow: ');
   });
 
@@ -134,6 +136,20 @@ describe('formatStatus', () => {
     });
     expect(text).toContain(
       'firewall: ipv4 iptables-legacy (DOCKER-USER), ipv6 nftables (table inet dockfw)\n',
+    );
+  });
+
+  it('lists label keys that look like dockfw’s but are not', () => {
+    const base = JSON.parse(
+      JSON.stringify(new DaemonState({ version: '1', defaultPolicy: 'allow' }).report()),
+    ) as StatusReport;
+    const message = 'label "dockfw_allow" is not a dockfw label (did you mean "dockfw.allow"?)';
+    const text = formatStatus({
+      ...base,
+      labelWarnings: [{ container: 'web', label: '"dockfw_allow"', message }],
+    });
+    expect(text).toContain(
+      `\nignored labels (not dockfw labels, though they look like them):\n  web: ${message}\n`,
     );
   });
 

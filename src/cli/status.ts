@@ -3,15 +3,17 @@
 import { ConfigError } from '../config/config.js';
 import { askDaemon, DaemonUnreachableError, listenAddress } from '../observe/client.js';
 import type { StatusReport } from '../observe/state.js';
-import type { ContainerSummary } from '../policy/desired.js';
+import { formatLabelWarning, type ContainerSummary } from '../policy/desired.js';
 import { parse, UsageError } from './args.js';
+import { portOrigin } from './port-origin.js';
 
 const HELP = `Usage: dockfw status [--json] [--listen=HOST:PORT]
 
 Asks the running \`dockfw run\` (GET /status on its DOCKFW_LISTEN address) which
 containers have published ports, their addresses and ports, who may reach each
-port, and why:
-  enforced              dockfw.allow labels decide
+port and what decided it (the label, the default policy, or an invalid label).
+Container states:
+  enforced              dockfw.allow labels decide (ports no label covers: the default policy)
   closed-invalid-label  a dockfw label is invalid: every published port is closed
   default-allow         no dockfw label; DOCKFW_DEFAULT_POLICY=allow leaves it open
   default-deny          no dockfw label; DOCKFW_DEFAULT_POLICY=deny closes it
@@ -51,6 +53,7 @@ function containerRows(container: ContainerSummary): string[][] {
     i === 0 ? container.state : '',
     i === 0 ? addresses : '',
     `${port.port}/${port.protocol}`,
+    portOrigin(port),
     port.allow,
   ]);
 }
@@ -81,12 +84,17 @@ export function formatStatus(report: StatusReport): string {
   if (report.containers.length === 0) {
     lines.push('no running containers with published ports');
   } else {
-    const header = ['CONTAINER', 'STATE', 'ADDRESSES', 'PORT', 'ALLOW'];
+    const header = ['CONTAINER', 'STATE', 'ADDRESSES', 'PORT', 'DECIDED BY', 'ALLOW'];
     lines.push(table([header, ...report.containers.flatMap(containerRows)]));
   }
   if (report.labelErrors.length > 0) {
     lines.push('', 'invalid labels (these containers are closed):');
     for (const e of report.labelErrors) lines.push(`  ${e.container}: ${e.label}: ${e.message}`);
+  }
+  const warnings = report.labelWarnings ?? [];
+  if (warnings.length > 0) {
+    lines.push('', 'ignored labels (not dockfw labels, though they look like them):');
+    for (const w of warnings) lines.push(`  ${formatLabelWarning(w)}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -94,12 +94,13 @@ function dockerodeOptions(
 }
 
 /**
- * Stopped containers (created, exited, dead) have no address and publish
- * nothing; inspecting them on every sync would only cost time. A paused
- * container keeps its endpoints, so it stays in.
+ * Stopped containers (exited, dead) have no address and publish nothing;
+ * inspecting them on every sync would only cost time. A paused container keeps
+ * its endpoints, so it stays in. A created one is about to start: its fixed host
+ * ports are judged before docker-proxy listens on them.
  */
 export function mayHaveEndpoints(state: string | undefined): boolean {
-  return state !== 'created' && state !== 'exited' && state !== 'dead';
+  return state !== 'exited' && state !== 'dead';
 }
 
 /**

@@ -20,6 +20,32 @@ function minimal(overrides: Record<string, unknown> = {}): Record<string, unknow
 }
 
 describe('parseInspect', () => {
+  it('reads a created container’s fixed host ports (an engine-chosen one is not known yet) and the network mode', () => {
+    const created = parseInspect(
+      minimal({
+        State: { Running: false, Status: 'created' },
+        HostConfig: {
+          NetworkMode: 'bridge',
+          PortBindings: {
+            '80/tcp': [{ HostIp: '', HostPort: '8080' }],
+            '81/tcp': [{ HostIp: '', HostPort: '' }],
+            '53/udp': [{ HostIp: '198.51.100.1', HostPort: '5353' }],
+          },
+        },
+        NetworkSettings: { Networks: {}, Ports: {} },
+      }),
+    );
+    expect(created).toMatchObject({ running: false, created: true, networkMode: 'bridge', ports: [] });
+    expect(created.plannedPorts).toEqual([
+      { containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 },
+      { containerPort: 53, protocol: 'udp', hostIp: '198.51.100.1', hostPort: 5353 },
+    ]);
+    // Exited: nothing planned (its ports are released).
+    const exited = parseInspect(minimal({ State: { Running: false, Status: 'exited' } }));
+    expect(exited.created).toBeUndefined();
+    expect(parseInspect(minimal({ HostConfig: { NetworkMode: 'host' } })).networkMode).toBe('host');
+  });
+
   it('reads the fields dockfw needs', () => {
     expect(parseInspect(minimal())).toEqual({
       id: 'c'.repeat(64),

@@ -30,8 +30,14 @@ const InspectNetwork = z.object({
 export const InspectContainer = z.object({
   Id: z.string().regex(/^[0-9a-f]{64}$/, 'container id must be 64 hex digits'),
   Name: z.string(),
-  State: z.object({ Running: z.boolean() }),
+  State: z.object({ Running: z.boolean(), Status: z.string().nullish() }),
   Config: z.object({ Labels: z.record(z.string(), z.string()).nullish() }),
+  HostConfig: z
+    .object({
+      NetworkMode: z.string().nullish(),
+      PortBindings: z.record(z.string(), z.array(InspectBinding).nullish()).nullish(),
+    })
+    .nullish(),
   NetworkSettings: z.object({
     Networks: z.record(z.string(), InspectNetwork).nullish(),
     Ports: z.record(z.string(), z.array(InspectBinding).nullish()).nullish(),
@@ -39,7 +45,9 @@ export const InspectContainer = z.object({
 });
 export type InspectContainer = z.infer<typeof InspectContainer>;
 
-function toBindings(ports: InspectContainer['NetworkSettings']['Ports']): PortBinding[] {
+type InspectPorts = InspectContainer['NetworkSettings']['Ports'];
+
+function toBindings(ports: InspectPorts): PortBinding[] {
   const bindings: PortBinding[] = [];
   for (const [key, hostBindings] of Object.entries(ports ?? {})) {
     const match = PORT_KEY.exec(key);
@@ -71,10 +79,15 @@ function toNetworks(networks: InspectContainer['NetworkSettings']['Networks']): 
 /** One element of `docker inspect` output. Throws (ZodError or Error) on malformed input. */
 export function parseInspect(json: unknown): ContainerSnapshot {
   const c = InspectContainer.parse(json);
+  const created = !c.State.Running && c.State.Status === 'created';
+  // An empty or 0 host port is chosen by the engine at start: not known before it.
+  const planned = created ? toBindings(c.HostConfig?.PortBindings).filter((b) => b.hostPort > 0) : [];
   return {
     id: c.Id,
     name: c.Name.replace(/^\//, ''),
     running: c.State.Running,
+    ...(created ? { created, plannedPorts: planned } : {}),
+    ...(c.HostConfig?.NetworkMode ? { networkMode: c.HostConfig.NetworkMode } : {}),
     labels: c.Config.Labels ?? {},
     networks: toNetworks(c.NetworkSettings.Networks),
     ports: toBindings(c.NetworkSettings.Ports),

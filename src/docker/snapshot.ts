@@ -26,9 +26,18 @@ export interface ContainerSnapshot {
   /** Name without the leading slash. */
   readonly name: string;
   readonly running: boolean;
+  /**
+   * Created and not started yet: its static port bindings (`plannedPorts`) are
+   * judged before its start, so docker-proxy never listens unjudged.
+   */
+  readonly created?: boolean;
+  /** `HostConfig.NetworkMode`: `host` means the container's sockets are the host's. */
+  readonly networkMode?: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly networks: readonly NetworkAttachment[];
   readonly ports: readonly PortBinding[];
+  /** `HostConfig.PortBindings` with a fixed host port: known from `create`, before the start. */
+  readonly plannedPorts?: readonly PortBinding[];
 }
 
 /** Everything a sync needs to know about the engine. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseContainerLabels, parsePortSpec, sourcesFor, type LabelsResult } from './labels.js';
+import { decisionFor, parseContainerLabels, parsePortSpec, sourcesFor, type LabelsResult } from './labels.js';
 import { ANY, NONE } from './sources.js';
 
 function problems(result: LabelsResult): string[] {
@@ -73,11 +73,15 @@ describe('parseContainerLabels', () => {
       v6: [],
     });
     expect(sourcesFor(result.policy, 8011, 'tcp')).toEqual(NONE);
+    expect(decisionFor(result.policy, 8010, 'tcp')?.label).toBe('dockfw.allow.8000-8010');
+    expect(decisionFor(result.policy, 53, 'udp')?.label).toBe('dockfw.allow.53/udp');
+    expect(decisionFor(result.policy, 53, 'tcp')?.label).toBe('dockfw.allow');
   });
 
   it('leaves ports without a label to the default policy when dockfw.allow is absent', () => {
     const result = parseContainerLabels({ 'dockfw.allow.443': 'any' });
     expect(result.kind === 'labeled' && sourcesFor(result.policy, 80, 'tcp')).toBeUndefined();
+    expect(result.kind === 'labeled' && decisionFor(result.policy, 80, 'tcp')).toBeUndefined();
   });
 
   it('reports every problem, sorted by label', () => {
@@ -117,6 +121,14 @@ describe('parseContainerLabels', () => {
   it('quotes keys that are not plain printable text', () => {
     expect(problems(parseContainerLabels({ 'dockfw.allow.80\n-j ACCEPT': 'any' }))).toEqual([
       '"dockfw.allow.80\\n-j ACCEPT": unknown label; expected dockfw.allow or dockfw.allow.<port>[-<port>][/tcp|udp|sctp]',
+    ]);
+  });
+
+  it('says when a key has spaces around it', () => {
+    const spaced = ' (spaces around the key: keys are compared exactly)';
+    expect(problems(parseContainerLabels({ 'dockfw.allow ': 'any', 'dockfw.allow.443\t': 'any' }))).toEqual([
+      `"dockfw.allow ": unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>${spaced}`,
+      `"dockfw.allow.443\\t": unknown label; expected dockfw.allow or dockfw.allow.<port>[-<port>][/tcp|udp|sctp]${spaced}`,
     ]);
   });
 });

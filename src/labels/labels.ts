@@ -79,9 +79,13 @@ export function parseContainerLabels(labels: Readonly<Record<string, string>>): 
       const portText = key.startsWith(`${ALLOW_LABEL}.`) ? key.slice(ALLOW_LABEL.length + 1) : undefined;
       const parsedSpec = portText === undefined ? undefined : parsePortSpec(portText);
       if (parsedSpec === undefined || !parsedSpec.ok) {
+        // `dockfw.allow ` from a YAML or shell slip: say what is wrong with the key.
+        const spaced = key.trim() !== key ? ' (spaces around the key: keys are compared exactly)' : '';
         problems.push({
           label,
-          message: parsedSpec?.message ?? 'unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>',
+          message:
+            (parsedSpec?.message ?? 'unknown label; dockfw knows dockfw.allow and dockfw.allow.<port>') +
+            spaced,
         });
         continue;
       }
@@ -109,10 +113,20 @@ export function parseContainerLabels(labels: Readonly<Record<string, string>>): 
   return { kind: 'labeled', policy: all === undefined ? { ports } : { all, ports } };
 }
 
-/** The sources a labelled container allows on one port, or undefined if no label covers it. */
-export function sourcesFor(policy: ContainerPolicy, port: number, protocol: Protocol): SourceSet | undefined {
+/** The label that decides one port of a labelled container, and its sources; undefined if none covers it. */
+export function decisionFor(
+  policy: ContainerPolicy,
+  port: number,
+  protocol: Protocol,
+): { readonly label: string; readonly sources: SourceSet } | undefined {
   const own = policy.ports.find(
     (p) => p.spec.protocol === protocol && p.spec.from <= port && port <= p.spec.to,
   );
-  return own?.sources ?? policy.all;
+  if (own !== undefined) return { label: own.label, sources: own.sources };
+  return policy.all === undefined ? undefined : { label: ALLOW_LABEL, sources: policy.all };
+}
+
+/** The sources a labelled container allows on one port, or undefined if no label covers it. */
+export function sourcesFor(policy: ContainerPolicy, port: number, protocol: Protocol): SourceSet | undefined {
+  return decisionFor(policy, port, protocol)?.sources;
 }

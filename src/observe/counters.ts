@@ -2,7 +2,7 @@
 // how many packets and bytes each container's DROP rules (and the catch-all)
 // have dropped. The kernel resets a chain's counters whenever dockfw rewrites
 // it, so totals are carried across rewrites here to keep the metrics monotonic.
-import { CATCH_ALL_COMMENT, CHAIN_IN, OWNED_PREFIX } from '../backends/iptables/chains.js';
+import { CATCH_ALL_COMMENT, CHAIN_IN, CHAIN_PUBLISHED, OWNED_PREFIX } from '../backends/iptables/chains.js';
 import type { CommandRunner } from '../backends/iptables/command.js';
 import { saveCommand, type Variant } from '../backends/iptables/read.js';
 import type { Family } from '../docker/snapshot.js';
@@ -14,7 +14,11 @@ export interface Traffic {
 
 /** What one family's owned chains say right now. */
 export interface FamilyCounters {
-  /** DROP counters of DOCKFW-IN, by the 12-digit container id in the rule's comment. */
+  /**
+   * DROP counters of DOCKFW-PUBLISHED (mangle: the published bindings) and
+   * DOCKFW-IN (filter), by the 12-digit container id in the rule's comment. A
+   * packet dropped in mangle never reaches filter, so nothing counts twice.
+   */
   readonly drops: ReadonlyMap<string, Traffic>;
   readonly catchAll: Traffic;
   /** Rules in every owned chain. */
@@ -30,21 +34,23 @@ function add(a: Traffic, b: Traffic): Traffic {
 
 const ZERO: Traffic = { packets: 0, bytes: 0 };
 
-/** Parses the filter table of `iptables-save -c`; rules outside dockfw's chains are ignored. */
+const JUDGING_CHAINS: ReadonlySet<string> = new Set([CHAIN_IN, CHAIN_PUBLISHED]);
+
+/** Parses the filter and mangle tables of `iptables-save -c`; rules outside dockfw's chains are ignored. */
 export function parseFamilyCounters(saveText: string): FamilyCounters {
   const drops = new Map<string, Traffic>();
   let catchAll = ZERO;
   let rules = 0;
-  let inFilter = false;
+  let inOwnedTable = false;
   for (const raw of saveText.split('\n')) {
     const line = raw.trim();
-    if (line.startsWith('*')) inFilter = line === '*filter';
-    const match = inFilter ? COUNTED_RULE.exec(line) : null;
+    if (line.startsWith('*')) inOwnedTable = line === '*filter' || line === '*mangle';
+    const match = inOwnedTable ? COUNTED_RULE.exec(line) : null;
     if (!match) continue;
     const [, packets = '0', bytes = '0', chain = '', rule = ''] = match;
     if (!chain.startsWith(OWNED_PREFIX)) continue;
     rules++;
-    if (chain !== CHAIN_IN || !/(?:^|\s)-j DROP$/.test(rule)) continue;
+    if (!JUDGING_CHAINS.has(chain) || !/(?:^|\s)-j DROP$/.test(rule)) continue;
     const traffic = { packets: Number(packets), bytes: Number(bytes) };
     if (rule.includes(`"${CATCH_ALL_COMMENT}"`)) {
       catchAll = add(catchAll, traffic);
@@ -61,8 +67,10 @@ export async function readFamilyCounters(
   family: Family,
   variant: Variant,
 ): Promise<FamilyCounters> {
-  const { stdout } = await run(saveCommand(family, variant), ['-c', '-t', 'filter']);
-  return parseFamilyCounters(stdout);
+  const [mangle, filter] = await Promise.all(
+    (['mangle', 'filter'] as const).map((table) => run(saveCommand(family, variant), ['-c', '-t', table])),
+  );
+  return parseFamilyCounters(`${mangle?.stdout ?? ''}${filter?.stdout ?? ''}`);
 }
 
 interface Carried {

@@ -35,6 +35,8 @@ export interface StatusReport {
   /** Containers with published ports, as of the last sync that reached the firewall. */
   readonly containers: readonly ContainerSummary[];
   readonly labelErrors: readonly LabelError[];
+  /** Label keys that look like dockfw's but are not (absent from older daemons). */
+  readonly labelWarnings?: readonly LabelError[];
 }
 
 export interface DaemonStateOptions {
@@ -128,6 +130,7 @@ export class DaemonState implements DaemonObserver {
       firewall: this.placements,
       containers: this.containers,
       labelErrors: this.desired?.errors ?? [],
+      labelWarnings: this.desired?.warnings ?? [],
     };
   }
 }

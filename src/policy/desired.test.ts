@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/config.js';
 import type { ContainerSnapshot } from '../docker/snapshot.js';
-import { desiredState, formatLabelError } from './desired.js';
+import { desiredState, formatLabelError, formatLabelWarning } from './desired.js';
 
 function container(name: string, overrides: Partial<ContainerSnapshot> = {}): ContainerSnapshot {
   return {
@@ -166,9 +166,39 @@ describe('desiredState', () => {
     );
     expect(state.containers[0]?.ports).toEqual([
       { port: 80, protocol: 'tcp', allow: 'none', origin: 'default' },
-      { port: 443, protocol: 'tcp', allow: '203.0.113.5-203.0.113.9', origin: 'label' },
+      {
+        port: 443,
+        protocol: 'tcp',
+        allow: '203.0.113.5-203.0.113.9',
+        origin: 'label',
+        label: 'dockfw.allow.443',
+      },
     ]);
     expect(state.containers[0]?.state).toBe('enforced');
+  });
+
+  it('warns about lookalike label keys, which leave the port to the default policy', () => {
+    const snapshot = {
+      containers: [
+        container('web', { labels: { 'DOCKFW.ALLOW': 'none' } }),
+        container('quiet', { ports: [] }),
+      ],
+      bridges: [],
+    };
+    const state = desiredState(snapshot, allow);
+    expect(state.containers[0]?.ports[0]).toMatchObject({ origin: 'default', allow: 'any' });
+    expect(state.warnings?.map(formatLabelWarning)).toEqual([
+      'web: label "DOCKFW.ALLOW" is not a dockfw label (keys are case-sensitive: did you mean "dockfw.allow"?)',
+    ]);
+    expect(state.errors).toEqual([]);
+  });
+
+  it('names dockfw.allow when it decides a port', () => {
+    const snapshot = { containers: [container('web', { labels: { 'dockfw.allow': 'none' } })], bridges: [] };
+    expect(desiredState(snapshot, allow).containers[0]?.ports[0]).toMatchObject({
+      origin: 'label',
+      label: 'dockfw.allow',
+    });
   });
 
   it('treats 0.0.0.0/0 and ::/0 as any, per family', () => {
@@ -187,6 +217,165 @@ describe('desiredState', () => {
     expect(state.rules.map((r) => [r.family, r.sources === 'any'])).toEqual([
       [4, true],
       [6, false],
+    ]);
+  });
+});
+
+describe('desiredState: published bindings (judged on the host address and port)', () => {
+  const V4_ONLY = { 'dockfw.allow': '203.0.113.11' };
+
+  it('one binding per family and host address, every-address for 0.0.0.0, :: and an empty HostIp', () => {
+    const web = container('web', {
+      labels: V4_ONLY,
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 },
+        { containerPort: 80, protocol: 'tcp', hostIp: '::', hostPort: 8080 },
+        { containerPort: 53, protocol: 'udp', hostIp: '', hostPort: 5353 },
+        { containerPort: 443, protocol: 'tcp', hostIp: '198.51.100.1', hostPort: 8443 },
+      ],
+    });
+    const { bindings } = desiredState({ containers: [web], bridges: [] }, allow);
+    expect(bindings.map((b) => [b.family, b.hostAddress ?? '*', b.protocol, b.portFrom])).toEqual([
+      [4, '*', 'tcp', 8080],
+      [4, '*', 'udp', 5353],
+      [4, '198.51.100.1', 'tcp', 8443],
+      [6, '*', 'tcp', 8080],
+      [6, '*', 'udp', 5353],
+    ]);
+    // An IPv4-only list closes the IPv6 bindings (docker-proxy carries IPv6 to an IPv4-only container).
+    expect(bindings.filter((b) => b.family === 6).map((b) => b.sources)).toEqual([[], []]);
+    expect(bindings.filter((b) => b.family === 4).every((b) => b.sources !== 'any')).toBe(true);
+  });
+
+  it('takes the sources of the container port the host port maps to, per-port labels included', () => {
+    const web = container('web', {
+      labels: { 'dockfw.allow': 'none', 'dockfw.allow.443': 'any' },
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 9443 },
+        { containerPort: 443, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 9080 },
+      ],
+    });
+    const { bindings } = desiredState({ containers: [web], bridges: [] }, allow);
+    expect(bindings.map((b) => [b.portFrom, b.sources])).toEqual([
+      [9080, 'any'],
+      [9443, []],
+    ]);
+  });
+
+  it('an invalid label closes every binding; policy deny closes unlabeled ones; ephemeral (0) host ports are left out', () => {
+    const bad = container('bad', { labels: { 'dockfw.allow': '10.0.0.0/33' } });
+    const open = container('open', {
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8081 },
+        { containerPort: 81, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 0 },
+      ],
+    });
+    const state = desiredState({ containers: [bad, open], bridges: [] }, deny);
+    expect(state.bindings.map((b) => [b.containerName, b.family, b.portFrom, b.sources])).toEqual([
+      ['bad', 4, 8080, []],
+      ['open', 4, 8081, []],
+      ['bad', 6, 8080, []],
+    ]);
+  });
+
+  it('one verdict per host port: the first container wins, an every-address binding covers the specific ones', () => {
+    const a = container('a', {
+      labels: V4_ONLY,
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 }],
+    });
+    const b = container('b', {
+      labels: { 'dockfw.allow': 'any' },
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 },
+        { containerPort: 80, protocol: 'tcp', hostIp: '203.0.113.1', hostPort: 8080 },
+      ],
+    });
+    const { bindings } = desiredState({ containers: [b, a], bridges: [] }, allow);
+    expect(bindings.map((x) => [x.containerName, x.hostAddress ?? '*', x.portFrom])).toEqual([
+      ['a', '*', 8080],
+    ]);
+  });
+
+  it('joins consecutive host ports of one container with the same sources into a range', () => {
+    const ports = [8000, 8001, 8002, 8004].map((hostPort, i) => ({
+      containerPort: 80 + i,
+      protocol: 'tcp' as const,
+      hostIp: '0.0.0.0',
+      hostPort,
+    }));
+    const { bindings } = desiredState(
+      { containers: [container('web', { labels: V4_ONLY, ports })], bridges: [] },
+      allow,
+    );
+    expect(bindings.map((b) => [b.portFrom, b.portTo])).toEqual([
+      [8000, 8002],
+      [8004, 8004],
+    ]);
+  });
+});
+
+describe('desiredState: containers not started yet, and the host network', () => {
+  it('judges a created container’s fixed host ports before it starts; a running one wins a shared port', () => {
+    const planned = [{ containerPort: 80, protocol: 'tcp' as const, hostIp: '0.0.0.0', hostPort: 8080 }];
+    const next = container('next', {
+      running: false,
+      created: true,
+      labels: { 'dockfw.allow': '203.0.113.11' },
+      ports: [],
+      plannedPorts: [...planned, { ...planned[0]!, hostPort: 8081 }],
+    });
+    const old = container('old', { labels: { 'dockfw.allow': 'none' }, ports: planned });
+    const state = desiredState({ containers: [next, old], bridges: [] }, allow);
+    expect(state.bindings.map((b) => [b.containerName, b.portFrom])).toEqual([
+      ['old', 8080],
+      ['next', 8081],
+    ]);
+    // Nothing else about it yet: no address rules, no summary.
+    expect(state.rules.map((r) => r.containerName)).toEqual(['old']);
+    expect(state.containers.map((c) => c.name)).toEqual(['old']);
+    // An exited container holds nothing.
+    const exited = { ...next, created: false };
+    expect(desiredState({ containers: [exited], bridges: [] }, allow).bindings).toEqual([]);
+  });
+
+  it('a host-network container: the ports its labels name, every address, both families; nothing else', () => {
+    const proxy = container('proxy', {
+      networkMode: 'host',
+      networks: [{ network: 'host' }],
+      ports: [],
+      labels: { 'dockfw.allow.443': '203.0.113.0/24', 'dockfw.allow.8000-8001/udp': 'any' },
+    });
+    const state = desiredState({ containers: [proxy], bridges: [] }, deny);
+    expect(
+      state.bindings.map((b) => [b.family, b.hostAddress ?? '*', b.protocol, b.portFrom, b.portTo]),
+    ).toEqual([
+      [4, '*', 'tcp', 443, 443],
+      [4, '*', 'udp', 8000, 8001],
+      [6, '*', 'tcp', 443, 443],
+      [6, '*', 'udp', 8000, 8001],
+    ]);
+    expect(state.bindings[0]?.sources).toEqual([{ start: 0xcb007100n, end: 0xcb0071ffn }]);
+    expect(state.rules).toEqual([]);
+    expect(state.containers[0]?.state).toBe('enforced');
+    // Unlabeled, even under policy deny: the host's own ports are not dockfw's.
+    const plain = container('plain', { networkMode: 'host', networks: [{ network: 'host' }], ports: [] });
+    expect(desiredState({ containers: [plain], bridges: [] }, deny).bindings).toEqual([]);
+  });
+
+  it('dockfw.allow without a port on the host network is an error that closes the named ports', () => {
+    const proxy = container('proxy', {
+      networkMode: 'host',
+      networks: [{ network: 'host' }],
+      ports: [],
+      labels: { 'dockfw.allow': 'any', 'dockfw.allow.443': 'any' },
+    });
+    const state = desiredState({ containers: [proxy], bridges: [] }, allow);
+    expect(state.errors.map(formatLabelError)).toEqual([
+      'proxy: dockfw.allow: a container on the host network publishes nothing: name its ports (dockfw.allow.<port>[/<proto>])',
+    ]);
+    expect(state.bindings.map((b) => [b.portFrom, b.sources])).toEqual([
+      [443, []],
+      [443, []],
     ]);
   });
 });

@@ -1,10 +1,18 @@
 // The pure core: what the firewall should say, from what Docker says and the config.
 // Knows nothing of iptables or nftables.
 import type { Config } from '../config/config.js';
-import type { ContainerSnapshot, EngineSnapshot, Family, Protocol } from '../docker/snapshot.js';
+import type { ContainerSnapshot, EngineSnapshot, Family, PortBinding, Protocol } from '../docker/snapshot.js';
 import { formatInterval, type Interval } from '../labels/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
-import { parseContainerLabels, sourcesFor, type LabelProblem } from '../labels/labels.js';
+import {
+  ALLOW_LABEL,
+  decisionFor,
+  parseContainerLabels,
+  parsePortSpec,
+  type LabelProblem,
+  type LabelsResult,
+} from '../labels/labels.js';
+import { lookalikeLabels } from '../labels/lookalike.js';
 import { ANY, NONE, type SourceSet } from '../labels/sources.js';
 
 export type ContainerState = 'enforced' | 'closed-invalid-label' | 'default-allow' | 'default-deny';
@@ -50,6 +58,8 @@ export interface PortSummary {
   readonly allow: string;
   /** Where the answer came from. */
   readonly origin: 'label' | 'default' | 'invalid-label';
+  /** With origin `label`: the one that decided, `dockfw.allow.<ports>[/<proto>]` or `dockfw.allow`. */
+  readonly label?: string;
 }
 
 export interface ContainerSummary {
@@ -81,12 +91,20 @@ export interface DesiredState {
    * are left out (Docker's own names, docker0 and br-<id>, are always fine).
    */
   readonly bridges: readonly string[];
+  /**
+   * Docker's bridges are not known yet (the boot guard, before the engine runs):
+   * the catch-all then drops DNAT from outside to every interface, so bridges
+   * with a custom name are closed too.
+   */
+  readonly bridgesUnknown?: boolean;
   /** From the config; empty means "everything but lo and the bridges". */
   readonly externalInterfaces: readonly string[];
   /** Running containers with published ports, sorted like the rules. */
   readonly containers: readonly ContainerSummary[];
   /** Every invalid label of every running container, published ports or not. */
   readonly errors: readonly LabelError[];
+  /** Keys of running containers that look like dockfw labels but are not (so ignored); optional for hand-built states. */
+  readonly warnings?: readonly LabelError[];
 }
 
 /** What an interface name in a rule may look like (`+` is iptables' wildcard). */
@@ -256,24 +274,61 @@ function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
   return joined;
 }
 
+/** `dockfw.allow` on a host-network container: there are no published ports it could mean. */
+const HOST_NETWORK_ALL: LabelProblem = {
+  label: ALLOW_LABEL,
+  message:
+    'a container on the host network publishes nothing: name its ports (dockfw.allow.<port>[/<proto>])',
+};
+
+/**
+ * A host-network container's sockets are the host's: the ports its labels name
+ * are its bindings, on every host address, both families. Nothing else on the
+ * host is judged. `dockfw.allow` without a port is an error there (closed).
+ */
+function hostNetworkView(container: ContainerSnapshot): {
+  view: ContainerSnapshot;
+  problems: LabelProblem[];
+} {
+  const ports: PortBinding[] = [];
+  for (const key of Object.keys(container.labels)) {
+    if (!key.startsWith(`${ALLOW_LABEL}.`)) continue;
+    const spec = parsePortSpec(key.slice(ALLOW_LABEL.length + 1));
+    if (!spec.ok) continue;
+    for (let port = spec.value.from; port <= spec.value.to; port++) {
+      ports.push({ containerPort: port, protocol: spec.value.protocol, hostIp: '', hostPort: port });
+    }
+  }
+  const problems = container.labels[ALLOW_LABEL] === undefined ? [] : [HOST_NETWORK_ALL];
+  return { view: { ...container, ports }, problems };
+}
+
 function planContainer(
   container: ContainerSnapshot,
   config: Config,
+  extraProblems: readonly LabelProblem[] = [],
 ): {
   summary: ContainerSummary;
   rules: DesiredRule[];
   bindings: DesiredBinding[];
   problems: readonly LabelProblem[];
 } {
-  const labels = parseContainerLabels(container.labels);
+  const parsed = parseContainerLabels(container.labels);
+  const labels: LabelsResult =
+    extraProblems.length === 0
+      ? parsed
+      : {
+          kind: 'invalid',
+          problems: [...extraProblems, ...(parsed.kind === 'invalid' ? parsed.problems : [])],
+        };
   const ports = publishedPorts(container);
   const fallback = config.defaultPolicy === 'allow' ? ANY : NONE;
-  const decisions: (PortDecision & { origin: PortSummary['origin'] })[] = ports.map((p) => {
+  const decisions: (PortDecision & Pick<PortSummary, 'origin' | 'label'>)[] = ports.map((p) => {
     if (labels.kind === 'invalid') return { ...p, sources: NONE, origin: 'invalid-label' };
-    const labelled = labels.kind === 'labeled' ? sourcesFor(labels.policy, p.port, p.protocol) : undefined;
+    const labelled = labels.kind === 'labeled' ? decisionFor(labels.policy, p.port, p.protocol) : undefined;
     return labelled === undefined
       ? { ...p, sources: fallback, origin: 'default' }
-      : { ...p, sources: labelled, origin: 'label' };
+      : { ...p, sources: labelled.sources, origin: 'label', label: labelled.label };
   });
   const state: ContainerState =
     labels.kind === 'invalid'
@@ -326,6 +381,7 @@ function planContainer(
         protocol: d.protocol,
         allow: describeSources(d.sources),
         origin: d.origin,
+        ...(d.label === undefined ? {} : { label: d.label }),
       })),
       problems,
     },
@@ -335,20 +391,29 @@ function planContainer(
 }
 
 export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredState {
-  const running = snapshot.containers
-    .filter((c) => c.running)
-    .sort((a, b) => compareText(a.name, b.name) || compareText(a.id, b.id));
+  const byName = (a: ContainerSnapshot, b: ContainerSnapshot): number =>
+    compareText(a.name, b.name) || compareText(a.id, b.id);
+  const running = snapshot.containers.filter((c) => c.running).sort(byName);
   const rules: DesiredRule[] = [];
   const bindings: DesiredBinding[] = [];
   const containers: ContainerSummary[] = [];
   const errors: LabelError[] = [];
+  const warnings: LabelError[] = [];
   for (const container of running) {
-    const planned = planContainer(container, config);
+    const host = container.networkMode === 'host' ? hostNetworkView(container) : undefined;
+    const planned = planContainer(host?.view ?? container, config, host?.problems);
     errors.push(...planned.problems.map((p) => ({ container: container.name, ...p })));
+    warnings.push(...lookalikeLabels(container.labels).map((w) => ({ container: container.name, ...w })));
     if (planned.summary.ports.length === 0) continue;
     containers.push(planned.summary);
     rules.push(...planned.rules);
     bindings.push(...planned.bindings);
+  }
+  // Created, not started: fixed host ports judged before docker-proxy listens. After
+  // every running container's, so a running binding always wins its port.
+  for (const container of snapshot.containers.filter((c) => !c.running && c.created === true).sort(byName)) {
+    const ports = container.plannedPorts ?? [];
+    if (ports.length > 0) bindings.push(...planContainer({ ...container, ports }, config).bindings);
   }
   return {
     rules,
@@ -357,10 +422,16 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
     externalInterfaces: [...config.externalInterfaces],
     containers,
     errors,
+    warnings,
   };
 }
 
 /** One line per error, e.g. `web: dockfw.allow.443: "10.0.0.0/33": prefix length must be 0-32`. */
 export function formatLabelError(error: LabelError): string {
   return `${error.container}: ${error.label}: ${error.message}`;
+}
+
+/** One line per warning, e.g. `web: label "DOCKFW.ALLOW" is not a dockfw label (…)`; the message names the key. */
+export function formatLabelWarning(warning: LabelError): string {
+  return `${warning.container}: ${warning.message}`;
 }

@@ -24,6 +24,8 @@ export interface DaemonOptions {
   readonly observer?: DaemonObserver;
   /** Starts `nft monitor`, so outside changes are repaired at once; absent: the periodic check alone. */
   readonly rulesetMonitor?: MonitorSpawner;
+  /** Whether a pid is one of dockfw's own write children (their commits are skipped by the watch). */
+  readonly ownWriter?: (pid: number) => boolean;
 }
 
 function cronLogger(logger: Logger) {
@@ -44,18 +46,7 @@ export class Daemon {
 
   constructor(private readonly options: DaemonOptions) {
     const { logger, docker, clock, observer } = options;
-    // The ruleset watch must know which changes are dockfw's own writes.
-    let rulesetWatch: RulesetWatch | undefined;
-    const firewall: Firewall = {
-      reconcile: (desired) =>
-        rulesetWatch
-          ? rulesetWatch.whileWriting(
-              () => options.firewall.reconcile(desired),
-              (reports) => reports.some((report) => report.written),
-            )
-          : options.firewall.reconcile(desired),
-    };
-    const sync = createSync({ ...options, firewall });
+    const sync = createSync(options);
     let connections = 0;
     this.runner = new SyncRunner({
       clock,
@@ -92,13 +83,14 @@ export class Daemon {
       },
       onDisconnected: (error) => observer?.dockerDisconnected?.(error),
     });
-    this.rulesetWatch = rulesetWatch =
+    this.rulesetWatch =
       options.rulesetMonitor &&
       new RulesetWatch({
         spawn: options.rulesetMonitor,
         runner: this.runner,
         logger: logger.child({ component: 'ruleset-watch' }),
         clock,
+        ...(options.ownWriter ? { ownWriter: options.ownWriter } : {}),
       });
   }
 

@@ -15,9 +15,14 @@ import { RulesetWatch } from './ruleset-watch.js';
 import { SyncRunner } from './runner.js';
 import { createSync } from './sync.js';
 
-/** `nft monitor` as the kernel would run it: a line per write, never exits on its own. */
+/** The pid the fake kernel reports for dockfw's own restores, and for anyone else's change. */
+const OWN_WRITER = 4242;
+const SOMEONE_ELSE = 777;
+
+/** `nft monitor` as the kernel would run it: a transaction per write, never exits on its own. */
 class KernelMonitor implements MonitorProcess {
-  private pending = 0;
+  private pending: string[] = [];
+  private generation = 1;
   private wake: (() => void) | undefined;
   private done = false;
   readonly exited: Promise<MonitorExit>;
@@ -27,8 +32,12 @@ class KernelMonitor implements MonitorProcess {
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
 
-  changed(): void {
-    this.pending++;
+  /** A commit by process `pid`: its line, then the generation line. */
+  changed(pid = SOMEONE_ELSE): void {
+    this.pending.push(
+      'delete rule ip filter DOCKER-USER handle 7',
+      `# new generation ${++this.generation} by process ${pid} (iptables-restor)`,
+    );
     this.wake?.();
   }
 
@@ -36,10 +45,8 @@ class KernelMonitor implements MonitorProcess {
     [Symbol.asyncIterator]: () => ({
       next: async (): Promise<IteratorResult<string>> => {
         for (;;) {
-          if (this.pending > 0) {
-            this.pending--;
-            return { value: 'delete rule ip filter DOCKER-USER handle 7', done: false };
-          }
+          const line = this.pending.shift();
+          if (line !== undefined) return { value: line, done: false };
           if (this.done) return { value: undefined, done: true };
           await new Promise<void>((resolve) => (this.wake = resolve));
         }
@@ -77,7 +84,7 @@ function setup(options: { watch?: boolean; daemon?: boolean } = {}) {
   const runner = new SyncRunner({ clock, sync, onError: (error) => logger.error({ error }, 'sync failed') });
   const monitor = new KernelMonitor();
   // Our own writes show up in the monitor, as they do on a real nf_tables host.
-  kernel.onWrite = () => monitor.changed();
+  kernel.onWrite = () => monitor.changed(OWN_WRITER);
   const watch = options.watch ? new RulesetWatch({ spawn: () => monitor, runner, logger, clock }) : undefined;
   watch?.start();
   const daemon = options.daemon
@@ -89,6 +96,7 @@ function setup(options: { watch?: boolean; daemon?: boolean } = {}) {
         clock,
         observer: { driftRepaired: (report) => drifts.push(report.family) },
         rulesetMonitor: () => monitor,
+        ownWriter: (pid) => pid === OWN_WRITER,
       })
     : undefined;
   const stop = async () => {
@@ -157,10 +165,10 @@ describe('self-healing (runner + sync + iptables reconciler, fake kernel)', () =
     await stop();
   });
 
-  it('the daemon’s ruleset watch repairs without a periodic check and ignores its own writes', async () => {
+  it('the daemon’s ruleset watch repairs without a periodic check and skips commits of its own writers', async () => {
     const { clock, kernel, monitor, drifts, daemon, stop } = setup({ daemon: true });
     daemon?.start();
-    // The start-up write shows up in the monitor; it is dockfw's own: no second sync.
+    // The start-up write shows up in the monitor, made by dockfw's own writer: no second sync.
     await clock.advance(10_000);
     expect(kernel.restores).toHaveLength(2);
     expect(daemon?.syncs).toBe(1);
@@ -176,7 +184,33 @@ describe('self-healing (runner + sync + iptables reconciler, fake kernel)', () =
     await stop();
   });
 
-  it('a bare watch (no own-write filter) still cannot loop: its own writes cost one read', async () => {
+  it('an outside flush landing right after dockfw’s own write is repaired by the watch', async () => {
+    const { clock, kernel, monitor, drifts, daemon, stop } = setup({ daemon: true });
+    daemon?.start();
+    await clock.advance(10_000);
+    expect(kernel.restores).toHaveLength(2);
+    // The next write of dockfw's (a repair) is followed at once by someone flushing DOCKER-USER again.
+    let flushAfterWrite = true;
+    kernel.onWrite = () => {
+      monitor.changed(OWN_WRITER);
+      if (!flushAfterWrite) return;
+      flushAfterWrite = false;
+      kernel.edit(4, (table) => table.set('DOCKER-USER', []));
+      monitor.changed(SOMEONE_ELSE);
+    };
+    kernel.edit(4, (table) => table.set('DOCKER-USER', []));
+    monitor.changed();
+    await clock.advance(1000);
+    expect(kernel.chain(4, 'DOCKER-USER')).toEqual(['-j DOCKFW']);
+    expect(drifts).toEqual([4, 4]);
+    // Then quiet: its own repair is not read again.
+    await clock.advance(30_000);
+    expect(kernel.restores).toHaveLength(4);
+    expect(daemon?.syncs).toBe(3);
+    await stop();
+  });
+
+  it('a bare watch (no own-writer pids) still cannot loop: its own writes cost one read', async () => {
     const { clock, kernel, runner, stop } = setup({ watch: true });
     runner.request('startup');
     await clock.advance(10_000);

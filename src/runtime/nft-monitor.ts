@@ -1,8 +1,16 @@
 // `nft monitor` as a child process: one line per ruleset change, as the kernel
 // reports it (iptables-nft writes show up too; legacy iptables ones do not).
 // The line grammar is `<verb> <object> <family> <table> [<chain|set> …]`,
-// and `# new generation N by process P (name)` after each transaction.
+// and `# new generation N by process P (name)` after each transaction: the
+// kernel bumps the generation on every commit and always reports it, even when
+// nft prints nothing for the objects (nft 1.0.6 sometimes misses elements).
+//
+// Started through `setpriv --pdeathsig KILL` (util-linux) where it exists, so
+// the kernel kills the monitor when dockfw dies, SIGKILL included; without
+// setpriv a killed dockfw leaves its monitor running (one warning says so).
 import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 
 /** A running monitor: its output lines, until it exits. */
@@ -27,9 +35,52 @@ export type MonitorSpawner = () => MonitorProcess;
 
 const STDERR_KEPT = 2000;
 
-/** Starts `nft monitor` (argument array, no shell). */
-export const spawnNftMonitor: MonitorSpawner = () => {
-  const child = spawn('nft', ['monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** The first executable `name` on PATH, if any. */
+export function findOnPath(name: string, searchPath = process.env.PATH ?? ''): string | undefined {
+  for (const dir of searchPath.split(path.delimiter)) {
+    if (dir === '') continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export interface NftMonitorOptions {
+  /** Said once, when the monitor cannot be tied to dockfw's life (no setpriv). */
+  readonly warn: (message: string) => void;
+  /** Looks a program up on PATH (tests replace it). */
+  readonly find?: (name: string) => string | undefined;
+}
+
+/**
+ * Starts `nft monitor` (argument array, no shell), through
+ * `setpriv --pdeathsig KILL --` when setpriv is on PATH. Without nft on PATH
+ * it spawns nft directly, so the failure is the spawn's ENOENT (through
+ * setpriv it would be an exit 127, taken for a crash and retried forever).
+ */
+export function nftMonitorSpawner(options: NftMonitorOptions): MonitorSpawner {
+  const find = options.find ?? ((name: string) => findOnPath(name));
+  let warned = false;
+  return () => {
+    // No nft: let the spawn itself fail with ENOENT (the watch then turns itself off).
+    if (find('nft') === undefined) return spawnMonitor('nft', ['monitor']);
+    const setpriv = find('setpriv');
+    if (setpriv !== undefined) return spawnMonitor(setpriv, ['--pdeathsig', 'KILL', '--', 'nft', 'monitor']);
+    if (!warned) {
+      warned = true;
+      options.warn('setpriv not found: a killed dockfw would leave nft monitor running (install util-linux)');
+    }
+    return spawnMonitor('nft', ['monitor']);
+  };
+}
+
+function spawnMonitor(file: string, args: readonly string[]): MonitorProcess {
+  const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-STDERR_KEPT);
@@ -55,7 +106,29 @@ export const spawnNftMonitor: MonitorSpawner = () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     },
   };
-};
+}
+
+/** A transaction's end: `# new generation N by process P (name)`. */
+export interface Generation {
+  readonly id: number;
+  /** The process that committed, as the kernel sees it (its pid in the initial pid namespace). */
+  readonly pid: number;
+  readonly name: string;
+}
+
+const GENERATION = /^# new generation (\d+) by process (\d+) \((.*)\)$/;
+
+export function parseGeneration(line: string): Generation | undefined {
+  const match = GENERATION.exec(line.trim());
+  if (!match) return undefined;
+  return { id: Number(match[1]), pid: Number(match[2]), name: match[3] ?? '' };
+}
+
+/** A line that names a changed object (not a comment, not empty). */
+export function isObjectLine(line: string): boolean {
+  const text = line.trim();
+  return text !== '' && !text.startsWith('#');
+}
 
 /** Chain names whose changes matter: dockfw's own and the ones its jump lives in. */
 const PARENT_CHAINS = new Set(['DOCKER-USER', 'FORWARD']);

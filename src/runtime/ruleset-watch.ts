@@ -1,15 +1,34 @@
 // Notices someone else changing the firewall within a fraction of a second on
 // hosts whose rules live in nf_tables (iptables-nft, native nft): it follows
 // `nft monitor` and asks the runner for a 'watch' sync after a burst of
-// relevant changes settles. That sync reads and compares and writes only on
-// drift, so it cannot loop; and changes seen while dockfw itself writes (and
-// just after) are taken as its own and ignored, so they do not even cost a
-// read. (An outside change in that instant is left to the next check.)
-// A monitor that dies is restarted with capped backoff (logged once per state
-// change); without nft at all the periodic check is left to find drift.
+// relevant commits settles. That sync reads and compares and writes only on
+// drift, so it cannot loop, and it compares the kernel's state: nothing is
+// dropped for having come soon after a write of dockfw's own.
+//
+// The monitor's output is taken one transaction at a time: every line up to a
+// `# new generation N by process P (name)` line is one commit. A commit asks
+// for a check when one of its lines concerns dockfw, when it printed no object
+// at all (nft 1.0.6 sometimes prints nothing for an element added: a blind
+// commit could be anything), or when its generation is not the one after the
+// last seen (commits were missed). Commits that only touch other tables
+// (Docker's DNAT on every start) are ignored. The only commits skipped as
+// dockfw's own are those made by a process dockfw started to write (its pid,
+// see own-writers.ts), where pids can be compared at all.
+//
+// A monitor that exits (nft 1.0.6 crashes under load) asks for a check at
+// once, is restarted at once the first time and with capped backoff when it
+// keeps dying, and asks again once the new one has had time to subscribe;
+// state changes are logged once. Without nft at all the periodic check is
+// left to find drift.
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from './clock.js';
-import { concernsDockfw, type MonitorProcess, type MonitorSpawner } from './nft-monitor.js';
+import {
+  concernsDockfw,
+  isObjectLine,
+  parseGeneration,
+  type MonitorProcess,
+  type MonitorSpawner,
+} from './nft-monitor.js';
 
 export interface WatchRequester {
   request(reason: 'watch'): void;
@@ -20,16 +39,23 @@ export interface RulesetWatchOptions {
   readonly runner: WatchRequester;
   readonly logger: Logger;
   readonly clock: Clock;
+  /**
+   * Whether the process that made a commit (its pid in the generation line) is
+   * one dockfw started to write; such a commit is its own and skipped. Absent:
+   * every commit is judged by its lines alone.
+   */
+  readonly ownWriter?: (pid: number) => boolean;
   /** Quiet time after the last change before asking for a sync. */
   readonly debounceMs?: number;
   /** A steady stream of changes still asks at least this often. */
   readonly maxDelayMs?: number;
+  /** Backoff for a monitor that keeps dying (the first restart is immediate). */
   readonly retryInitialMs?: number;
   readonly retryMaxMs?: number;
   /** A monitor that has run this long counts as working (resets the backoff, logs that it is back). */
   readonly stableMs?: number;
-  /** After dockfw's own write, changes seen within this long are its own (monitor lag). */
-  readonly ownWriteGraceMs?: number;
+  /** A restarted monitor that has run this long has subscribed: look once more then. */
+  readonly upMs?: number;
 }
 
 type State = 'starting' | 'watching' | 'restarting' | 'off';
@@ -45,44 +71,29 @@ export class RulesetWatch {
   private firstChangeAt: number | undefined;
   private sleeping: { timer: TimerHandle; wake: () => void } | undefined;
   private changes = 0;
-  private ownWrites = 0;
-  private seenDuringOwnWrite = false;
-  private ignoreUntil = -Infinity;
+  private own = 0;
+  // The transaction being printed: object lines so far, and whether one concerns dockfw.
+  private objects = 0;
+  private relevant = false;
+  private lastGeneration: number | undefined;
 
   constructor(private readonly options: RulesetWatchOptions) {
     this.debounceMs = options.debounceMs ?? 100;
     this.maxDelayMs = options.maxDelayMs ?? 500;
   }
 
-  /** Relevant change lines seen so far (for tests). */
+  /** Commits passed on as changes so far (for tests). */
   get changesSeen(): number {
     return this.changes;
   }
 
-  get watching(): boolean {
-    return this.state === 'watching';
+  /** Commits skipped as dockfw's own writes so far (for tests). */
+  get ownCommitsSkipped(): number {
+    return this.own;
   }
 
-  /**
-   * Runs one of dockfw's own firewall syncs. Changes seen meanwhile are its
-   * own when it wrote (`wrote(result)`, or it failed half-way), else someone
-   * else's, and then they ask for a sync as usual.
-   */
-  async whileWriting<T>(write: () => Promise<T>, wrote: (result: T) => boolean): Promise<T> {
-    this.ownWrites++;
-    let ours = true;
-    try {
-      const result = await write();
-      ours = wrote(result);
-      return result;
-    } finally {
-      this.ownWrites--;
-      if (this.ownWrites === 0) {
-        if (ours) this.ignoreUntil = this.options.clock.now() + (this.options.ownWriteGraceMs ?? 100);
-        else if (this.seenDuringOwnWrite) this.changed();
-        this.seenDuringOwnWrite = false;
-      }
-    }
+  get watching(): boolean {
+    return this.state === 'watching';
   }
 
   start(): void {
@@ -101,28 +112,39 @@ export class RulesetWatch {
   }
 
   private async run(): Promise<void> {
-    const { clock, logger } = this.options;
+    const { clock, logger, runner } = this.options;
     const initial = this.options.retryInitialMs ?? 1000;
     const max = this.options.retryMaxMs ?? 30_000;
     const stableMs = this.options.stableMs ?? 2000;
+    const upMs = this.options.upMs ?? 250;
     let attempt = 0;
+    let restarted = false;
     while (!this.stopped) {
       const monitor = this.options.spawn();
       this.monitor = monitor;
+      this.objects = 0;
+      this.relevant = false;
       const startedAt = clock.now();
       // Marked working once it has stayed up a while, so a monitor that dies
       // at once again and again is reported once, not on every attempt.
       const stable = clock.setTimeout(() => this.markWatching(), stableMs);
+      // After a gap: whatever changed before this one subscribed, look once more.
+      const up = restarted
+        ? clock.setTimeout(() => {
+            if (!this.stopped) runner.request('watch');
+          }, upMs)
+        : undefined;
       let failure: string | undefined;
       try {
         for await (const line of monitor.lines) {
           if (this.stopped) break;
-          if (concernsDockfw(line)) this.seen();
+          this.line(line);
         }
       } catch (error) {
         failure = error instanceof Error ? error.message : String(error);
       } finally {
         clock.clearTimeout(stable);
+        if (up) clock.clearTimeout(up);
         monitor.stop();
       }
       const exit = await monitor.exited;
@@ -132,8 +154,10 @@ export class RulesetWatch {
         logger.warn('nft not found: not watching the ruleset; the periodic check finds outside changes');
         return;
       }
+      // Nobody watches now: look at once, not only after the restart.
+      runner.request('watch');
       if (clock.now() - startedAt >= stableMs) attempt = 0;
-      const retryInMs = Math.min(max, initial * 2 ** attempt);
+      const retryInMs = attempt === 0 ? 0 : Math.min(max, initial * 2 ** (attempt - 1));
       attempt++;
       this.setState('restarting', {
         code: exit.code,
@@ -141,9 +165,8 @@ export class RulesetWatch {
         error: failure ?? (exit.stderr.trim().split('\n').pop() || undefined),
         retryInMs,
       });
-      await this.sleep(retryInMs);
-      // Whatever changed while nobody watched: look once.
-      if (!this.stopped) this.options.runner.request('watch');
+      if (retryInMs > 0) await this.sleep(retryInMs);
+      restarted = true;
     }
   }
 
@@ -159,13 +182,37 @@ export class RulesetWatch {
     if (next === 'watching') {
       logger.info({ after: previous }, 'watching the nftables ruleset for outside changes');
     } else if (next === 'restarting') {
-      logger.warn(detail, 'nft monitor stopped: restarting it; the periodic check covers the gap');
+      logger.warn(detail, 'nft monitor stopped: checking the ruleset and restarting it');
     }
   }
 
-  private seen(): void {
-    if (this.ownWrites > 0) this.seenDuringOwnWrite = true;
-    else if (this.options.clock.now() >= this.ignoreUntil) this.changed();
+  /** One monitor line: part of a transaction, or its end. */
+  private line(line: string): void {
+    const generation = parseGeneration(line);
+    if (generation === undefined) {
+      if (!isObjectLine(line)) return;
+      this.objects++;
+      if (concernsDockfw(line)) this.relevant = true;
+      return;
+    }
+    const expected = this.lastGeneration === undefined ? undefined : (this.lastGeneration + 1) >>> 0;
+    const missed = expected !== undefined && generation.id !== expected;
+    this.lastGeneration = generation.id;
+    const blind = this.objects === 0;
+    const relevant = this.relevant || blind || missed;
+    this.objects = 0;
+    this.relevant = false;
+    if (!relevant) return;
+    // Identity, not time: only a commit made by dockfw's own writer is its own.
+    if (!missed && this.options.ownWriter?.(generation.pid) === true) {
+      this.own++;
+      this.options.logger.debug(
+        { generation: generation.id, pid: generation.pid },
+        'own commit: not checked',
+      );
+      return;
+    }
+    this.changed();
   }
 
   /** Trailing debounce, capped so a steady stream still asks every maxDelayMs. */

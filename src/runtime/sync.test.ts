@@ -74,6 +74,26 @@ describe('createSync', () => {
     expect(warnings()).toHaveLength(2);
   });
 
+  it('warns once about a label key that looks like dockfw’s but is not', async () => {
+    const { docker, records, sync } = setup();
+    const msg = 'label looks like a dockfw label but is not: ignored';
+    docker.containers.set(
+      ID('1'),
+      inspectJson({ id: ID('1'), name: 'web', labels: { 'DOCKFW.ALLOW': 'none' } }),
+    );
+    await sync(once);
+    await sync(once);
+    expect(records.filter((r) => r.msg === msg)).toEqual([
+      expect.objectContaining({
+        level: 40,
+        container: 'web',
+        label: '"DOCKFW.ALLOW"',
+        problem:
+          'label "DOCKFW.ALLOW" is not a dockfw label (keys are case-sensitive: did you mean "dockfw.allow"?)',
+      }),
+    ]);
+  });
+
   it('wraps an unreachable engine in DockerUnavailableError and leaves the firewall alone', async () => {
     const { docker, firewall, sync } = setup();
     docker.reachable = false;

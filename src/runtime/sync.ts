@@ -5,7 +5,7 @@ import type { FamilyReport } from '../backends/iptables/reconcile.js';
 import type { Config } from '../config/config.js';
 import { readEngineSnapshot, type DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
-import { desiredState, formatLabelError, type DesiredState } from '../policy/desired.js';
+import { desiredState, formatLabelError, formatLabelWarning, type DesiredState } from '../policy/desired.js';
 import type { SyncReason } from './runner.js';
 
 /** The kernel side of a sync; one implementation per backend. */
@@ -63,6 +63,17 @@ export function createSync(options: SyncOptions): SyncFn {
         logger.warn(
           { container: error.container, label: error.label, problem: error.message },
           'invalid dockfw label: container closed',
+        );
+      }
+    }
+    // Lookalike keys are ignored, so the port stays as the other labels say: say so once.
+    for (const warning of desired.warnings ?? []) {
+      const line = formatLabelWarning(warning);
+      current.add(line);
+      if (!reportedProblems.has(line)) {
+        logger.warn(
+          { container: warning.container, label: warning.label, problem: warning.message },
+          'label looks like a dockfw label but is not: ignored',
         );
       }
     }

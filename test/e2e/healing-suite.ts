@@ -8,6 +8,7 @@
  * Parameterised like the daemon suite (engine, iptables variant, backend); one
  * small file per variant. Tests run in order on one set of containers.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,6 +91,35 @@ async function flushEverything(host: TestHost): Promise<void> {
         if (result.exitCode !== 0) throw new Error(`${tool} -t ${table} ${action}: ${result.stderr}`);
       }
     }
+  }
+}
+
+/** Whether `pid` (still) is an `nft monitor` process. */
+function isNftMonitor(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim() === 'nft monitor';
+  } catch {
+    return false;
+  }
+}
+
+/** The `nft monitor` children of `parent` (found through /proc, as pgrep -P would). */
+async function monitorsOf(parent: number | undefined): Promise<number[]> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const found = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .map(Number)
+      .filter((pid) => {
+        try {
+          const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+          return Number(ppid) === parent && isNftMonitor(pid);
+        } catch {
+          return false;
+        }
+      });
+    if (found.length > 0 || Date.now() > deadline) return found;
+    await sleep(50);
   }
 }
 
@@ -218,8 +248,12 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
       it(`${signal}: rules stay and enforce while dockfw is down; the next one adopts them in one transaction`, async () => {
         const before = fw.ruleLines((await fw.owned(host)).v4);
+        const monitors = options.watchesRuleset ? await monitorsOf(dockfw?.pid) : [];
+        if (options.watchesRuleset) expect(monitors).toHaveLength(1);
         const probes = await probing(async () => {
           const stopped = await dockfw?.stop(signal);
+          // Its nft monitor went with it (setpriv --pdeathsig), SIGKILL included: no orphan left.
+          await expect.poll(() => monitors.filter(isNftMonitor), { timeout: 2000, interval: 20 }).toEqual([]);
           if (signal === 'SIGTERM') {
             expect(stopped).toMatchObject({ code: 0, signal: null });
             expect(stopped?.ms).toBeLessThan(3000);
@@ -301,15 +335,60 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         const [monitorPid] = children.stdout.split('\n').filter((l) => l !== '');
         expect(monitorPid, `no nft monitor under dockfw: ${children.stderr}`).toBeDefined();
         process.kill(Number(monitorPid), 'SIGKILL');
-        await dockfw?.waitForLog(
-          'nft monitor stopped: restarting it; the periodic check covers the gap',
-          5000,
-        );
+        await dockfw?.waitForLog('nft monitor stopped: checking the ruleset and restarting it', 5000);
         await dockfw?.waitForLog(watching, 10_000, before + 1);
         const seen = dockfw?.logged(DRIFT).length ?? 0;
         await damages[0]?.apply(host);
         const drift = await dockfw?.waitForLog(DRIFT, 10_000, seen + 1);
         expect(drift?.reasons).toContain('watch');
+        await expectEnforced();
+      });
+    }
+
+    if (options.watchesRuleset) {
+      it('an outside flush issued right after dockfw’s own write is repaired by the watch', async () => {
+        // Flushes dockfw's rules; the next one lands a few ms after dockfw wrote the repair of the last.
+        const flush = () =>
+          fw.backend === 'iptables'
+            ? host.iptables(4, ['-F', 'DOCKFW-IN'])
+            : host.nft(['flush', 'table', 'inet', 'dockfw']);
+        // The n-th IPv4 drift repair (one line per family a repair touched), polled closely.
+        const ipv4Drifts = () => dockfw?.logged(DRIFT).filter((r) => r.family === 'ipv4') ?? [];
+        const repairNumber = async (count: number) => {
+          const deadline = Date.now() + 5000;
+          while (ipv4Drifts().length < count) {
+            if (Date.now() > deadline) throw new Error(`no repair ${count}:\n${dockfw?.output() ?? ''}`);
+            await sleep(2);
+          }
+          return ipv4Drifts()[count - 1];
+        };
+        const before = fw.ruleLines((await fw.owned(host)).v4);
+        let seen = ipv4Drifts().length;
+        await flush();
+        let repaired = await repairNumber(++seen);
+        const gaps: number[] = [];
+        const repairs: number[] = [];
+        for (let round = 0; round < 5; round++) {
+          // The repair's log line follows its write at once: flush again without waiting.
+          await flush();
+          const flushedAt = Date.now();
+          gaps.push(flushedAt - Number(repaired?.time));
+          repaired = await repairNumber(++seen);
+          repairs.push(Date.now() - flushedAt);
+          expect(repaired?.reasons).toContain('watch');
+        }
+        console.log(
+          `${title}: flushes ${gaps.join(', ')} ms after dockfw's repair were repaired in ${repairs.join(', ')} ms`,
+        );
+        // Inside what used to be a 100 ms window in which changes were taken as dockfw's own.
+        expect(Math.min(...gaps)).toBeLessThan(100);
+        // The periodic check is hourly here: only the watch can have repaired them.
+        expect(Math.max(...repairs)).toBeLessThan(2000);
+        // dockfw's own repairs were known by their writer's pid (it runs in the initial pid namespace).
+        expect(dockfw?.logged('own commit: not checked').length).toBeGreaterThan(0);
+        await expect
+          .poll(async () => fw.ruleLines((await fw.owned(host)).v4), { timeout: 5000 })
+          .toEqual(before);
         await expectEnforced();
       });
     }

@@ -186,13 +186,19 @@ describe('nftables backend on a real kernel', () => {
     const loadMs = Date.now() - started;
     const thousand = await chainRuleCount();
     expect(thousand).toBe(ten);
-    expect(ten).toBe(8);
+    // Eight in each base chain (published, forward).
+    expect(ten).toBe(16);
     const seen = await readTable(nftInNs);
     // 1,000 containers × 2 ports: 334 labeled with two sources; 666 open to any
     // (333 by label, 333 unlabeled under policy allow), which need no guard.
     expect(seen?.sets.get('allowed4')?.elements).toHaveLength(334 * 2 * 2 + 666 * 2);
     expect(seen?.sets.get('guarded4')?.elements).toHaveLength(334 * 2);
     expect(seen?.sets.get('guarded6')?.elements).toHaveLength(334 * 2);
+    // The same on the published bindings (every address, host ports): IPv4-only lists close IPv6.
+    expect(seen?.sets.get('boundallowed4')?.elements).toHaveLength(334 * 2 * 2);
+    expect(seen?.sets.get('bound4')?.elements).toHaveLength(334 * 2);
+    expect(seen?.sets.get('bound6')?.elements).toHaveLength(334 * 2);
+    expect(seen?.sets.get('boundallowed6')?.elements).toHaveLength(0);
     expect(needsWrite(diffTable(tableSpec(many(1000)), seen))).toBe(false);
     // One container changes: one small element payload, not the table.
     const payloads: string[] = [];

@@ -130,7 +130,10 @@ describe('observability of a running daemon (Docker 28.5.2, iptables-nft)', () =
     const [web] = (await host.containerAddresses('obs-web')).v4;
     expect(result.stdout).toMatch(/^dockfw \S+: ready; last sync ok at /);
     expect(result.stdout).toMatch(
-      new RegExp(`^obs-web +enforced +${web?.replaceAll('.', '\\.')} +80/tcp +203\\.0\\.113\\.10$`, 'm'),
+      new RegExp(
+        `^obs-web +enforced +${web?.replaceAll('.', '\\.')} +80/tcp +dockfw\\.allow +203\\.0\\.113\\.10$`,
+        'm',
+      ),
     );
     expect(result.stdout).toMatch(/^obs-bad +closed-invalid-label .* none$/m);
     expect(result.stdout).toMatch(/^obs-open +default-allow .* any$/m);

@@ -1,7 +1,7 @@
 /**
  * The soak run in reduced form (40 create/start/stop/remove cycles, batches of
  * 10) on a real engine with one dockfw throughout. The full 1,000 cycles:
- * `sudo scripts/soak.sh` (see scripts/soak.ts).
+ * `scripts/soak.sh` as root (see scripts/soak.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHost, type TestHost } from '../host/index.js';

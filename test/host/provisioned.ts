@@ -28,7 +28,7 @@ const SUMMARY = path.join(REPO_ROOT, '.cache', 'provisioned.json');
 
 /** Reads the provisioning summary, failing with the command that fixes it. */
 export function readProvisioned(): Provisioned {
-  const hint = 'run `sudo scripts/provision.sh` first (see docs/test-host.md)';
+  const hint = 'run `scripts/provision.sh` as root first (see docs/test-host.md)';
   if (!existsSync(SUMMARY)) {
     throw new Error(`test host not provisioned: ${SUMMARY} is missing; ${hint}`);
   }

@@ -69,6 +69,14 @@ describe('dockfw plan', () => {
     expect(err).toContain('metrics: dockfw.allow.9090: "10.0.0.0/33": prefix length must be 0-32');
   });
 
+  it('says what decided each port: the label, the default policy, or an invalid label', async () => {
+    expect(await main(['plan', '--input', fixture('example-inspect.json'), '--family', '4'])).toBe(0);
+    expect(err).toContain('\n  80/tcp          from 203.0.113.0/24, 2001:db8:100::/48 (dockfw.allow)\n');
+    expect(err).toContain('\n  443/tcp         from any (dockfw.allow.443)\n');
+    expect(err).toContain('\n  3000-3001/tcp   from any (default policy)\n');
+    expect(err).toContain('\n  9090/tcp        from none (invalid label)\n');
+  });
+
   it('prints both families by default', async () => {
     expect(await main(['plan', '--input', fixture('example-inspect.json')])).toBe(0);
     expect(out.match(/^\*filter$/gm)).toHaveLength(2);
@@ -143,12 +151,16 @@ describe('dockfw check', () => {
   it('warns about port labels that match no published container port, without failing', async () => {
     const file = fixture('compose-warn.yml');
     const note = 'port labels name container ports, not host ports';
+    const byDefault =
+      'decided by the default policy (DOCKFW_DEFAULT_POLICY): no dockfw.allow label covers this published port';
     expect(await main(['check', file])).toBe(0);
     expect(out.trimEnd().split('\n')).toEqual([
       `${file}: web: dockfw.allow.53: warning: the service publishes no such container port (443/tcp, 80/tcp, 7000-7002/tcp, 53/udp); ${note}`,
       `${file}: web: dockfw.allow.8443: warning: the service publishes no such container port (443/tcp, 80/tcp, 7000-7002/tcp, 53/udp); ${note}`,
+      `${file}: web: 7000/tcp: warning: ${byDefault}`,
+      `${file}: web: 7002/tcp: warning: ${byDefault}`,
       `${file}: internal: dockfw.allow.80: warning: the service publishes no such container port (none); ${note}`,
-      'OK: 3 services/containers in 1 file(s), no label problems (3 warning(s))',
+      'OK: 3 services/containers in 1 file(s), no label problems (5 warning(s))',
     ]);
   });
 
@@ -157,7 +169,7 @@ describe('dockfw check', () => {
     const golden = fixture('example.allow.golden');
     expect(await main(['check', missing, golden])).toBe(1);
     expect(out).toContain(`${missing}: cannot read:`);
-    expect(out).toContain(`${golden}: not a compose file or a docker inspect JSON array`);
+    expect(out).toContain(`${golden}:3:1: not valid YAML or JSON: `);
   });
 
   it('needs at least one file', async () => {

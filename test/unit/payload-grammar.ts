@@ -82,7 +82,7 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
     /^-A DOCKFW -j DOCKFW-IN$/,
     /^-A DOCKFW-IN -m conntrack --ctdir REPLY -j RETURN$/,
     new RegExp(
-      `^-A DOCKFW-IN -o ${IFACE} -m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP$`,
+      `^-A DOCKFW-IN (?:-o ${IFACE} )?-m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP$`,
     ),
     /^-D (?:DOCKER-USER|FORWARD) -j DOCKFW$/,
     /^-I (?:DOCKER-USER|FORWARD) 1 -j DOCKFW$/,
@@ -148,6 +148,7 @@ const NFT_RULES = new Set(
   [false, true]
     .flatMap((outsideConfigured) => [
       ...chainRules({ outsideConfigured }),
+      ...chainRules({ outsideConfigured, bridgesUnknown: true }),
       ...publishedRules({ outsideConfigured }),
     ])
     .map((r) => `\t\t${r.text} comment "${ruleComment(r.role)}"`),

@@ -25,15 +25,34 @@ export class CommandError extends Error {
 
 const TIMEOUT_MS = 30_000;
 
+/** Told the pid of a program started to write (given input on stdin: a restore, `nft -f -`). */
+export type WriteSpawnListener = (pid: number) => void;
+
+const writeListeners = new Set<WriteSpawnListener>();
+
+/**
+ * Tells `listener` the pid of every write child the runners start from now on
+ * (the ruleset watch uses it to know dockfw's own commits by the process that
+ * made them); returns the unsubscribe.
+ */
+export function onWriteSpawned(listener: WriteSpawnListener): () => void {
+  writeListeners.add(listener);
+  return () => writeListeners.delete(listener);
+}
+
 /** A runner for one tool; `missingHint` says what to install when it is not on PATH. */
 export function commandRunner(missingHint: string): CommandRunner {
   return async (file, args, input) => {
-    const result = await execa(file, [...args], {
+    const child = execa(file, [...args], {
       reject: false,
       timeout: TIMEOUT_MS,
       stripFinalNewline: false,
       ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
     });
+    // Before it can commit anything: the pid is known once spawn returns.
+    if (input !== undefined && child.pid !== undefined)
+      for (const listener of writeListeners) listener(child.pid);
+    const result = await child;
     if (!result.failed) return { stdout: result.stdout };
     const shown = [file, ...args].join(' ');
     if (result.code === 'ENOENT') {

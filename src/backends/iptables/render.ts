@@ -134,9 +134,12 @@ function containerRules(rule: DesiredRule): string[] {
 }
 
 function inRules(desired: DesiredState, family: Family): string[] {
-  const catchAll = catchAllPatterns(desired.bridges).map(
-    (name) =>
-      `-A ${CHAIN_IN} -o ${name} -m conntrack --ctstate DNAT -m comment --comment "${CATCH_ALL_COMMENT}" -j DROP`,
+  // Bridges unknown (boot guard): every interface, so custom bridge names are closed too.
+  const outs =
+    desired.bridgesUnknown === true ? [''] : catchAllPatterns(desired.bridges).map((n) => `-o ${n} `);
+  const catchAll = outs.map(
+    (out) =>
+      `-A ${CHAIN_IN} ${out}-m conntrack --ctstate DNAT -m comment --comment "${CATCH_ALL_COMMENT}" -j DROP`,
   );
   return [
     `-A ${CHAIN_IN} -m conntrack --ctdir REPLY -j RETURN`,

@@ -16,6 +16,8 @@ export class NftRenderError extends Error {
 export interface TableSpec {
   /** DOCKFW_EXTERNAL_INTERFACES is set: only packets arriving on those are judged. */
   readonly outsideConfigured: boolean;
+  /** Docker's bridges are not known yet (boot guard): the catch-all judges every interface. */
+  readonly bridgesUnknown?: boolean;
   /** Canonical element texts per set, sorted; a set absent here is absent from the table. */
   readonly sets: ReadonlyMap<SetName, readonly string[]>;
 }
@@ -203,5 +205,7 @@ export function tableSpec(desired: DesiredState): TableSpec {
     guarded.push(target);
   }
   for (const elements of sets.values()) elements.sort();
-  return { outsideConfigured, sets };
+  return desired.bridgesUnknown === true
+    ? { outsideConfigured, bridgesUnknown: true, sets }
+    : { outsideConfigured, sets };
 }

@@ -19,7 +19,7 @@ export function ruleComment(role: string): string {
  * only Docker's reported bridges. Roles are unique in the table: `prefix` tells
  * the chains apart.
  */
-function entryRules(spec: Pick<TableSpec, 'outsideConfigured'>, prefix = ''): ChainRule[] {
+function entryRules(spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'>, prefix = ''): ChainRule[] {
   return spec.outsideConfigured
     ? [{ role: `${prefix}not-outside`, text: 'iifname != @outside return' }]
     : [
@@ -33,7 +33,7 @@ function entryRules(spec: Pick<TableSpec, 'outsideConfigured'>, prefix = ''): Ch
  * local address, and host port) lets its allowed sources on and drops the rest,
  * before Docker's DNAT or docker-proxy sees the packet.
  */
-export function publishedRules(spec: Pick<TableSpec, 'outsideConfigured'>): ChainRule[] {
+export function publishedRules(spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'>): ChainRule[] {
   return [
     ...entryRules(spec, 'pre-'),
     { role: 'pre-replies', text: 'ct direction reply return' },
@@ -52,12 +52,15 @@ export function publishedRules(spec: Pick<TableSpec, 'outsideConfigured'>): Chai
 }
 
 /** The rules of a base chain by name, in order. */
-export function rulesOf(chain: string, spec: Pick<TableSpec, 'outsideConfigured'>): ChainRule[] {
+export function rulesOf(
+  chain: string,
+  spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'>,
+): ChainRule[] {
   return chain === PRE_CHAIN ? publishedRules(spec) : chainRules(spec);
 }
 
 /** The forward chain's rules, in order. Depends only on whether outside interfaces are configured. */
-export function chainRules(spec: Pick<TableSpec, 'outsideConfigured'>): ChainRule[] {
+export function chainRules(spec: Pick<TableSpec, 'outsideConfigured' | 'bridgesUnknown'>): ChainRule[] {
   return [
     ...entryRules(spec),
     // Replies to connections the containers opened themselves.
@@ -68,7 +71,10 @@ export function chainRules(spec: Pick<TableSpec, 'outsideConfigured'>): ChainRul
     { role: 'guarded6', text: 'ip6 daddr . meta l4proto . th dport @guarded6 counter drop' },
     // Fail closed: a published port of a container dockfw has not judged yet
     // (`@dnatbridges` also holds docker0 and br-*: a wildcard that closes is safe).
-    { role: 'catch-all', text: 'ct status dnat oifname @dnatbridges counter drop' },
+    // Its own role when the bridges are unknown, so the first sync rewrites it.
+    spec.bridgesUnknown === true
+      ? { role: 'catch-all-every-interface', text: 'ct status dnat counter drop' }
+      : { role: 'catch-all', text: 'ct status dnat oifname @dnatbridges counter drop' },
   ];
 }
 
