@@ -185,6 +185,29 @@ function answersByRound(figures: ProberFigures, starts: readonly number[]): numb
   });
 }
 
+/** dockfw's log around the first answers, in ms relative to each answer: what it was doing then. */
+function aroundAnswers(
+  figures: ProberFigures,
+  dockfw: DockfwProcess,
+  starts: readonly number[],
+  spanMs = 1500,
+): string[] {
+  const first = Object.entries(figures.targets)
+    .flatMap(([target, t]) => t.answeredAt.map((at) => ({ target, at })))
+    .sort((a, b) => a.at - b.at)
+    .filter((a, i, all) => i === 0 || a.at - (all[i - 1]?.at ?? 0) > spanMs)
+    .slice(0, 3);
+  return first.flatMap(({ target, at }) => [
+    `answer from ${target}, ${at - Math.max(0, ...starts.filter((s) => s <= at))} ms after its restart began`,
+    ...dockfw.records
+      .filter((r) => Math.abs(Number(r.time) - at) <= spanMs)
+      .map(
+        (r) =>
+          `  ${Number(r.time) - at} ms: ${r.msg}${r.reasons === undefined ? '' : ` ${JSON.stringify(r.reasons)}`}`,
+      ),
+  ]);
+}
+
 function summary(fields: Record<string, unknown>): void {
   console.log(JSON.stringify(fields));
 }
@@ -389,6 +412,9 @@ export function pathsSuite(title: string, options: PathsSuiteOptions): void {
               http: totals(figures).http,
               answersPerTarget: answersPerTarget(figures),
               answersPerRestart: answersByRound(figures, starts),
+              ...(totals(figures).answers > 0
+                ? { aroundAnswers: aroundAnswers(figures, dockfw, starts) }
+                : {}),
               restarts: rounds.length,
               swaps,
               takeovers: rounds.map((r) => r.takeovers),
@@ -574,6 +600,9 @@ export function pathsSuite(title: string, options: PathsSuiteOptions): void {
               http: totals(figures).http,
               answersPerTarget: answersPerTarget(figures),
               answersPerRestart: answersByRound(figures, starts),
+              ...(totals(figures).answers > 0
+                ? { aroundAnswers: aroundAnswers(figures, dockfw, starts) }
+                : {}),
               restarts,
               swaps: 0,
               containersChanged: changed.length,
