@@ -24,6 +24,11 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'check dockfw labels in compose files and inspect JSON',
     load: () => import('./check.js'),
   },
+  explain: {
+    summary:
+      'explain what dockfw does to a packet from SOURCE to TARGET (exit 0 allowed, 1 denied, 3 unknown)',
+    load: () => import('./explain.js'),
+  },
   run: { summary: 'run the sidecar: keep the firewall in step with Docker', load: () => import('./run.js') },
   guard: {
     summary: 'at boot, before docker.service: install only the fail-closed catch-all',

@@ -146,7 +146,7 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** A docker inspect file; errors name the file. */
-async function readInspectFile(file: string): Promise<ContainerSnapshot[]> {
+export async function readInspectFile(file: string): Promise<ContainerSnapshot[]> {
   let json: unknown;
   try {
     json = JSON.parse(await readFile(file, 'utf8'));

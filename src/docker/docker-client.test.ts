@@ -39,6 +39,32 @@ describe('bridgeName', () => {
 });
 
 describe('readEngineSnapshot', () => {
+  it('adds a Swarm task’s docker_gwbridge address, which only that network’s endpoint list holds', async () => {
+    const docker = new FakeDockerClient();
+    docker.containers.set(ID('a'), inspectJson({ id: ID('a'), name: 'task', ipv4: '10.0.1.5' }));
+    docker.containers.set(ID('b'), inspectJson({ id: ID('b'), name: 'plain' }));
+    const gw = { Id: ID('9'), Name: 'docker_gwbridge', Driver: 'bridge', Options: {} };
+    docker.networks = [...docker.networks, gw];
+    docker.networkDetails.set(ID('9'), {
+      Containers: {
+        [ID('a')]: { IPv4Address: '172.18.0.3/16', IPv6Address: '' },
+        'ingress-sbox': { IPv4Address: '172.18.0.2/16' },
+      },
+    });
+    const snapshot = await readEngineSnapshot(docker);
+    expect(snapshot.containers.find((c) => c.name === 'task')?.networks).toEqual([
+      { network: 'bridge', ipv4: '10.0.1.5' },
+      { network: 'docker_gwbridge', ipv4: '172.18.0.3' },
+    ]);
+    expect(snapshot.containers.find((c) => c.name === 'plain')?.networks).toEqual([
+      { network: 'bridge', ipv4: '172.17.0.2' },
+    ]);
+    // An unreadable endpoint list adds nothing (the catch-all keeps such a task closed).
+    docker.networkDetails.set(ID('9'), { Containers: 'garbage' });
+    const unread = await readEngineSnapshot(docker);
+    expect(unread.containers.find((c) => c.name === 'task')?.networks).toHaveLength(1);
+  });
+
   it('lists, inspects each container, and skips one that vanished in between', async () => {
     const docker = new FakeDockerClient();
     docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'one' }));

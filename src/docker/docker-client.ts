@@ -1,8 +1,8 @@
 // The Docker edge as a small port: what a sync and the event watch need, no
 // more. The dockerode adapter implements it; tests use a fake.
 import type { DockerEvent } from './events.js';
-import { parseInspect } from './inspect.js';
-import type { ContainerSnapshot, EngineSnapshot } from './snapshot.js';
+import { gatewayEndpoints, parseInspect } from './inspect.js';
+import type { ContainerSnapshot, EngineSnapshot, NetworkAttachment } from './snapshot.js';
 
 /** One element of GET /networks, the fields dockfw reads. */
 export interface NetworkSummary {
@@ -32,6 +32,8 @@ export interface DockerClient {
   /** Raw `docker inspect` element, or undefined when the container is gone. */
   inspectContainer(id: string): Promise<unknown>;
   listNetworks(): Promise<NetworkSummary[]>;
+  /** Raw `GET /networks/{id}` (its `Containers` endpoints), or undefined when it is gone. */
+  inspectNetwork(id: string): Promise<unknown>;
   info(): Promise<EngineInfo>;
 }
 
@@ -77,5 +79,36 @@ export async function readEngineSnapshot(
   };
   await Promise.all(Array.from({ length: Math.min(INSPECT_CONCURRENCY, ids.length) }, worker));
   containers.sort((a, b) => a.id.localeCompare(b.id));
-  return { containers, bridges: bridgeNames(networks) };
+  const gateways = await swarmGatewayEndpoints(client, networks);
+  return {
+    containers: containers.map((c) => withGateway(c, gateways.get(c.id))),
+    bridges: bridgeNames(networks),
+  };
+}
+
+/** The bridge through which Swarm tasks publish in host mode on overlay networks. */
+export const SWARM_GATEWAY_BRIDGE = 'docker_gwbridge';
+
+/**
+ * A Swarm task on an overlay network that publishes in host mode is reached by
+ * DNAT to its `docker_gwbridge` address, which its own inspect does not list;
+ * that network's endpoint list does. Unreadable: none (the catch-all keeps
+ * such tasks closed rather than guessing).
+ */
+async function swarmGatewayEndpoints(
+  client: DockerClient,
+  networks: readonly NetworkSummary[],
+): Promise<Map<string, NetworkAttachment>> {
+  const gateway = networks.find((n) => n.Name === SWARM_GATEWAY_BRIDGE && n.Driver === 'bridge');
+  if (gateway === undefined) return new Map();
+  return gatewayEndpoints(await client.inspectNetwork(gateway.Id), SWARM_GATEWAY_BRIDGE);
+}
+
+function withGateway(
+  container: ContainerSnapshot,
+  gateway: NetworkAttachment | undefined,
+): ContainerSnapshot {
+  if (gateway === undefined || container.networks.some((n) => n.network === gateway.network))
+    return container;
+  return { ...container, networks: [...container.networks, gateway] };
 }

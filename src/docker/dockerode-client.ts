@@ -181,6 +181,15 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
       return networks.map((n) => ({ Id: n.Id, Name: n.Name, Driver: n.Driver, Options: n.Options ?? null }));
     },
 
+    async inspectNetwork(id: string): Promise<unknown> {
+      try {
+        return await withDeadline(api.getNetwork(id).inspect(), `inspect network ${id.slice(0, 12)}`);
+      } catch (error) {
+        if (statusCode(error) === 404) return undefined;
+        throw error;
+      }
+    },
+
     async info(): Promise<EngineInfo> {
       const [info, version] = await Promise.all([
         withDeadline(

@@ -81,6 +81,14 @@ export class FakeDockerClient implements DockerClient {
     return Promise.resolve(this.networks);
   }
 
+  /** `GET /networks/{id}` answers, by network id (absent: gone). */
+  networkDetails = new Map<string, unknown>();
+
+  inspectNetwork(id: string): Promise<unknown> {
+    this.check(`inspect network ${id.slice(0, 12)}`);
+    return Promise.resolve(this.networkDetails.get(id));
+  }
+
   info(): Promise<EngineInfo> {
     this.check('info');
     return Promise.resolve({ serverVersion: '28.5.2', apiVersion: '1.51', firewallBackend: 'iptables' });

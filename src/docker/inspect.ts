@@ -119,3 +119,34 @@ export function parseInspectArray(json: unknown): ContainerSnapshot[] {
     }
   });
 }
+
+const NetworkEndpoints = z.object({
+  Containers: z
+    .record(
+      z.string(),
+      z.object({ IPv4Address: z.string().nullish(), IPv6Address: z.string().nullish() }).passthrough(),
+    )
+    .nullish(),
+});
+
+/** An endpoint address as the network lists it (`172.18.0.3/16`), without its prefix, when it is one. */
+function endpointAddress(family: 4 | 6, text: string | null | undefined): string | undefined {
+  const address = (text ?? '').split('/')[0] ?? '';
+  if (address === '') return undefined;
+  return (family === 4 ? parseIPv4(address) : parseIPv6(address)) === undefined ? undefined : address;
+}
+
+/** `GET /networks/{id}` → the address of each container on it, by full container id. */
+export function gatewayEndpoints(json: unknown, network: string): Map<string, NetworkAttachment> {
+  const parsed = NetworkEndpoints.safeParse(json);
+  const endpoints = new Map<string, NetworkAttachment>();
+  if (!parsed.success) return endpoints;
+  for (const [id, endpoint] of Object.entries(parsed.data.Containers ?? {})) {
+    if (!/^[0-9a-f]{64}$/.test(id)) continue;
+    const ipv4 = endpointAddress(4, endpoint.IPv4Address);
+    const ipv6 = endpointAddress(6, endpoint.IPv6Address);
+    if (ipv4 === undefined && ipv6 === undefined) continue;
+    endpoints.set(id, { network, ...(ipv4 ? { ipv4 } : {}), ...(ipv6 ? { ipv6 } : {}) });
+  }
+  return endpoints;
+}

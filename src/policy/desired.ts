@@ -286,7 +286,11 @@ const HOST_NETWORK_ALL: LabelProblem = {
  * are its bindings, on every host address, both families. Nothing else on the
  * host is judged. `dockfw.allow` without a port is an error there (closed).
  */
-function hostNetworkView(container: ContainerSnapshot): {
+export function onHostNetwork(container: ContainerSnapshot): boolean {
+  return container.networkMode === 'host' || container.networks.some((n) => n.network === 'host');
+}
+
+export function hostNetworkView(container: ContainerSnapshot): {
   view: ContainerSnapshot;
   problems: LabelProblem[];
 } {
@@ -400,7 +404,7 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
   const errors: LabelError[] = [];
   const warnings: LabelError[] = [];
   for (const container of running) {
-    const host = container.networkMode === 'host' ? hostNetworkView(container) : undefined;
+    const host = onHostNetwork(container) ? hostNetworkView(container) : undefined;
     const planned = planContainer(host?.view ?? container, config, host?.problems);
     errors.push(...planned.problems.map((p) => ({ container: container.name, ...p })));
     warnings.push(...lookalikeLabels(container.labels).map((w) => ({ container: container.name, ...w })));
