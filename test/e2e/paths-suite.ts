@@ -203,7 +203,7 @@ function aroundAnswers(
       .filter((r) => Math.abs(Number(r.time) - at) <= spanMs)
       .map(
         (r) =>
-          `  ${Number(r.time) - at} ms: ${r.msg}${r.reasons === undefined ? '' : ` ${JSON.stringify(r.reasons)}`}`,
+          `  ${Number(r.time) - at} ms: ${r.msg}${r.action === undefined ? '' : ` ${JSON.stringify(r.action)}`}${r.reasons === undefined ? '' : ` ${JSON.stringify(r.reasons)}`}`,
       ),
   ]);
 }
@@ -265,6 +265,8 @@ export function pathsSuite(title: string, options: PathsSuiteOptions): void {
   ): Promise<{
     before: Record<string, ContainerState>;
     after: Record<string, ContainerState>;
+    /** Container states when the engine's API first answered. */
+    statesAtApi: string;
     settleMs: number;
   }> {
     const names = fleet.map((m) => m.name);
@@ -273,13 +275,25 @@ export function pathsSuite(title: string, options: PathsSuiteOptions): void {
     const connected = dockfw?.logged(CONNECTED).length ?? 0;
     const started = Date.now();
     await host.restartEngine();
+    const statesAtApi = (
+      await host.docker([
+        'ps',
+        '-a',
+        '--format',
+        '{{.Names}}={{.State}}',
+        ...names.flatMap((n) => ['-f', `name=^${n}$`]),
+      ])
+    ).stdout
+      .split('\n')
+      .sort()
+      .join(' ');
     expect(readPidFile(host.layout.dockerPidFile)).not.toBe(pidBefore);
     if (dockfw !== undefined) {
       await dockfw.waitForLog(CONNECTED, 30_000, connected + 1);
       await waitReady(host, dockfw);
     }
     for (const member of fleet) await waitReachable(host, { from: ALLOWED, to: HOST_A, port: member.port });
-    return { before, after: await inspectAll(host, names), settleMs: Date.now() - started };
+    return { before, after: await inspectAll(host, names), statesAtApi, settleMs: Date.now() - started };
   }
 
   async function startFleet(host: TestHost): Promise<void> {
@@ -389,13 +403,17 @@ export function pathsSuite(title: string, options: PathsSuiteOptions): void {
             targets: restrictedTargets,
             intervalMs: PROBE_INTERVAL_MS,
           });
-          const rounds: { takeovers: string[]; settleMs: number }[] = [];
+          const rounds: { takeovers: string[]; settleMs: number; statesAtApi: string }[] = [];
           const starts: number[] = [];
           try {
             for (let i = 0; i < RESTARTS; i++) {
               starts.push(Date.now());
               const round = await restartAndSettle(h, FLEET, dockfw);
-              rounds.push({ takeovers: takeovers(round.before, round.after), settleMs: round.settleMs });
+              rounds.push({
+                takeovers: takeovers(round.before, round.after),
+                settleMs: round.settleMs,
+                statesAtApi: round.statesAtApi,
+              });
             }
           } finally {
             const figures = await prober.stop();
@@ -419,6 +437,9 @@ export function pathsSuite(title: string, options: PathsSuiteOptions): void {
               swaps,
               takeovers: rounds.map((r) => r.takeovers),
               settleMs: rounds.map((r) => r.settleMs),
+              statesAtApi: rounds.map((r) =>
+                /=(?!running)/.test(r.statesAtApi) ? r.statesAtApi : 'all running',
+              ),
             });
             expect(rounds).toHaveLength(RESTARTS);
             expect(
