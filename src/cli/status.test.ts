@@ -7,6 +7,8 @@ import { DaemonState, type StatusReport } from '../observe/state.js';
 import { exampleDesired, familyReport } from '../observe/test-support.js';
 import { main } from './main.js';
 import { formatStatus } from './status.js';
+import { loadConfig } from '../config/config.js';
+import { desiredState } from '../policy/desired.js';
 
 let out = '';
 let err = '';
@@ -136,6 +138,37 @@ describe('formatStatus', () => {
     });
     expect(text).toContain(
       'firewall: ipv4 iptables-legacy (DOCKER-USER), ipv6 nftables (table inet dockfw)\n',
+    );
+  });
+
+  it('lists every path from outside to each published binding and where dockfw judges it', () => {
+    const base = JSON.parse(
+      JSON.stringify(new DaemonState({ version: '1', defaultPolicy: 'allow' }).report()),
+    ) as StatusReport;
+    const desired = desiredState(
+      {
+        containers: [
+          {
+            id: 'a'.repeat(64),
+            name: 'web',
+            running: true,
+            labels: { 'dockfw.allow': '203.0.113.10' },
+            networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+            ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+          },
+        ],
+        bridges: ['docker0'],
+      },
+      loadConfig({}),
+    );
+    const text = formatStatus({ ...base, containers: desired.containers });
+    expect(text).toContain('\npaths from outside (every one judged by dockfw):\n');
+    expect(text).toMatch(
+      /^web +0\.0\.0\.0:8080\/tcp +IPv4 DNAT → 172\.17\.0\.2:80\/tcp +binding and container address$/m,
+    );
+    expect(text).toMatch(/^ +\[::\]:8080\/tcp +IPv6 → docker-proxy → 172\.17\.0\.2:80\/tcp .* +binding$/m);
+    expect(text).toMatch(
+      /^ +172\.17\.0\.2:80\/tcp +IPv4 routed to the container address .* +container address$/m,
     );
   });
 

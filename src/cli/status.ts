@@ -87,6 +87,13 @@ export function formatStatus(report: StatusReport): string {
     const header = ['CONTAINER', 'STATE', 'ADDRESSES', 'PORT', 'DECIDED BY', 'ALLOW'];
     lines.push(table([header, ...report.containers.flatMap(containerRows)]));
   }
+  const paths = report.containers.flatMap((c) =>
+    (c.paths ?? []).map((p, i) => [i === 0 ? c.name : '', p.to, p.how, p.judgedOn]),
+  );
+  if (paths.length > 0) {
+    lines.push('', 'paths from outside (every one judged by dockfw):');
+    lines.push(table([['CONTAINER', 'TO', 'PATH', 'JUDGED ON'], ...paths]));
+  }
   if (report.labelErrors.length > 0) {
     lines.push('', 'invalid labels (these containers are closed):');
     for (const e of report.labelErrors) lines.push(`  ${e.container}: ${e.label}: ${e.message}`);

@@ -1,7 +1,7 @@
 // Environment variables and command-line flags → Config. Flags win over the environment.
 import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
-import { parseIPv4, parseIPv6 } from '../labels/ip.js';
+import { parseIPv4, parseIPv6 } from '../net/ip.js';
 
 export const BACKENDS = ['auto', 'iptables', 'nftables'] as const;
 export const DEFAULT_POLICIES = ['allow', 'deny'] as const;

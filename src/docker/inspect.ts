@@ -1,7 +1,7 @@
 // `docker inspect` JSON (one element, or the array the CLI prints) → ContainerSnapshot.
 // Only the fields dockfw needs are read; everything else is ignored.
 import { z } from 'zod';
-import { parseIPv4, parseIPv6 } from '../labels/ip.js';
+import { parseIPv4, parseIPv6 } from '../net/ip.js';
 import type { ContainerSnapshot, NetworkAttachment, PortBinding, Protocol } from './snapshot.js';
 
 const PORT_KEY = /^([1-9][0-9]{0,4})\/(tcp|udp|sctp)$/;

@@ -1,8 +1,9 @@
 // What Docker says now, normalised into plain types. Produced from
 // `docker inspect` JSON (live engine or a file); consumed by the pure policy core.
 
-export type Protocol = 'tcp' | 'udp' | 'sctp';
-export type Family = 4 | 6;
+import type { Family, Protocol } from '../net/family.js';
+
+export type { Family, Protocol };
 
 /** One published port: container port/proto made reachable at hostIp:hostPort. */
 export interface PortBinding {

@@ -5,8 +5,8 @@
 // would write, so it answers what dockfw enforces, not what it might.
 import type { Config } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot, Family, PortBinding, Protocol } from '../docker/snapshot.js';
-import { formatInterval, type Interval } from '../labels/intervals.js';
-import { formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
+import { formatInterval, type Interval } from '../net/intervals.js';
+import { formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
 import type {
   ContainerState,
   DesiredBinding,

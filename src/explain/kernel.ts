@@ -23,8 +23,8 @@ import { BASE_CHAINS, CHAIN, PRE_CHAIN, type SetName } from '../backends/nftable
 import type { TableSeen } from '../backends/nftables/read.js';
 import { chainRules, publishedRules, ruleComment } from '../backends/nftables/render.js';
 import type { Family } from '../docker/snapshot.js';
-import type { Interval } from '../labels/intervals.js';
-import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../labels/ip.js';
+import type { Interval } from '../net/intervals.js';
+import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../net/ip.js';
 import type { DesiredState } from '../policy/desired.js';
 import type { Judgement } from './decide.js';
 

@@ -1,6 +1,6 @@
 // `dockfw explain SOURCE TARGET[/PROTO]`: the two arguments, parsed (pure).
 import type { Family, Protocol } from '../docker/snapshot.js';
-import { formatAddress, isIPv4Mapped, parseIPv4, parseIPv6 } from '../labels/ip.js';
+import { formatAddress, isIPv4Mapped, parseIPv4, parseIPv6 } from '../net/ip.js';
 
 /** An address of one family, canonical. */
 export interface QueryAddress {

@@ -1,5 +1,5 @@
 // A container's dockfw.* labels → its policy, or the list of what is wrong.
-import type { Protocol } from '../docker/snapshot.js';
+import type { Protocol } from '../net/family.js';
 import { parseSources, quote, type SourceSet } from './sources.js';
 
 export const LABEL_PREFIX = 'dockfw.';

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Family } from '../docker/snapshot.js';
-import { contains, formatInterval } from './intervals.js';
-import { formatAddress } from './ip.js';
+import type { Family } from '../net/family.js';
+import { contains, formatInterval } from '../net/intervals.js';
+import { formatAddress } from '../net/ip.js';
 import { MAX_VALUE_LENGTH, parseSources, type SourceSet } from './sources.js';
 
 /** The merged set as text, v4 then v6, for readable expectations. */

@@ -1,7 +1,7 @@
 // `<sources>` of a dockfw.allow label: who from outside may connect.
-import type { Family } from '../docker/snapshot.js';
-import { cidrInterval, mergeIntervals, type Interval } from './intervals.js';
-import { FAMILY_BITS, isIPv4Mapped, parseAddress, type ParsedAddress } from './ip.js';
+import type { Family } from '../net/family.js';
+import { cidrInterval, mergeIntervals, type Interval } from '../net/intervals.js';
+import { FAMILY_BITS, isIPv4Mapped, parseAddress, type ParsedAddress } from '../net/ip.js';
 
 /** Longest label value we look at; longer ones are an error, so parsing stays cheap. */
 export const MAX_VALUE_LENGTH = 64 * 1024;

@@ -379,3 +379,46 @@ describe('desiredState: containers not started yet, and the host network', () =>
     ]);
   });
 });
+
+describe('desiredState: the paths status shows per published binding', () => {
+  it('IPv4 DNAT and docker-proxy, IPv6 via docker-proxy to an IPv4-only container, direct access', () => {
+    const web = container('web', {
+      ports: [
+        { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 },
+        { containerPort: 80, protocol: 'tcp', hostIp: '::', hostPort: 8080 },
+      ],
+    });
+    const [summary] = desiredState({ containers: [web], bridges: [] }, allow).containers;
+    expect(summary?.paths?.map((p) => [p.to, p.via, p.judgedOn])).toEqual([
+      ['0.0.0.0:8080/tcp', 'ipv4-dnat', 'binding and container address'],
+      ['0.0.0.0:8080/tcp', 'docker-proxy', 'binding'],
+      ['[::]:8080/tcp', 'docker-proxy', 'binding'],
+      ['172.17.0.2:80/tcp', 'direct', 'container address'],
+    ]);
+  });
+
+  it('IPv6 DNAT when the container has an IPv6 address; the host network for a host-network container', () => {
+    const v6 = container('v6', {
+      networks: [{ network: 'v6net', ipv4: '172.20.0.2', ipv6: '2001:db8:2::2' }],
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '2001:db8:1::1', hostPort: 8087 }],
+    });
+    const proxy = container('proxy', {
+      networkMode: 'host',
+      networks: [{ network: 'host' }],
+      ports: [],
+      labels: { 'dockfw.allow.443': 'any' },
+    });
+    const state = desiredState({ containers: [v6, proxy], bridges: [] }, allow);
+    const paths = (name: string) =>
+      state.containers.find((c) => c.name === name)?.paths?.map((p) => [p.to, p.via]);
+    expect(paths('v6')).toEqual([
+      ['[2001:db8:1::1]:8087/tcp', 'ipv6-dnat'],
+      ['172.20.0.2:80/tcp', 'direct'],
+      ['[2001:db8:2::2]:80/tcp', 'direct'],
+    ]);
+    expect(paths('proxy')).toEqual([
+      ['0.0.0.0:443/tcp', 'host-network'],
+      ['[::]:443/tcp', 'host-network'],
+    ]);
+  });
+});

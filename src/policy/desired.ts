@@ -2,8 +2,8 @@
 // Knows nothing of iptables or nftables.
 import type { Config } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot, Family, PortBinding, Protocol } from '../docker/snapshot.js';
-import { formatInterval, type Interval } from '../labels/intervals.js';
-import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../labels/ip.js';
+import { formatInterval, type Interval } from '../net/intervals.js';
+import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
 import {
   ALLOW_LABEL,
   decisionFor,
@@ -62,12 +62,25 @@ export interface PortSummary {
   readonly label?: string;
 }
 
+/** How packets from outside reach one published binding, and where dockfw judges them. */
+export interface PathSummary {
+  /** `0.0.0.0:8080/tcp`, `[::]:8080/tcp`, `203.0.113.1:8443/tcp`, or the container address for direct access. */
+  readonly to: string;
+  readonly via: 'ipv4-dnat' | 'ipv6-dnat' | 'docker-proxy' | 'direct' | 'host-network';
+  /** In words, e.g. `IPv6 → docker-proxy → 172.17.0.2:80 (the network is IPv4-only)`. */
+  readonly how: string;
+  /** Where dockfw judges it: the published binding (before DNAT), the container address (after), or both. */
+  readonly judgedOn: 'binding' | 'container address' | 'binding and container address';
+}
+
 export interface ContainerSummary {
   readonly id: string;
   readonly name: string;
   readonly state: ContainerState;
   readonly addresses: readonly string[];
   readonly ports: readonly PortSummary[];
+  /** Every path by which each published binding is reachable from outside. */
+  readonly paths?: readonly PathSummary[];
   readonly problems: readonly LabelProblem[];
 }
 
@@ -307,6 +320,79 @@ export function hostNetworkView(container: ContainerSnapshot): {
   return { view: { ...container, ports }, problems };
 }
 
+function bracketed(family: Family, address: string): string {
+  return family === 6 ? `[${address}]` : address;
+}
+
+/**
+ * Every path by which a container's published bindings are reachable from
+ * outside, for `status`: Docker's DNAT per family, docker-proxy (IPv6 clients of
+ * an IPv4-only container; IPv4 whenever Docker's DNAT is missing), direct or
+ * routed access to the container address, the host network.
+ */
+function pathsOf(
+  container: ContainerSnapshot,
+  addresses: readonly Address[],
+  hostNetwork: boolean,
+): PathSummary[] {
+  const paths: PathSummary[] = [];
+  const first = (family: Family): string | undefined => addresses.find((a) => a.family === family)?.text;
+  for (const binding of container.ports) {
+    if (binding.hostPort < 1) continue;
+    for (const target of bindingTargets(binding.hostIp)) {
+      const family = target.family;
+      const host = target.address ?? (family === 4 ? '0.0.0.0' : '::');
+      const to = `${bracketed(family, host)}:${binding.hostPort}/${binding.protocol}`;
+      const port = `${binding.containerPort}/${binding.protocol}`;
+      if (hostNetwork) {
+        paths.push({
+          to,
+          via: 'host-network',
+          how: `IPv${family} → the host network (INPUT)`,
+          judgedOn: 'binding',
+        });
+        continue;
+      }
+      const own = first(family);
+      const v4 = first(4);
+      if (own !== undefined) {
+        paths.push({
+          to,
+          via: family === 4 ? 'ipv4-dnat' : 'ipv6-dnat',
+          how: `IPv${family} DNAT → ${bracketed(family, own)}:${port}`,
+          judgedOn: 'binding and container address',
+        });
+        if (family === 4)
+          paths.push({
+            to,
+            via: 'docker-proxy',
+            how: `IPv4 → docker-proxy → ${own}:${port} (userland proxy, when Docker's DNAT is missing)`,
+            judgedOn: 'binding',
+          });
+      } else if (family === 6 && v4 !== undefined) {
+        paths.push({
+          to,
+          via: 'docker-proxy',
+          how: `IPv6 → docker-proxy → ${v4}:${port} (the container has no IPv6 address)`,
+          judgedOn: 'binding',
+        });
+      }
+    }
+  }
+  if (!hostNetwork) {
+    const ports = [...new Set(container.ports.map((b) => `${b.containerPort}/${b.protocol}`))];
+    for (const address of addresses)
+      for (const port of ports)
+        paths.push({
+          to: `${bracketed(address.family, address.text)}:${port}`,
+          via: 'direct',
+          how: `IPv${address.family} routed to the container address (routed networks; Docker 28 drops it otherwise)`,
+          judgedOn: 'container address',
+        });
+  }
+  return paths;
+}
+
 function planContainer(
   container: ContainerSnapshot,
   config: Config,
@@ -387,6 +473,7 @@ function planContainer(
         origin: d.origin,
         ...(d.label === undefined ? {} : { label: d.label }),
       })),
+      paths: pathsOf(container, addresses, onHostNetwork(container)),
       problems,
     },
     rules,

@@ -10,7 +10,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_ADDRESSES, startTestHost, TEST_IMAGE, type TestHost } from '../host/index.js';
+import { stopDockerd } from '../host/engine.js';
+import { readPidFile } from '../host/processes.js';
 import { run } from '../host/run.js';
+import { DOCKFW_MAIN } from './dockfw-process.js';
 import { DockfwProcess, dockfwCommand } from './dockfw-process.js';
 
 const HOST_A = '203.0.113.1';
@@ -146,5 +149,56 @@ describe('host-network containers and routed networks (Docker 28.5.2, iptables-n
     expect(JSON.stringify(check)).toContain('badproxy');
     expect(await host.reachableFrom({ to: HOST_A, port: 8443 })).toEqual(['203.0.113.11']);
     await dockfw.stop();
+  });
+
+  it('boot guard: a network with a custom bridge name is closed until the first sync (open without the guard)', async () => {
+    await host.docker(['network', 'create', '-o', 'com.docker.network.bridge.name=lan7', 'custombr']);
+    await host.docker([
+      'run',
+      '-d',
+      '--restart',
+      'always',
+      '--name',
+      'custom',
+      '--network',
+      'custombr',
+      '-p',
+      '8096:80',
+      '--label',
+      'dockfw.allow=203.0.113.13',
+      TEST_IMAGE,
+    ]);
+    const hasDnat = async () => (await host.iptablesSave(4, 'nat')).includes('--dport 8096 ');
+    /** A reboot: the engine stopped, every rule gone, maybe the guard, the engine (and its containers) back. */
+    const reboot = async (guard: boolean): Promise<void> => {
+      await DockfwProcess.stopAll();
+      await stopDockerd(host.layout, readPidFile(host.layout.dockerPidFile));
+      await host.nft(['flush', 'ruleset']);
+      if (guard) {
+        const installed = await host.exec('env', [
+          `PATH=${host.env.PATH ?? ''}`,
+          process.execPath,
+          DOCKFW_MAIN,
+          'guard',
+        ]);
+        expect(installed.exitCode, installed.stderr).toBe(0);
+      }
+      await host.restartEngine();
+      const deadline = Date.now() + 30_000;
+      while (!(await hasDnat())) {
+        if (Date.now() > deadline) throw new Error('the restored container has no DNAT');
+        await sleep(100);
+      }
+    };
+    // Baseline: after a reboot without the guard, the restored container answers everyone.
+    await reboot(false);
+    await eventually('8096 open after a reboot without the guard', reach(8096), ALL_V4);
+    // With the guard: closed for everyone (allowed source included) until dockfw's first sync.
+    await reboot(true);
+    await sleep(1000);
+    expect(await host.reachableFrom({ to: HOST_A, port: 8096 })).toEqual([]);
+    const dockfw = DockfwProcess.start(host, {});
+    await dockfw.waitForLog('connected to docker');
+    await eventually('8096 after the first sync', reach(8096), ['203.0.113.13']);
   });
 });

@@ -21,8 +21,8 @@ import { ConfigError, loadConfig, SETTINGS, type Config, type ConfigFlags } from
 import { bridgeNames, type NetworkSummary } from '../../src/docker/docker-client.js';
 import { InspectError, parseInspect, parseInspectArray } from '../../src/docker/inspect.js';
 import type { ContainerSnapshot, EngineSnapshot, Family } from '../../src/docker/snapshot.js';
-import { mergeIntervals, type Interval } from '../../src/labels/intervals.js';
-import { formatAddress, parseIPv4, parseIPv6 } from '../../src/labels/ip.js';
+import { mergeIntervals, type Interval } from '../../src/net/intervals.js';
+import { formatAddress, parseIPv4, parseIPv6 } from '../../src/net/ip.js';
 import { parseContainerLabels, sourcesFor } from '../../src/labels/labels.js';
 import { parseSources } from '../../src/labels/sources.js';
 import { desiredState } from '../../src/policy/desired.js';

@@ -11,8 +11,8 @@
  * hide inside a pattern.
  */
 import type { Family, Protocol } from '../../src/docker/snapshot.js';
-import type { Interval } from '../../src/labels/intervals.js';
-import { parseIPv4, parseIPv6 } from '../../src/labels/ip.js';
+import type { Interval } from '../../src/net/intervals.js';
+import { parseIPv4, parseIPv6 } from '../../src/net/ip.js';
 import { chainRules, publishedRules, ruleComment } from '../../src/backends/nftables/render.js';
 
 /**

@@ -2,8 +2,8 @@
 // Rules are spelled the way iptables-save prints them, so a read-back compares equal.
 // The layout is specified in docs/design.md.
 import type { Family } from '../../docker/snapshot.js';
-import { formatInterval } from '../../labels/intervals.js';
-import { parseIPv4, parseIPv6 } from '../../labels/ip.js';
+import { formatInterval } from '../../net/intervals.js';
+import { parseIPv4, parseIPv6 } from '../../net/ip.js';
 import type { DesiredBinding, DesiredRule, DesiredState, RuleSources } from '../../policy/desired.js';
 import type { Protocol } from '../../docker/snapshot.js';
 import {

@@ -2,8 +2,8 @@
 // spelled in one canonical text, used both to write it and to compare it with
 // what the kernel lists, so "what changed" is a plain set difference.
 import type { Family, Protocol } from '../../docker/snapshot.js';
-import { cidrPrefix, type Interval } from '../../labels/intervals.js';
-import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../labels/ip.js';
+import { cidrPrefix, type Interval } from '../../net/intervals.js';
+import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import type { DesiredState, RuleSources } from '../../policy/desired.js';
 import type { SetName } from './names.js';
 

@@ -1,7 +1,7 @@
 // Reading the kernel: `nft -j list table inet dockfw` into chains, rule roles
 // and set elements in the same canonical text elements.ts writes.
 import type { Family } from '../../docker/snapshot.js';
-import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../../labels/ip.js';
+import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import { CommandError, type CommandRunner } from '../iptables/command.js';
 import { intervalElement, portElement } from './elements.js';
 import { TABLE_FAMILY, TABLE_NAME } from './names.js';

@@ -1,6 +1,6 @@
 // Inclusive address intervals of one family, merged, and their shortest exact
 // spelling for a firewall rule: a CIDR block when the interval is one, else a range.
-import type { Family } from '../docker/snapshot.js';
+import type { Family } from './family.js';
 import { FAMILY_BITS, formatAddress } from './ip.js';
 
 export interface Interval {

@@ -1,7 +1,7 @@
 // Strict IP address parsing to numbers, and formatting back from numbers.
 // Everything that reaches the kernel is re-formatted from these numbers, never
 // copied from label text.
-import type { Family } from '../docker/snapshot.js';
+import type { Family } from './family.js';
 
 export interface ParsedAddress {
   readonly family: Family;
