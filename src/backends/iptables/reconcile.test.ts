@@ -8,6 +8,7 @@ import { fakeIptables, saveText } from './fake-iptables.js';
 import { parseFilterTable } from './read.js';
 import { DockerChainsMissingError, IptablesReconciler } from './reconcile.js';
 import { renderPreroutingPayload, renderSyncPayload } from './render.js';
+import { FakeIptablesKernel } from '../../runtime/fake-iptables-kernel.js';
 
 const WEB: ContainerSnapshot = {
   id: 'a'.repeat(64),
@@ -211,5 +212,44 @@ describe('diffOwned', () => {
     );
     const drift = diffOwned(table, payload, [1]);
     expect(drift).toMatchObject({ missing: [], unexpected: [], reordered: true });
+  });
+});
+
+describe('when Docker’s chains vanish (nft flush ruleset)', () => {
+  it('puts the bindings back in mangle, in the variant they were in, and still waits for Docker', async () => {
+    const kernel = new FakeIptablesKernel('nft');
+    const reconciler = new IptablesReconciler({
+      run: kernel.run,
+      legacyTableNames: noLegacy,
+      dropRecords: 0,
+    });
+    await reconciler.reconcile(desired());
+    const published = (): readonly string[] | undefined => kernel.chain(4, 'DOCKFW-PUBLISHED', 'mangle');
+    expect(published()?.some((r) => r.includes('--dport 8080') && r.includes('-s 203.0.113.10/32'))).toBe(
+      true,
+    );
+    // Everything flushed: Docker's chains, its DNAT, and dockfw's rules in both tables.
+    for (const family of [4, 6] as const) {
+      kernel.edit(family, (t) => {
+        t.clear();
+        for (const chain of ['INPUT', 'FORWARD', 'OUTPUT']) t.set(chain, []);
+      });
+      kernel.edit(
+        family,
+        (t) => {
+          t.clear();
+          for (const chain of ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']) t.set(chain, []);
+        },
+        'mangle',
+      );
+    }
+    await expect(reconciler.reconcile(desired())).rejects.toBeInstanceOf(DockerChainsMissingError);
+    expect(kernel.chain(4, 'PREROUTING', 'mangle')).toEqual(['-j DOCKFW-PRE']);
+    expect(published()?.some((r) => r.includes('--dport 8080') && r.includes('-s 203.0.113.10/32'))).toBe(
+      true,
+    );
+    expect(kernel.chain(6, 'PREROUTING', 'mangle')).toEqual(['-j DOCKFW-PRE']);
+    // Nothing in filter until Docker is back (its chains decide where the jump goes).
+    expect(kernel.chain(4, 'DOCKFW')).toBeUndefined();
   });
 });

@@ -64,6 +64,8 @@ export class IptablesReconciler {
   /** Families whose record ipset is known to exist. */
   private readonly recordSets = new Set<Family>();
   private noIpset = false;
+  /** The variant Docker's rules were last found in, per family. */
+  private readonly lastVariant = new Map<Family, Variant>();
 
   constructor(private readonly options: IptablesReconcilerOptions) {
     this.deps = { run: options.run, legacyTableNames: options.legacyTableNames ?? procLegacyTableNames };
@@ -86,6 +88,10 @@ export class IptablesReconciler {
   async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
     const ipv4 = await detectIpv4(this.deps);
     if (!ipv4) {
+      // Docker's chains are gone (an `nft flush ruleset`, an engine starting): its DNAT
+      // with them, but docker-proxy may still listen on the published ports. The
+      // bindings do not depend on Docker's chains: put them back where they were.
+      await this.restoreBindings(desired);
       throw new DockerChainsMissingError("Docker's chains are not in iptables-nft nor iptables-legacy yet");
     }
     // Separate tables, separate transactions: read and write both families side by side.
@@ -96,6 +102,18 @@ export class IptablesReconciler {
       ),
     ]);
     return v6 ? [v4, v6] : [v4];
+  }
+
+  /** The mangle part alone, in the variant each family last had: what judges docker-proxy's path. */
+  private async restoreBindings(desired: DesiredState): Promise<void> {
+    for (const [family, variant] of this.lastVariant) {
+      const records = { records: await this.recording(family) };
+      const mangle = await readFilterTable(this.options.run, family, variant, 'mangle');
+      const positions = jumpPositions(mangle, PREROUTING, CHAIN_PRE);
+      const payload = renderPreroutingPayload(desired, family, { parent: PREROUTING, positions }, records);
+      if (hasDrift(diffOwned(mangle, payload, positions, 'mangle')))
+        await applyPayload(this.options.run, family, variant, payload);
+    }
   }
 
   /** Whether this family's DOCKFW-DROP can note drops: its ipset exists (made now if not). */
@@ -142,6 +160,7 @@ export class IptablesReconciler {
       }
     }
     this.lastDesired.set(family, owned);
+    this.lastVariant.set(family, variant);
     const removedFrom = await this.removeLeftovers(placement);
     return {
       family,
