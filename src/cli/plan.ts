@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
 import { DOCKER_USER, PREROUTING } from '../backends/iptables/chains.js';
+import { recordSetCreateArgs } from '../backends/iptables/records.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { parseInspectArray } from '../docker/inspect.js';
 import type { ContainerSnapshot, EngineSnapshot, Family } from '../docker/snapshot.js';
@@ -46,12 +47,20 @@ export function renderPlan(
   return renderPayloads(desired, families);
 }
 
-export function renderPayloads(desired: DesiredState, families: readonly Family[]): string {
+/**
+ * `dropRecords` > 0: with the drop rules `run` applies, which need the family's
+ * record ipset first (named in a comment line, as `ipset` takes it).
+ */
+export function renderPayloads(desired: DesiredState, families: readonly Family[], dropRecords = 0): string {
+  const options = { records: dropRecords > 0 };
   return families
     .map((family) => {
+      const needs =
+        dropRecords > 0 ? `# first: ipset ${recordSetCreateArgs(family, dropRecords).join(' ')}\n` : '';
       const payload =
-        renderPreroutingPayload(desired, family, { parent: PREROUTING, positions: [] }) +
-        renderSyncPayload(desired, family, { parent: DOCKER_USER, positions: [] });
+        needs +
+        renderPreroutingPayload(desired, family, { parent: PREROUTING, positions: [] }, options) +
+        renderSyncPayload(desired, family, { parent: DOCKER_USER, positions: [] }, options);
       return families.length > 1
         ? `# IPv${family}: ${FAMILY_NAMES[family]}-restore --noflush\n${payload}`
         : payload;
@@ -131,7 +140,7 @@ export async function run(argv: string[]): Promise<number> {
         ? { containers: await readInspectFile(input), bridges: [] }
         : await readLiveSnapshot(config);
     const desired = desiredState(snapshot, config);
-    process.stdout.write(renderPayloads(desired, families));
+    process.stdout.write(renderPayloads(desired, families, config.dropRecords));
     process.stderr.write(renderSummary(desired));
     return 0;
   } catch (error) {

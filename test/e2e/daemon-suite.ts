@@ -198,9 +198,12 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(planned).toContain(
         `-A DOCKFW-IN -s 203.0.113.10/32 -d ${address}/32 -p tcp -m tcp --dport 80 -m comment --comment "dockfw ${id12('one')}" -j RETURN`,
       );
-      // Both tables: the published bindings (mangle) and the forward rules (filter).
+      // Both tables: the published bindings (mangle) and the forward rules (filter),
+      // chain by chain (iptables-save lists a table's chains by name).
       const kernel = (await host.iptablesSave(4, 'mangle')) + (await save(4));
-      expect(planned).toEqual(rulesOf(kernel, '-A DOCKFW'));
+      const byChain = (rules: string[]) => [...rules].sort((a, b) => chainOf(a).localeCompare(chainOf(b)));
+      const chainOf = (rule: string) => rule.split(' ')[1] ?? '';
+      expect(byChain(planned)).toEqual(byChain(rulesOf(kernel, '-A DOCKFW')));
       expect(plan.stderr).toMatch(/invalid.*dockfw\.allow/s);
     });
 

@@ -102,7 +102,10 @@ export function iptablesFirewall(ipv6UserChain: boolean): SuiteFirewall {
     closes: (text, address, port) =>
       lines(text, '-A DOCKFW-IN').some(
         (r) =>
-          r.includes(`-d ${hostBits(address)}`) && r.includes(`--dport ${port} `) && r.endsWith('-j DROP'),
+          r.includes(`-d ${hostBits(address)}`) &&
+          r.includes(`--dport ${port} `) &&
+          // Dropped at once, or through DOCKFW-DROP (which notes the drop first).
+          /-j (?:DROP|DOCKFW-DROP)$/.test(r),
       ),
     allows: (text, address, port, source) =>
       lines(text, '-A DOCKFW-IN').some(

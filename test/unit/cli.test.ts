@@ -58,8 +58,12 @@ describe('dockfw', () => {
 describe('dockfw plan', () => {
   it('prints one family pipeable, the summary on stderr', async () => {
     expect(await main(['plan', '--input', fixture('example-inspect.json'), '--family', '4'])).toBe(0);
-    // One iptables-restore input: the mangle table's published bindings, then filter.
-    expect(out.startsWith('*mangle\n')).toBe(true);
+    // One iptables-restore input: the record ipset it needs first (a comment), the
+    // mangle table's published bindings, then filter.
+    expect(out.startsWith('# first: ipset create -exist dockfw-drops4 hash:ip,port,ip family inet')).toBe(
+      true,
+    );
+    expect(out).toContain('\n*mangle\n');
     expect(out).toContain('COMMIT\n*filter\n');
     expect(out.endsWith('COMMIT\n')).toBe(true);
     expect(out).toContain('-I PREROUTING 1 -j DOCKFW-PRE\n');
