@@ -506,7 +506,13 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       // A second guard (dockfw running) leaves dockfw's rules alone.
       const rules = async () => {
         const { v4, v6 } = await fw.owned(host);
-        return [v4, v6].map((text) => text.split('\n').filter((l) => !l.startsWith('#')));
+        // A drop record's remaining lifetime ticks on: everything else must stay as it was.
+        return [v4, v6].map((text) =>
+          text
+            .split('\n')
+            .filter((l) => !l.startsWith('#'))
+            .map((l) => l.replace(/ expires [0-9hmsd.]+/g, '')),
+        );
       };
       const kept = await rules();
       const again = await guard();
