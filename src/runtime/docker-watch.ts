@@ -74,7 +74,10 @@ export class DockerWatch {
             { type: event.type, action: event.action, container: event.containerId },
             'docker event',
           );
-          runner.request('event');
+          // A created container is about to start (docker-proxy listens at its start): its
+          // fixed host ports are judged from this sync on, so it must not wait for a token.
+          const urgent = event.type === 'container' && event.action === 'create';
+          runner.request('event', urgent ? { urgent } : {});
         }
         if (!this.stopped) this.setState('disconnected', new Error('event stream ended'));
       } catch (error) {

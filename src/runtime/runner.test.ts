@@ -36,6 +36,24 @@ function harness(durationMs: number, fail: () => boolean = () => false): Harness
 }
 
 describe('SyncRunner', () => {
+  it('answers an urgent request (a created container) without waiting for a token, after the running sync', async () => {
+    const h = harness(10);
+    // Two syncs back to back empty the bucket.
+    h.runner.request('event');
+    await h.clock.advance(12);
+    h.runner.request('event');
+    await h.clock.advance(12);
+    h.runner.request('event');
+    h.runner.request('event', { urgent: true });
+    await h.clock.advance(5);
+    expect(h.starts.map((s) => s.at)).toEqual([0, 12, 24]);
+    // A plain request after it waits for the bucket again: urgent never borrows a token.
+    h.runner.request('event');
+    await h.clock.advance(500);
+    expect((h.starts[3]?.at ?? 0) - 24).toBeGreaterThanOrEqual(90);
+    expect(h.maxConcurrent()).toBe(1);
+  });
+
   it('answers a burst of requests with one running and one pending sync', async () => {
     const h = harness(50);
     for (let i = 0; i < 200; i++) h.runner.request('event');

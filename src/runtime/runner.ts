@@ -34,6 +34,12 @@ export interface RunnerOptions {
 export interface RequestOptions {
   /** Forget earlier failures' backoff (the cause may be gone, e.g. Docker is back). */
   readonly resetBackoff?: boolean;
+  /**
+   * Answer without waiting for a token (still one sync at a time, and never during a
+   * failure's backoff): a container was created and will open its ports at its start.
+   * It takes a token when one is there and never borrows one.
+   */
+  readonly urgent?: boolean;
 }
 
 export class SyncRunner {
@@ -57,6 +63,8 @@ export class SyncRunner {
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
   private pending = new Set<SyncReason>();
+  /** An urgent request waits in `pending`. */
+  private urgent = false;
   private running: Promise<void> | undefined;
   private timer: TimerHandle | undefined;
   private timerDue = Infinity;
@@ -94,6 +102,7 @@ export class SyncRunner {
       if (this.lastIdleMs >= this.lullMs) this.endStorm(now);
     }
     this.pending.add(reason);
+    if (options.urgent === true) this.urgent = true;
     if (options.resetBackoff) {
       this.failures = 0;
       this.notBefore = -Infinity;
@@ -106,6 +115,7 @@ export class SyncRunner {
     this.stopped = true;
     this.cancelTimer();
     this.pending.clear();
+    this.urgent = false;
     await this.running;
   }
 
@@ -113,12 +123,13 @@ export class SyncRunner {
     if (this.stopped || this.running || this.pending.size === 0) return;
     const now = this.options.clock.now();
     const tokens = this.availableTokens(now);
-    const tokenDue = tokens >= 1 ? now : now + Math.ceil((1 - tokens) * this.intervalMs);
+    const tokenDue =
+      tokens >= 1 || this.urgent ? now : now + Math.ceil((1 - tokens) * this.intervalMs);
     const due = Math.max(now, tokenDue, this.notBefore);
     if (this.timer && this.timerDue <= due) return;
     this.cancelTimer();
     this.timerDue = due;
-    this.waitingForToken = tokens < 1;
+    this.waitingForToken = tokens < 1 && !this.urgent;
     this.timer = this.options.clock.setTimeout(() => {
       this.timer = undefined;
       this.timerDue = Infinity;
@@ -141,12 +152,14 @@ export class SyncRunner {
     if (this.stopped || this.running) return;
     const reasons = this.pending;
     this.pending = new Set();
+    const urgent = this.urgent;
+    this.urgent = false;
     const now = this.options.clock.now();
     const available = this.availableTokens(now);
     // Slow syncs never run out of tokens; starting right after one finished is waiting too.
-    this.pace(this.waitingForToken || now - this.lastFinishedAt < this.minIntervalMs);
+    this.pace(!urgent && (this.waitingForToken || now - this.lastFinishedAt < this.minIntervalMs));
     this.waitingForToken = false;
-    this.tokens = available - 1;
+    this.tokens = urgent ? Math.max(0, available - 1) : available - 1;
     this.tokensAt = now;
     this.syncCount++;
     this.running = this.runOnce(reasons).finally(() => {
