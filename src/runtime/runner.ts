@@ -123,8 +123,7 @@ export class SyncRunner {
     if (this.stopped || this.running || this.pending.size === 0) return;
     const now = this.options.clock.now();
     const tokens = this.availableTokens(now);
-    const tokenDue =
-      tokens >= 1 || this.urgent ? now : now + Math.ceil((1 - tokens) * this.intervalMs);
+    const tokenDue = tokens >= 1 || this.urgent ? now : now + Math.ceil((1 - tokens) * this.intervalMs);
     const due = Math.max(now, tokenDue, this.notBefore);
     if (this.timer && this.timerDue <= due) return;
     this.cancelTimer();
