@@ -147,8 +147,8 @@ describe('mayHaveEndpoints', () => {
       true,
       true,
     ]);
-    expect(['exited', 'dead'].map(mayHaveEndpoints)).toEqual([false, false]);
-    // Created: its fixed host ports are known before it starts.
-    expect(mayHaveEndpoints('created')).toBe(true);
+    expect(mayHaveEndpoints('dead')).toBe(false);
+    // Created, or exited (with a restart policy, about to be started again): fixed host ports known before.
+    expect(['created', 'exited'].map(mayHaveEndpoints)).toEqual([true, true]);
   });
 });

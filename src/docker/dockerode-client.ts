@@ -94,13 +94,14 @@ function dockerodeOptions(
 }
 
 /**
- * Stopped containers (exited, dead) have no address and publish nothing;
- * inspecting them on every sync would only cost time. A paused container keeps
- * its endpoints, so it stays in. A created one is about to start: its fixed host
- * ports are judged before docker-proxy listens on them.
+ * Dead containers have no address and publish nothing. A paused container keeps
+ * its endpoints, so it stays in. A created one is about to start, and so is an
+ * exited one with a restart policy while the engine restarts (it lists them as
+ * exited before it starts them again): their fixed host ports are judged before
+ * docker-proxy listens on them (inspect tells which exited ones will restart).
  */
 export function mayHaveEndpoints(state: string | undefined): boolean {
-  return state !== 'exited' && state !== 'dead';
+  return state !== 'dead';
 }
 
 /**

@@ -49,9 +49,24 @@ describe('parseInspect', () => {
     expect(running.ports).toEqual([
       { containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 },
     ]);
-    // Exited: nothing planned (its ports are released).
+    // Exited: nothing planned (its ports are released)...
     const exited = parseInspect(minimal({ State: { Running: false, Status: 'exited' } }));
     expect(exited.created).toBeUndefined();
+    // ...unless the engine will start it again (a restarting engine lists it exited first).
+    const restarting = parseInspect(
+      minimal({
+        State: { Running: false, Status: 'exited' },
+        HostConfig: {
+          RestartPolicy: { Name: 'always' },
+          PortBindings: { '80/tcp': [{ HostIp: '', HostPort: '9201' }] },
+        },
+        NetworkSettings: { Networks: {}, Ports: {} },
+      }),
+    );
+    expect(restarting.created).toBe(true);
+    expect(restarting.plannedPorts).toEqual([
+      { containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 9201 },
+    ]);
     expect(parseInspect(minimal({ HostConfig: { NetworkMode: 'host' } })).networkMode).toBe('host');
   });
 

@@ -43,6 +43,7 @@ export const InspectContainer = z.object({
   HostConfig: z
     .object({
       NetworkMode: z.string().nullish(),
+      RestartPolicy: z.object({ Name: z.string().nullish() }).passthrough().nullish(),
       // As configured: `-p 8000-8010:80` keeps a host port range here (the engine picks one at start).
       PortBindings: z.record(z.string(), z.array(ConfiguredBinding).nullish()).nullish(),
     })
@@ -88,7 +89,13 @@ function toNetworks(networks: InspectContainer['NetworkSettings']['Networks']): 
 /** One element of `docker inspect` output. Throws (ZodError or Error) on malformed input. */
 export function parseInspect(json: unknown): ContainerSnapshot {
   const c = InspectContainer.parse(json);
-  const created = !c.State.Running && c.State.Status === 'created';
+  // About to start: created, or stopped with a restart policy (a restarting engine
+  // lists such containers as exited before it starts them again, docker-proxy first).
+  const restarts = ['always', 'unless-stopped', 'on-failure'].includes(
+    c.HostConfig?.RestartPolicy?.Name ?? '',
+  );
+  const created =
+    !c.State.Running && (c.State.Status === 'created' || (restarts && c.State.Status === 'exited'));
   // The configured bindings with a fixed host port (a range or an engine-chosen port is
   // not known before the start): judged before a created container starts, and for a
   // running one whose live bindings the engine has not filled in yet (a restart).
