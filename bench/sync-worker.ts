@@ -10,7 +10,8 @@
  * a sample); one container started at a time through the real event path.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCommand, type CommandRunner } from '../src/backends/iptables/command.js';
+import { type CommandRunner } from '../src/backends/command.js';
+import { runCommand } from '../src/backends/iptables/command.js';
 import { CHAIN_IN } from '../src/backends/iptables/chains.js';
 import { restoreCommand } from '../src/backends/iptables/read.js';
 import { tokenizeRule } from '../src/backends/iptables/read.js';
@@ -23,7 +24,8 @@ import { createDockerClient } from '../src/docker/dockerode-client.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { systemClock } from '../src/runtime/clock.js';
 import { Daemon } from '../src/runtime/daemon.js';
-import { createSync, type Firewall } from '../src/runtime/sync.js';
+import type { FirewallSync as Firewall } from '../src/backends/firewall.js';
+import { createSync } from '../src/runtime/sync.js';
 import { standinPost, wallNow, type Variant } from './lib.js';
 
 export interface SyncSpec {

@@ -1,35 +1,55 @@
-// The real backends wired for `dockfw run`: the configured one, or for `auto`
-// the one matching Docker's firewall (see select.ts).
+// The only place that knows the concrete backends: everything else gets a
+// Firewall (or the selecting one `dockfw run` uses) from here.
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { DockerClient } from '../docker/docker-client.js';
+import type { BackendName, Firewall, IptablesVariant } from './firewall.js';
 import { runCommand } from './iptables/command.js';
-import { IptablesReconciler } from './iptables/reconcile.js';
-import { uninstall as uninstallIptables } from './iptables/uninstall.js';
+import { IptablesFirewall } from './iptables/firewall.js';
 import { runNft } from './nftables/command.js';
-import { NftablesReconciler } from './nftables/reconcile.js';
-import { uninstallNftables } from './nftables/uninstall.js';
+import { NftablesFirewall } from './nftables/firewall.js';
 import { SelectedFirewall } from './select.js';
 
-export function createFirewall(config: Config, docker: DockerClient, logger: Logger): SelectedFirewall {
-  const iptables = new IptablesReconciler({
+export interface BackendOptions {
+  readonly dropRecords?: number;
+  /** iptables: the variant `dockfw guard` writes with (default: the `iptables` on PATH). */
+  readonly iptablesVariant?: IptablesVariant;
+  readonly logger?: Logger;
+}
+
+/** One backend, with the real tools. */
+export function createBackend(name: BackendName, options: BackendOptions = {}): Firewall {
+  const { logger, dropRecords } = options;
+  if (name === 'nftables')
+    return new NftablesFirewall({ run: runNft, ...(dropRecords === undefined ? {} : { dropRecords }) });
+  return new IptablesFirewall({
     run: runCommand,
+    ...(dropRecords === undefined ? {} : { dropRecords }),
+    ...(options.iptablesVariant ? { guardVariant: options.iptablesVariant } : {}),
     onIpv6Unavailable: (error) =>
-      logger.warn({ error: error.message }, 'ip6tables not available: IPv6 not managed'),
-    dropRecords: config.dropRecords,
+      logger?.warn({ error: error.message }, 'ip6tables not available: IPv6 not managed'),
     onRecordsUnavailable: (error) =>
-      logger.warn({ error: error.message }, 'cannot make the drop record ipset: drops are not recorded'),
+      logger?.warn({ error: error.message }, 'cannot make the drop record ipset: drops are not recorded'),
   });
-  const nftables = new NftablesReconciler({ run: runNft, dropRecords: config.dropRecords });
+}
+
+/** Every backend, for what must look everywhere (`dockfw uninstall`). */
+export function createBackends(): readonly Firewall[] {
+  return [createBackend('iptables'), createBackend('nftables')];
+}
+
+/** The backends wired for `dockfw run`: the configured one, or for `auto` the one matching Docker's firewall. */
+export function createFirewall(config: Config, docker: DockerClient, logger: Logger): SelectedFirewall {
+  const options = { dropRecords: config.dropRecords, logger };
+  const iptables = createBackend('iptables', options);
+  const nftables = createBackend('nftables', options);
+  const removes = (firewall: Firewall) => async () => (await firewall.uninstall()).length > 0;
   return new SelectedFirewall({
     setting: config.backend,
     info: () => docker.info(),
     backends: {
-      iptables: {
-        firewall: iptables,
-        remove: async () => (await uninstallIptables({ run: runCommand })).length > 0,
-      },
-      nftables: { firewall: nftables, remove: async () => (await uninstallNftables(runNft)).removed },
+      iptables: { firewall: iptables, remove: removes(iptables), counters: iptables.counters.bind(iptables) },
+      nftables: { firewall: nftables, remove: removes(nftables), counters: nftables.counters.bind(nftables) },
     },
     onChosen: (backend, firewallBackend) =>
       logger.info(

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { EngineInfo } from '../docker/docker-client.js';
 import type { DesiredState } from '../policy/desired.js';
 import { DockerUnavailableError } from '../runtime/sync.js';
-import { CommandError } from './iptables/command.js';
-import type { FamilyReport } from './iptables/reconcile.js';
+import { CommandError } from './command.js';
+import type { FamilyReport } from './firewall.js';
 import { chooseBackend, SelectedFirewall, type Backend, type BackendName } from './select.js';
 
 const STATE: DesiredState = {

@@ -4,12 +4,20 @@
 // never leaves two sets of rules (nor a moment with none).
 import type { Config } from '../config/config.js';
 import type { EngineInfo } from '../docker/docker-client.js';
+import type { Family } from '../docker/snapshot.js';
 import type { DesiredState } from '../policy/desired.js';
-import { DockerUnavailableError, type Firewall } from '../runtime/sync.js';
-import { CommandError } from './iptables/command.js';
-import type { FamilyReport } from './iptables/reconcile.js';
+import { DockerUnavailableError } from '../runtime/sync.js';
+import { CommandError } from './command.js';
+import type {
+  BackendName,
+  FamilyCounters,
+  FamilyReport,
+  Firewall,
+  FirewallSync,
+  Placement,
+} from './firewall.js';
 
-export type BackendName = 'iptables' | 'nftables';
+export type { BackendName };
 
 /** nftables when asked for, or for `auto` when Docker's firewall is nftables (`nftables`, `nftables+firewalld`). */
 export function chooseBackend(setting: Config['backend'], firewallBackend: string | undefined): BackendName {
@@ -18,9 +26,11 @@ export function chooseBackend(setting: Config['backend'], firewallBackend: strin
 }
 
 export interface Backend {
-  readonly firewall: Firewall;
+  readonly firewall: FirewallSync;
   /** Removes everything this backend owns; resolves with whether there was anything. */
   remove(): Promise<boolean>;
+  /** Its rule counters (absent: it keeps none). */
+  readonly counters?: Firewall['counters'];
 }
 
 export interface SelectedFirewallOptions {
@@ -31,7 +41,7 @@ export interface SelectedFirewallOptions {
   readonly onOtherRemoved?: (backend: BackendName) => void;
 }
 
-export class SelectedFirewall implements Firewall {
+export class SelectedFirewall implements FirewallSync {
   private chosen: BackendName | undefined;
   private otherRemoved = false;
 
@@ -47,6 +57,12 @@ export class SelectedFirewall implements Firewall {
     const reports = await this.options.backends[name].firewall.reconcile(desired);
     if (!this.otherRemoved) await this.removeOther(name);
     return reports;
+  }
+
+  /** The counters where `placement` says the rules are, from the backend that placed them. */
+  counters(family: Family, placement: Placement): Promise<FamilyCounters | undefined> {
+    const counters = this.options.backends[placement.kind].counters;
+    return counters ? counters(family, placement) : Promise.resolve(undefined);
   }
 
   private async choose(): Promise<BackendName> {

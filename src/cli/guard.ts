@@ -1,23 +1,11 @@
 // `dockfw guard`: run once at boot, before docker.service, so the containers
 // dockerd restores are closed by the catch-all until `dockfw run` has judged
 // them. Writes the fail-closed layout only where dockfw has no rules yet.
-import { applyPayload } from '../backends/iptables/apply.js';
-import { CommandError, runCommand } from '../backends/iptables/command.js';
-import { readFilterTable, type Variant } from '../backends/iptables/read.js';
-import { applyNftPayload } from '../backends/nftables/apply.js';
-import { runNft } from '../backends/nftables/command.js';
-import { readTable } from '../backends/nftables/read.js';
+import { emptyDesired } from '../backends/guard.js';
+import { createBackend } from '../backends/create.js';
+import type { GuardOutcome, IptablesVariant } from '../backends/firewall.js';
 import { ConfigError, type Config } from '../config/config.js';
-import type { Family } from '../docker/snapshot.js';
-import type { DesiredState } from '../policy/desired.js';
 import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './args.js';
-import {
-  emptyDesired,
-  iptablesGuardPlan,
-  nftablesGuardPlan,
-  variantFromVersion,
-  type GuardPlan,
-} from './guard-plan.js';
 
 const HELP = `Usage: dockfw guard [--iptables-variant nft|legacy] [configuration flags]
 
@@ -44,51 +32,21 @@ Options:
 ${configHelp()}
 `;
 
-const FAMILY_NAMES: Readonly<Record<Family, string>> = { 4: 'iptables', 6: 'ip6tables' };
-
-function describe(plan: GuardPlan, where: string): string {
+function describe({ where, plan }: GuardOutcome): string {
+  if (plan === undefined) return `${where}: not installed, not guarded\n`;
   return plan.kind === 'install'
     ? `${where}: installed the fail-closed catch-all\n`
     : `${where}: already guarded (${plan.holding.join(', ')} hold rules): left alone\n`;
 }
 
-async function iptablesVariant(flag: unknown): Promise<Variant> {
-  if (flag === 'nft' || flag === 'legacy') return flag;
-  if (flag !== undefined)
-    throw new UsageError(`--iptables-variant must be nft or legacy, not ${JSON.stringify(flag)}`);
-  const { stdout } = await runCommand('iptables', ['--version']);
-  return variantFromVersion(stdout);
-}
-
-async function guardIptables(empty: DesiredState, variant: Variant): Promise<void> {
-  for (const family of [4, 6] as const) {
-    const where = `${FAMILY_NAMES[family]}-${variant}`;
-    let table;
-    try {
-      table = await readFilterTable(runCommand, family, variant);
-    } catch (error) {
-      // A host without ip6tables has no IPv6 rules for Docker either.
-      if (family === 6 && error instanceof CommandError && error.missing) {
-        process.stderr.write(`${where}: not installed, IPv6 not guarded\n`);
-        continue;
-      }
-      throw error;
-    }
-    const plan = iptablesGuardPlan(empty, family, table);
-    if (plan.kind === 'install') await applyPayload(runCommand, family, variant, plan.payload);
-    process.stdout.write(describe(plan, where));
-  }
-}
-
-async function guardNftables(empty: DesiredState): Promise<void> {
-  const plan = nftablesGuardPlan(empty, await readTable(runNft));
-  if (plan.kind === 'install') await applyNftPayload(runNft, plan.payload);
-  process.stdout.write(describe(plan, 'nftables table inet dockfw'));
+function iptablesVariant(flag: unknown): IptablesVariant | undefined {
+  if (flag === undefined || flag === 'nft' || flag === 'legacy') return flag;
+  throw new UsageError(`--iptables-variant must be nft or legacy, not ${JSON.stringify(flag)}`);
 }
 
 export async function run(argv: string[]): Promise<number> {
   let config: Config;
-  let variantFlag: unknown;
+  let variant: IptablesVariant | undefined;
   try {
     const { values } = parse(
       argv,
@@ -100,8 +58,7 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     config = configFrom(values);
-    variantFlag = values['iptables-variant'];
-    if (variantFlag !== undefined) await iptablesVariant(variantFlag);
+    variant = iptablesVariant(values['iptables-variant']);
   } catch (error) {
     if (error instanceof UsageError || error instanceof ConfigError) {
       process.stderr.write(`dockfw guard: ${error.message}\n`);
@@ -109,12 +66,16 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const empty = emptyDesired(config);
   try {
     // At boot there is no engine to ask: `auto` means iptables (Docker 29's nftables
     // firewall needs DOCKFW_BACKEND=nftables here).
-    if (config.backend === 'nftables') await guardNftables(empty);
-    else await guardIptables(empty, await iptablesVariant(variantFlag));
+    const backend = config.backend === 'nftables' ? 'nftables' : 'iptables';
+    const firewall = createBackend(backend, variant === undefined ? {} : { iptablesVariant: variant });
+    for (const outcome of await firewall.guard(emptyDesired(config))) {
+      const text = describe(outcome);
+      if (outcome.plan === undefined) process.stderr.write(text);
+      else process.stdout.write(text);
+    }
   } catch (error) {
     process.stderr.write(`dockfw guard: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;

@@ -3,9 +3,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from './main.js';
 
-vi.mock('../backends/iptables/command.js', async (importOriginal) => {
-  const original = await importOriginal<typeof import('../backends/iptables/command.js')>();
-  const refuse: import('../backends/iptables/command.js').CommandRunner = (file, args) =>
+vi.mock('../backends/command.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../backends/command.js')>();
+  const refuse: import('../backends/command.js').CommandRunner = (file, args) =>
     Promise.reject(
       new original.CommandError(
         `${[file, ...args].join(' ')} failed (exit 4): ${file} v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied\n`,
@@ -15,7 +15,7 @@ vi.mock('../backends/iptables/command.js', async (importOriginal) => {
         false,
       ),
     );
-  return { ...original, runCommand: refuse, commandRunner: () => refuse };
+  return { ...original, commandRunner: () => refuse };
 });
 
 let err = '';

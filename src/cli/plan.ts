@@ -1,9 +1,8 @@
 // `dockfw plan`: the exact payloads a sync would apply, plus a human summary.
 // Payloads go to stdout (pipeable into iptables-restore --test), the summary to stderr.
 import { readFile } from 'node:fs/promises';
-import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
-import { DOCKER_USER, PREROUTING } from '../backends/iptables/chains.js';
-import { recordSetCreateArgs } from '../backends/iptables/records.js';
+import { createBackend } from '../backends/create.js';
+import type { BackendName } from '../backends/firewall.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { parseInspectArray } from '../docker/inspect.js';
 import type { ContainerSnapshot, EngineSnapshot, Family } from '../docker/snapshot.js';
@@ -20,12 +19,14 @@ import { portOrigin } from './port-origin.js';
 
 const HELP = `Usage: dockfw plan [--input FILE] [--family 4|6] [configuration flags]
 
-Prints the iptables-restore payloads dockfw would apply for the containers in FILE
-(the JSON array printed by \`docker inspect\`), or without --input for the live
-engine at DOCKER_HOST, as if no dockfw rules existed yet.
+Prints the payloads dockfw would apply for the containers in FILE (the JSON
+array printed by \`docker inspect\`), or without --input for the live engine at
+DOCKER_HOST, as if no dockfw rules existed yet: the iptables-restore payloads,
+or with DOCKFW_BACKEND=nftables the \`nft -f\` payload of table inet dockfw.
 Payloads go to stdout; a summary per container and any label errors go to stderr.
-With --family, only that family's payload is printed, so it can be piped into
-\`iptables-restore --test --noflush\`.
+With --family (iptables), only that family's payload is printed, so it can be
+piped into \`iptables-restore --test --noflush\`; the nftables table serves both
+families in one payload.
 
 Options:
   --input FILE      docker inspect JSON array (default: the live engine)
@@ -35,8 +36,6 @@ Options:
 ${configHelp()}
 `;
 
-const FAMILY_NAMES: Readonly<Record<Family, string>> = { 4: 'iptables', 6: 'ip6tables' };
-
 /** Payload text for the given families, as the first sync would apply them (no jump yet). */
 export function renderPlan(
   snapshot: EngineSnapshot,
@@ -44,28 +43,25 @@ export function renderPlan(
   families: readonly Family[] = [4, 6],
 ): string {
   const desired = desiredState(snapshot, config);
-  return renderPayloads(desired, families);
+  return renderPayloads(desired, families, 0, planBackend(config));
+}
+
+/** The backend `plan` renders for: `auto` cannot ask an engine's firewall here, and means iptables. */
+export function planBackend(config: Config): BackendName {
+  return config.backend === 'nftables' ? 'nftables' : 'iptables';
 }
 
 /**
- * `dropRecords` > 0: with the drop rules `run` applies, which need the family's
- * record ipset first (named in a comment line, as `ipset` takes it).
+ * What `backend` would apply for `desired`. `dropRecords` > 0: with the drop
+ * rules `run` applies (the iptables payload then names the record ipset it needs first).
  */
-export function renderPayloads(desired: DesiredState, families: readonly Family[], dropRecords = 0): string {
-  const options = { records: dropRecords > 0 };
-  return families
-    .map((family) => {
-      const needs =
-        dropRecords > 0 ? `# first: ipset ${recordSetCreateArgs(family, dropRecords).join(' ')}\n` : '';
-      const payload =
-        needs +
-        renderPreroutingPayload(desired, family, { parent: PREROUTING, positions: [] }, options) +
-        renderSyncPayload(desired, family, { parent: DOCKER_USER, positions: [] }, options);
-      return families.length > 1
-        ? `# IPv${family}: ${FAMILY_NAMES[family]}-restore --noflush\n${payload}`
-        : payload;
-    })
-    .join('');
+export function renderPayloads(
+  desired: DesiredState,
+  families: readonly Family[],
+  dropRecords = 0,
+  backend: BackendName = 'iptables',
+): string {
+  return createBackend(backend).render(desired, { families, dropRecords });
 }
 
 /** Consecutive ports of one protocol with the same answer, as one line. */
@@ -140,7 +136,7 @@ export async function run(argv: string[]): Promise<number> {
         ? { containers: await readInspectFile(input), bridges: [] }
         : await readLiveSnapshot(config);
     const desired = desiredState(snapshot, config);
-    process.stdout.write(renderPayloads(desired, families, config.dropRecords));
+    process.stdout.write(renderPayloads(desired, families, config.dropRecords, planBackend(config)));
     process.stderr.write(renderSummary(desired));
     return 0;
   } catch (error) {

@@ -1,7 +1,7 @@
 // `dockfw run`: the sidecar. Watches Docker and keeps the firewall in step
 // until SIGTERM/SIGINT; then stops at once and leaves the rules in place.
 import { createFirewall } from '../backends/create.js';
-import { onWriteSpawned, runCommand } from '../backends/iptables/command.js';
+import { onWriteSpawned } from '../backends/command.js';
 import { ConfigError } from '../config/config.js';
 import { createDockerClient } from '../docker/dockerode-client.js';
 import { startObservability } from '../observe/index.js';
@@ -62,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
   const observability = await startObservability({
     config,
     logger,
-    run: runCommand,
+    readCounters: (family, placement) => firewall.counters(family, placement),
     version: version(),
   }).catch((error: unknown) => {
     process.stderr.write(

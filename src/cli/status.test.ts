@@ -132,8 +132,8 @@ describe('formatStatus', () => {
     const text = formatStatus({
       ...base,
       firewall: [
-        { family: 4, variant: 'legacy', parent: 'DOCKER-USER' },
-        { family: 6, variant: 'nft', parent: 'table inet dockfw' },
+        { family: 4, kind: 'iptables', variant: 'legacy', parent: 'DOCKER-USER' },
+        { family: 6, kind: 'nftables', table: 'inet dockfw' },
       ],
     });
     expect(text).toContain(

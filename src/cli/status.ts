@@ -1,5 +1,6 @@
 // `dockfw status`: asks the running daemon (GET /status on DOCKFW_LISTEN) what it
 // enforces, and prints it as a table or as JSON.
+import { describePlacement } from '../backends/firewall.js';
 import { ConfigError } from '../config/config.js';
 import { askDaemon, DaemonUnreachableError, listenAddress } from '../observe/client.js';
 import type { StatusReport } from '../observe/state.js';
@@ -73,11 +74,7 @@ export function formatStatus(report: StatusReport): string {
   );
   for (const reason of report.notReady) lines.push(`  not ready: ${reason}`);
   if (report.firewall.length > 0) {
-    const families = report.firewall.map((f) =>
-      f.parent.startsWith('table ')
-        ? `ipv${f.family} nftables (${f.parent})`
-        : `ipv${f.family} iptables-${f.variant} (${f.parent})`,
-    );
+    const families = report.firewall.map((f) => `ipv${f.family} ${describePlacement(f)}`);
     lines.push(`firewall: ${families.join(', ')}`);
   }
   lines.push('');

@@ -1,10 +1,9 @@
 // `dockfw uninstall`: removes dockfw's jumps and chains (both families, every
 // iptables variant where they exist) and its nftables table. Other rules are
 // left alone. Stop `dockfw run` first, or it puts them back.
-import { CommandError, runCommand } from '../backends/iptables/command.js';
-import { uninstall, type UninstallReport } from '../backends/iptables/uninstall.js';
-import { runNft } from '../backends/nftables/command.js';
-import { uninstallNftables } from '../backends/nftables/uninstall.js';
+import { CommandError } from '../backends/command.js';
+import { createBackends } from '../backends/create.js';
+import type { Removal } from '../backends/firewall.js';
 import { parse, UsageError } from './args.js';
 
 const HELP = `Usage: dockfw uninstall
@@ -30,20 +29,19 @@ export async function run(argv: string[]): Promise<number> {
     throw error;
   }
   // A host may have only one of the two tools; what a missing tool manages cannot exist.
-  const missing = (error: unknown): undefined => {
-    if (error instanceof CommandError && error.missing) return undefined;
+  const missing = (error: unknown): readonly Removal[] => {
+    if (error instanceof CommandError && error.missing) return [];
     throw error;
   };
-  const reports: UninstallReport[] = (await uninstall({ run: runCommand }).catch(missing)) ?? [];
-  const table = await uninstallNftables(runNft).catch(missing);
-  if (reports.length === 0 && table?.removed !== true) {
+  const perBackend: (readonly Removal[])[] = [];
+  for (const backend of createBackends()) perBackend.push(await backend.uninstall().catch(missing));
+  // nftables first: its table is one line, the iptables chains follow per family and variant.
+  const removals = perBackend.reverse().flat();
+  if (removals.length === 0) {
     process.stdout.write('nothing to remove: no dockfw chains, jumps or nftables table found\n');
   }
-  if (table?.removed === true) process.stdout.write(`removed nftables table ${table.table}\n`);
-  for (const report of reports) {
-    process.stdout.write(
-      `removed from ${report.family === 4 ? 'iptables' : 'ip6tables'}-${report.variant}: ${report.removedChains.join(', ') || 'jump'}\n`,
-    );
+  for (const removal of removals) {
+    process.stdout.write(`${removal.text}\n`);
   }
   return 0;
 }

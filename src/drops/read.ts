@@ -1,6 +1,7 @@
 // Reads the drop records of whichever backend holds them.
 import type { Config } from '../config/config.js';
-import { CommandError, runCommand, type CommandRunner } from '../backends/iptables/command.js';
+import { CommandError, type CommandRunner } from '../backends/command.js';
+import { runCommand } from '../backends/iptables/command.js';
 import { readIpsetRecords } from '../backends/iptables/records.js';
 import { runNft } from '../backends/nftables/command.js';
 import { readNftRecords } from '../backends/nftables/records.js';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DropTotals, parseFamilyCounters, type FamilyCounters } from './counters.js';
+import { parseFamilyCounters } from '../backends/iptables/counters.js';
+import { DropTotals, type FamilyCounters } from './counters.js';
 
 const WEB = 'aac91a707528';
 const DB = '177a7ea3611f';

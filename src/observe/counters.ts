@@ -1,81 +1,15 @@
-// dockfw's own rule counters, read from `iptables-save -c` at scrape time:
-// how many packets and bytes each container's DROP rules (and the catch-all)
-// have dropped. The kernel resets a chain's counters whenever dockfw rewrites
-// it, so totals are carried across rewrites here to keep the metrics monotonic.
-import { CATCH_ALL_COMMENT, CHAIN_IN, CHAIN_PUBLISHED, OWNED_PREFIX } from '../backends/iptables/chains.js';
-import type { CommandRunner } from '../backends/iptables/command.js';
-import { saveCommand, type Variant } from '../backends/iptables/read.js';
+// Monotonic drop totals from the backend's rule counters, read at scrape time.
+// The kernel resets a chain's counters whenever dockfw rewrites it, so totals
+// are carried across rewrites here to keep the metrics monotonic.
+import {
+  addTraffic as add,
+  NO_TRAFFIC as ZERO,
+  type FamilyCounters,
+  type Traffic,
+} from '../backends/firewall.js';
 import type { Family } from '../docker/snapshot.js';
 
-export interface Traffic {
-  readonly packets: number;
-  readonly bytes: number;
-}
-
-/** What one family's owned chains say right now. */
-export interface FamilyCounters {
-  /**
-   * DROP counters of DOCKFW-PUBLISHED (mangle: the published bindings) and
-   * DOCKFW-IN (filter), by the 12-digit container id in the rule's comment. A
-   * packet dropped in mangle never reaches filter, so nothing counts twice.
-   */
-  readonly drops: ReadonlyMap<string, Traffic>;
-  readonly catchAll: Traffic;
-  /** Rules in every owned chain. */
-  readonly rules: number;
-}
-
-const COUNTED_RULE = /^\[(\d+):(\d+)\]\s+-A\s+(\S+)\s+(.*)$/;
-const CONTAINER_COMMENT = /--comment "?dockfw ([0-9a-f]{12})"?(?:\s|$)/;
-
-function add(a: Traffic, b: Traffic): Traffic {
-  return { packets: a.packets + b.packets, bytes: a.bytes + b.bytes };
-}
-
-const ZERO: Traffic = { packets: 0, bytes: 0 };
-
-/** Jumps to CHAIN_DROP (older layouts: DROP right in the judging chain). */
-const DROPPING = /(?:^|\s)-j (?:DROP|DOCKFW-DROP)$/;
-
-const JUDGING_CHAINS: ReadonlySet<string> = new Set([CHAIN_IN, CHAIN_PUBLISHED]);
-
-/** Parses the filter and mangle tables of `iptables-save -c`; rules outside dockfw's chains are ignored. */
-export function parseFamilyCounters(saveText: string): FamilyCounters {
-  const drops = new Map<string, Traffic>();
-  let catchAll = ZERO;
-  let rules = 0;
-  let inOwnedTable = false;
-  for (const raw of saveText.split('\n')) {
-    const line = raw.trim();
-    if (line.startsWith('*')) inOwnedTable = line === '*filter' || line === '*mangle';
-    const match = inOwnedTable ? COUNTED_RULE.exec(line) : null;
-    if (!match) continue;
-    const [, packets = '0', bytes = '0', chain = '', rule = ''] = match;
-    if (!chain.startsWith(OWNED_PREFIX)) continue;
-    rules++;
-    // A container's drops jump to DOCKFW-DROP (older layouts: DROP right there).
-    if (!JUDGING_CHAINS.has(chain) || !DROPPING.test(rule)) continue;
-    const traffic = { packets: Number(packets), bytes: Number(bytes) };
-    if (rule.includes(`"${CATCH_ALL_COMMENT}"`)) {
-      catchAll = add(catchAll, traffic);
-      continue;
-    }
-    const id12 = CONTAINER_COMMENT.exec(rule)?.[1];
-    if (id12 !== undefined) drops.set(id12, add(drops.get(id12) ?? ZERO, traffic));
-  }
-  return { drops, catchAll, rules };
-}
-
-export async function readFamilyCounters(
-  run: CommandRunner,
-  family: Family,
-  variant: Variant,
-): Promise<FamilyCounters> {
-  const [mangle, filter] = await Promise.all(
-    (['mangle', 'filter'] as const).map((table) => run(saveCommand(family, variant), ['-c', '-t', table])),
-  );
-  return parseFamilyCounters(`${mangle?.stdout ?? ''}${filter?.stdout ?? ''}`);
-}
+export type { FamilyCounters, Traffic };
 
 interface Carried {
   /** What the kernel said at the last read. */

@@ -1,13 +1,13 @@
 // The runtime's hooks, end to end through the real Daemon with a fake engine,
 // a fake firewall and a manual clock.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import type { FamilyReport } from '../backends/firewall.js';
 import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import type { DesiredState } from '../policy/desired.js';
 import { Daemon } from '../runtime/daemon.js';
 import { FakeClock } from '../runtime/fake-clock.js';
-import type { Firewall } from '../runtime/sync.js';
+import type { FirewallSync as Firewall } from '../backends/firewall.js';
 import { fanOut } from './index.js';
 import { memoryLogger } from './memory-logger.js';
 import { DaemonMetrics } from './metrics.js';

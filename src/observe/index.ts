@@ -1,14 +1,12 @@
 // Observability for `dockfw run` in one call: the state, the metrics, and the
 // HTTP server on DOCKFW_LISTEN, plus the one observer the daemon is given.
 import type { Logger } from 'pino';
-import type { CommandRunner } from '../backends/iptables/command.js';
 import type { Config } from '../config/config.js';
 import { DropLog } from '../drops/log.js';
 import { readDropRecords, type ReadRecords } from '../drops/read.js';
 import type { Family } from '../docker/snapshot.js';
-import { readFamilyCounters } from './counters.js';
 import { startObserveServer, type ObserveServer } from './http.js';
-import { DaemonMetrics } from './metrics.js';
+import { DaemonMetrics, type CounterReader } from './metrics.js';
 import type { DaemonObserver } from './observer.js';
 import { DaemonState } from './state.js';
 
@@ -59,17 +57,18 @@ function recordsAndCapacity(read: ReadRecords): {
 export async function startObservability(options: {
   readonly config: Config;
   readonly logger: Logger;
-  readonly run: CommandRunner;
+  /** The firewall's rule counters, read at scrape time. */
+  readonly readCounters: CounterReader;
   readonly version: string;
 }): Promise<Observability> {
-  const { config, logger, run, version } = options;
+  const { config, logger, readCounters, version } = options;
   const state = new DaemonState({ version, defaultPolicy: config.defaultPolicy });
   const metrics = new DaemonMetrics({
     state,
     version,
     logger,
     processMetrics: true,
-    readCounters: (family, variant) => readFamilyCounters(run, family, variant),
+    readCounters,
     readRecords: (backend) => readDropRecords(backend).then((read) => recordsAndCapacity(read)),
   });
   let dropLog: DropLog | undefined;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Variant } from '../backends/iptables/read.js';
+import type { Placement } from '../backends/firewall.js';
 import type { Family } from '../docker/snapshot.js';
 import { memoryLogger } from './memory-logger.js';
 import type { FamilyCounters } from './counters.js';
@@ -13,8 +13,10 @@ class FakeKernel {
   failing = false;
   counters = new Map<Family, FamilyCounters>();
 
-  read = (family: Family, variant: Variant): Promise<FamilyCounters> => {
-    this.reads.push(`${family}/${variant}`);
+  /** Like the real backends: the nftables one keeps no rule counters (it reads nothing). */
+  read = (family: Family, placement: Placement): Promise<FamilyCounters | undefined> => {
+    if (placement.kind !== 'iptables') return Promise.resolve(undefined);
+    this.reads.push(`${family}/${placement.variant}`);
     if (this.failing) return Promise.reject(new Error('iptables-nft-save: not found'));
     const found = this.counters.get(family);
     return found ? Promise.resolve(found) : Promise.reject(new Error(`no family ${family}`));
@@ -129,7 +131,7 @@ describe('DaemonMetrics', () => {
 
   it('reads no iptables counters when the nftables backend writes the rules', async () => {
     const { state, kernel, metrics } = setup();
-    const nft = { ...familyReport(4, true), parent: 'table inet dockfw' };
+    const nft = { ...familyReport(4, true), placement: { kind: 'nftables', table: 'inet dockfw' } as const };
     state.syncApplied(exampleDesired(), [nft, { ...nft, family: 6 }]);
     kernel.set(4, { [WEB_ID]: 3 }, 9);
     const text = await metrics.render();

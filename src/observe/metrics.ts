@@ -3,9 +3,7 @@
 // and dockfw's rule counters from the kernel (one iptables-save -c per family).
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
-import { DOCKER_USER, FORWARD } from '../backends/iptables/chains.js';
-import type { Variant } from '../backends/iptables/read.js';
+import { addTraffic as add, type FamilyReport, type Placement } from '../backends/firewall.js';
 import type { Family } from '../docker/snapshot.js';
 import { DropAttributor } from '../drops/attribute.js';
 import type { DropRecord } from '../drops/record.js';
@@ -14,8 +12,8 @@ import { DropTotals, type FamilyCounters, type Traffic } from './counters.js';
 import type { DaemonObserver } from './observer.js';
 import type { DaemonState } from './state.js';
 
-/** Reads one family's owned chains with counters; the iptables variant comes from the last sync. */
-export type CounterReader = (family: Family, variant: Variant) => Promise<FamilyCounters>;
+/** Reads one family's rule counters where the last sync placed them; undefined where the backend keeps none. */
+export type CounterReader = (family: Family, placement: Placement) => Promise<FamilyCounters | undefined>;
 
 export interface DaemonMetricsOptions {
   readonly state: DaemonState;
@@ -39,10 +37,6 @@ function errorMessage(error: unknown): string {
 
 /** How many records `dockfw_top_dropped_source_packets` shows (its label sets stay bounded). */
 export const TOP_SOURCES = 10;
-
-function add(a: Traffic, b: Traffic): Traffic {
-  return { packets: a.packets + b.packets, bytes: a.bytes + b.bytes };
-}
 
 export class DaemonMetrics implements DaemonObserver {
   readonly registry = new Registry();
@@ -197,12 +191,13 @@ export class DaemonMetrics implements DaemonObserver {
     const { state, readCounters, logger } = this.options;
     this.managedRules.reset();
     let failed: unknown;
-    // Per-container counters exist in the iptables layout only: the nftables
-    // backend drops every guarded container with one rule.
-    const iptables = state.families.filter((f) => f.parent === DOCKER_USER || f.parent === FORWARD);
-    for (const { family, variant } of iptables) {
+    // The backend says whether it counts per container (the nftables one drops
+    // every guarded container with one rule: its drops come from the records).
+    for (const placement of state.families) {
+      const { family } = placement;
       try {
-        const counters = await readCounters(family, variant);
+        const counters = await readCounters(family, placement);
+        if (counters === undefined) continue;
         this.drops.update(family, state.writeCount(family), counters);
         this.managedRules.set({ family: `ipv${family}` }, counters.rules);
       } catch (error) {

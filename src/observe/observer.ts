@@ -1,7 +1,7 @@
 // What the daemon tells the outside world about itself: the runtime calls these
 // hooks, src/observe turns them into /status, /readyz and metrics. Every hook is
 // optional so the runtime never depends on observability being on.
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import type { FamilyReport } from '../backends/firewall.js';
 import type { DesiredState } from '../policy/desired.js';
 import type { SyncReason } from '../runtime/runner.js';
 

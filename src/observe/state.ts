@@ -1,7 +1,6 @@
 // The daemon's state as the outside sees it: fed by the runtime's hooks, read
 // by /status, /readyz and the metrics. Pure bookkeeping, no I/O.
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
-import type { Variant } from '../backends/iptables/read.js';
+import type { BackendName, FamilyReport, Placement } from '../backends/firewall.js';
 import type { Config } from '../config/config.js';
 import type { Family } from '../docker/snapshot.js';
 import type { ContainerSummary, DesiredState, LabelError } from '../policy/desired.js';
@@ -15,11 +14,8 @@ export interface SyncOutcome {
   readonly error?: string;
 }
 
-export interface FamilyPlacement {
-  readonly family: Family;
-  readonly variant: Variant;
-  readonly parent: string;
-}
+/** Where one family's rules live, as /status tells it: the family and its placement's fields. */
+export type FamilyPlacement = { readonly family: Family } & Placement;
 
 /** The body of GET /status (and what `dockfw status --json` prints). */
 export interface StatusReport {
@@ -65,7 +61,7 @@ export class DaemonState implements DaemonObserver {
 
   syncApplied(desired: DesiredState, reports: readonly FamilyReport[]): void {
     this.desired = desired;
-    this.placements = reports.map(({ family, variant, parent }) => ({ family, variant, parent }));
+    this.placements = reports.map(({ family, placement }) => ({ family, ...placement }));
     for (const report of reports) {
       if (report.written) this.writes.set(report.family, (this.writes.get(report.family) ?? 0) + 1);
     }
@@ -118,10 +114,8 @@ export class DaemonState implements DaemonObserver {
   }
 
   /** The backend the last sync wrote with, from where its rules live. */
-  get backend(): 'iptables' | 'nftables' | undefined {
-    const first = this.placements[0];
-    if (first === undefined) return undefined;
-    return first.variant === 'nft' && first.parent.startsWith('table ') ? 'nftables' : 'iptables';
+  get backend(): BackendName | undefined {
+    return this.placements[0]?.kind;
   }
 
   /** How many times dockfw rewrote this family's chains (each rewrite resets their counters). */

@@ -1,5 +1,5 @@
 // Shared by the observe tests: a desired state and family reports without a kernel.
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import { NO_DRIFT, type FamilyReport } from '../backends/firewall.js';
 import { defaultConfig } from '../config/config.js';
 import { inspectJson } from '../docker/fake-docker-client.js';
 import { parseInspect } from '../docker/inspect.js';
@@ -27,6 +27,6 @@ export function exampleDesired(): DesiredState {
 }
 
 export function familyReport(family: 4 | 6, written: boolean): FamilyReport {
-  const drift = { missing: [], unexpected: [], reordered: false, chainsMissing: [], jumpWrong: false };
-  return { family, variant: 'nft', parent: 'DOCKER-USER', drift, written };
+  const placement = { kind: 'iptables', variant: 'nft', parent: 'DOCKER-USER' } as const;
+  return { family, placement, drift: NO_DRIFT, written };
 }

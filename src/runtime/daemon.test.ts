@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import type { FamilyReport } from '../backends/firewall.js';
 import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';

@@ -2,8 +2,7 @@
 // Stopping leaves every rule in place (fail closed; the next start takes over).
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
-import { ApplyError } from '../backends/iptables/apply.js';
-import { DockerChainsMissingError } from '../backends/iptables/reconcile.js';
+import { DockerChainsMissingError, FirewallApplyError, type FirewallSync } from '../backends/firewall.js';
 import type { Config } from '../config/config.js';
 import type { DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
@@ -12,12 +11,12 @@ import { DockerWatch } from './docker-watch.js';
 import type { MonitorSpawner } from './nft-monitor.js';
 import { RulesetWatch } from './ruleset-watch.js';
 import { SyncRunner } from './runner.js';
-import { createSync, DockerUnavailableError, type Firewall } from './sync.js';
+import { createSync, DockerUnavailableError } from './sync.js';
 
 export interface DaemonOptions {
   readonly config: Config;
   readonly docker: DockerClient;
-  readonly firewall: Firewall;
+  readonly firewall: FirewallSync;
   readonly logger: Logger;
   readonly clock: Clock;
   /** Told about every sync and connection change (status, readiness, metrics). */
@@ -136,11 +135,10 @@ export class Daemon {
       logger.warn(fields, 'sync failed: cannot read containers from docker');
     } else if (error instanceof DockerChainsMissingError) {
       logger.warn(fields, "waiting for Docker's iptables chains");
-    } else if (error instanceof ApplyError) {
-      logger.error(
-        { ...fields, family: error.family, variant: error.variant, line: error.offendingLine },
-        'iptables-restore rejected the rules',
-      );
+    } else if (error instanceof FirewallApplyError) {
+      const where = { family: error.family, variant: error.variant, line: error.offendingLine };
+      const tool = error.backend === 'iptables' ? 'iptables-restore' : 'nft';
+      logger.error({ ...fields, ...where }, `${tool} rejected the rules`);
     } else {
       logger.error(fields, 'sync failed');
     }

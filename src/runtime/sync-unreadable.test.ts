@@ -1,10 +1,11 @@
 // A container whose inspect cannot be parsed is left closed and said once, not on every sync.
 import { describe, expect, it } from 'vitest';
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import type { FamilyReport } from '../backends/firewall.js';
 import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
-import { createSync, type Firewall } from './sync.js';
+import type { FirewallSync as Firewall } from '../backends/firewall.js';
+import { createSync } from './sync.js';
 
 const firewall: Firewall = { reconcile: () => Promise.resolve([] as FamilyReport[]) };
 const ID = '9'.repeat(64);

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import type { FamilyReport } from '../backends/firewall.js';
 import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import type { DesiredState } from '../policy/desired.js';
-import { createSync, DockerUnavailableError, type Firewall } from './sync.js';
+import type { FirewallSync as Firewall } from '../backends/firewall.js';
+import { createSync, DockerUnavailableError } from './sync.js';
 
 const ID = (c: string) => c.repeat(64);
 
@@ -18,14 +19,12 @@ class RecordingFirewall implements Firewall {
       missing: ['DOCKFW-IN -j X'],
       unexpected: [],
       reordered: false,
-      chainsMissing: [],
-      jumpWrong: false,
+      structural: [],
     };
     return Promise.resolve([
       {
         family: 4,
-        variant: 'nft',
-        parent: 'DOCKER-USER',
+        placement: { kind: 'iptables', variant: 'nft', parent: 'DOCKER-USER' },
         drift,
         written: this.written,
         desiredChanged: this.desiredChanged,

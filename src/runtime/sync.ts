@@ -1,17 +1,12 @@
 // One full sync: fresh list of containers → desired state → firewall. Every
 // side effect of dockfw goes through here, one at a time (the runner decides when).
 import type { Logger } from 'pino';
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import { describePlacement, JUMP_WRONG, type FamilyReport, type FirewallSync } from '../backends/firewall.js';
 import type { Config } from '../config/config.js';
 import { readEngineSnapshot, type DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
 import { desiredState, formatLabelError, formatLabelWarning, type DesiredState } from '../policy/desired.js';
 import type { SyncReason } from './runner.js';
-
-/** The kernel side of a sync; one implementation per backend. */
-export interface Firewall {
-  reconcile(desired: DesiredState): Promise<readonly FamilyReport[]>;
-}
 
 const CONNECTION_ERRORS = new Set([
   'ECONNREFUSED',
@@ -40,7 +35,7 @@ export class DockerUnavailableError extends Error {
 export interface SyncOptions {
   readonly docker: DockerClient;
   readonly config: Config;
-  readonly firewall: Firewall;
+  readonly firewall: FirewallSync;
   readonly logger: Logger;
   readonly observer?: DaemonObserver;
 }
@@ -81,18 +76,21 @@ export function createSync(options: SyncOptions): SyncFn {
   }
 
   function reportFamily(report: FamilyReport, reasons: ReadonlySet<SyncReason>): void {
-    const { family, variant, parent, drift } = report;
+    const { family, placement, drift } = report;
     const fields = {
       family: `ipv${family}`,
-      variant,
-      parent,
+      firewall: describePlacement(placement),
       added: drift.missing.length,
       removed: drift.unexpected.length,
       reasons: [...reasons],
     };
     if (report.removedFrom !== undefined) {
       logger.warn(
-        { family: fields.family, removedFrom: report.removedFrom, dockerUses: variant },
+        {
+          family: fields.family,
+          removedFrom: report.removedFrom,
+          dockerUses: placement.kind === 'iptables' ? placement.variant : placement.kind,
+        },
         'removed dockfw rules left in the iptables variant Docker no longer uses',
       );
     }
@@ -104,8 +102,8 @@ export function createSync(options: SyncOptions): SyncFn {
       ...fields,
       missing: drift.missing.slice(0, SHOWN_RULES),
       unexpected: drift.unexpected.slice(0, SHOWN_RULES),
-      chainsMissing: drift.chainsMissing,
-      jumpFixed: drift.jumpWrong,
+      structural: drift.structural,
+      jumpFixed: drift.structural.includes(JUMP_WRONG),
       reordered: drift.reordered,
     };
     // Nothing changed on Docker's side, yet the kernel differed: someone else

@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCommand, type CommandRunner } from '../../src/backends/iptables/command.js';
+import { type CommandRunner } from '../../src/backends/command.js';
+import { runCommand } from '../../src/backends/iptables/command.js';
 import { readIpsetRecords } from '../../src/backends/iptables/records.js';
 import { IptablesReconciler } from '../../src/backends/iptables/reconcile.js';
 import { uninstall } from '../../src/backends/iptables/uninstall.js';

@@ -6,8 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CommandError, runCommand, type CommandRunner } from '../../src/backends/iptables/command.js';
-import { IptablesReconciler, type FamilyReport } from '../../src/backends/iptables/reconcile.js';
+import { CommandError, type CommandRunner } from '../../src/backends/command.js';
+import { runCommand } from '../../src/backends/iptables/command.js';
+import { JUMP_WRONG, type FamilyReport } from '../../src/backends/firewall.js';
+import { IptablesReconciler } from '../../src/backends/iptables/reconcile.js';
 import { uninstall } from '../../src/backends/iptables/uninstall.js';
 import { loadConfig } from '../../src/config/config.js';
 import { parseInspectArray } from '../../src/docker/inspect.js';
@@ -101,8 +103,16 @@ describe.each(VARIANTS)('iptables-%s on a real kernel', (variant) => {
     const desired = await fixtureState();
 
     const first = byFamily(await reconciler.reconcile(desired));
-    expect(first[4]).toMatchObject({ variant, parent: 'DOCKER-USER', written: true, desiredChanged: true });
-    expect(first[6]).toMatchObject({ variant, parent: 'DOCKER-USER', written: true, desiredChanged: true });
+    expect(first[4]).toMatchObject({
+      placement: { variant, parent: 'DOCKER-USER' },
+      written: true,
+      desiredChanged: true,
+    });
+    expect(first[6]).toMatchObject({
+      placement: { variant, parent: 'DOCKER-USER' },
+      written: true,
+      desiredChanged: true,
+    });
     const installed4 = await save(ns, 4, variant);
     expect(chain(installed4, 'DOCKER-USER')).toEqual([
       '-A DOCKER-USER -j DOCKFW',
@@ -128,7 +138,7 @@ describe.each(VARIANTS)('iptables-%s on a real kernel', (variant) => {
     await ipt(ns, 4, variant, ['-I', 'DOCKER-USER', '1', '-s', '198.51.100.99', '-j', 'DROP']);
     await ipt(ns, 4, variant, ['-A', 'DOCKER-USER', '-j', 'DOCKFW']);
     const fourth = byFamily(await reconciler.reconcile(desired));
-    expect(fourth[4]?.drift.jumpWrong).toBe(true);
+    expect(fourth[4]?.drift.structural.includes(JUMP_WRONG)).toBe(true);
     expect(chain(await save(ns, 4, variant), 'DOCKER-USER')).toEqual([
       '-A DOCKER-USER -j DOCKFW',
       '-A DOCKER-USER -s 198.51.100.99/32 -j DROP',
@@ -159,7 +169,7 @@ describe('across variants', () => {
     await ipt(ns, 4, 'nft', ['-A', 'FORWARD', '-s', '198.51.100.98', '-j', 'DROP']);
     const reconciler = new IptablesReconciler({ run: runIn(ns), legacyTableNames: legacyTablesIn(ns) });
     const reports = await reconciler.reconcile(await fixtureState());
-    expect(reports.map((r) => r.variant)).toEqual(['legacy', 'legacy']);
+    expect(reports.map((r) => (r.placement as { variant?: string }).variant)).toEqual(['legacy', 'legacy']);
     expect((await save(ns, 4, 'nft')).some((l) => l.includes('DOCKFW'))).toBe(false);
   });
 
@@ -178,7 +188,9 @@ describe('across variants', () => {
       run: runIn(ns),
       legacyTableNames: legacyTablesIn(ns),
     }).reconcile(desired);
-    expect(reports.map((r) => [r.family, r.variant, r.removedFrom])).toEqual([
+    expect(
+      reports.map((r) => [r.family, (r.placement as { variant?: string }).variant, r.removedFrom]),
+    ).toEqual([
       [4, 'nft', 'legacy'],
       [6, 'nft', 'legacy'],
     ]);

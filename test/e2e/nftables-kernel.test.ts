@@ -5,7 +5,7 @@
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CommandError, type CommandRunner } from '../../src/backends/iptables/command.js';
+import { CommandError, type CommandRunner } from '../../src/backends/command.js';
 import { tableSpec } from '../../src/backends/nftables/elements.js';
 import { readTable } from '../../src/backends/nftables/read.js';
 import { NftablesReconciler, type WriteKind } from '../../src/backends/nftables/reconcile.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApplyError, applyPayload, failedLineNumber } from './apply.js';
-import { CommandError, type CommandRunner } from './command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 
 describe('failedLineNumber', () => {
   it('reads the line iptables-restore blames, in both variants', () => {

@@ -3,7 +3,7 @@
 // Docker uses, per family. Docker's chains tell which.
 import { readFile } from 'node:fs/promises';
 import type { Family } from '../../docker/snapshot.js';
-import { CommandError, type CommandRunner } from './command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 import { jumpPositions, readFilterTable, type FilterTable, type Variant } from './read.js';
 
 /** Chains only Docker creates in the filter table. */

@@ -1,6 +1,6 @@
 // A fake of the iptables tools for unit tests: `*-save` prints a canned table
 // per command; `*-restore` records its payload. Absent commands act as not installed.
-import { CommandError, type CommandRunner } from './command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 
 export interface FakeIptables {
   readonly run: CommandRunner;

@@ -2,9 +2,10 @@
 // a normal form for rule text so a rendered `-A` line and what iptables-save
 // prints for it compare equal.
 import type { Family } from '../../docker/snapshot.js';
-import type { CommandRunner } from './command.js';
+import type { CommandRunner } from '../command.js';
 
-export type Variant = 'nft' | 'legacy';
+import type { IptablesVariant as Variant } from '../firewall.js';
+export type { Variant };
 
 /** The iptables tables dockfw writes to. */
 export type TableName = 'filter' | 'mangle';

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../config/config.js';
 import type { ContainerSnapshot } from '../../docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../policy/desired.js';
-import { CommandError } from './command.js';
+import { CommandError } from '../command.js';
+import { JUMP_WRONG } from '../firewall.js';
 import { diffOwned, hasDrift } from './drift.js';
 import { fakeIptables, saveText } from './fake-iptables.js';
 import { parseFilterTable } from './read.js';
@@ -120,7 +121,7 @@ describe('IptablesReconciler', () => {
       'ip6tables-nft-save': installed(state, 6),
     });
     const [v4] = await new IptablesReconciler({ run: fake.run, legacyTableNames: noLegacy }).reconcile(state);
-    expect(v4?.drift.jumpWrong).toBe(true);
+    expect(v4?.drift.structural.includes(JUMP_WRONG)).toBe(true);
     expect(fake.restores[0]?.payload).toContain(
       '-D DOCKER-USER -j DOCKFW\n-D DOCKER-USER -j DOCKFW\n-I DOCKER-USER 1 -j DOCKFW\n',
     );
@@ -171,7 +172,9 @@ describe('leftovers in the other variant', () => {
       legacyTableNames: () => Promise.resolve('filter\n'),
     });
     const reports = await reconciler.reconcile(state);
-    expect(reports.map((r) => [r.family, r.variant, r.written, r.removedFrom])).toEqual([
+    expect(
+      reports.map((r) => [r.family, (r.placement as { variant?: string }).variant, r.written, r.removedFrom]),
+    ).toEqual([
       [4, 'nft', false, 'legacy'],
       [6, 'nft', false, undefined],
     ]);

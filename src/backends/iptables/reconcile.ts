@@ -5,33 +5,16 @@ import type { Family } from '../../docker/snapshot.js';
 import type { DesiredState } from '../../policy/desired.js';
 import { applyPayload } from './apply.js';
 import { CHAIN_ENTRY, CHAIN_PRE, PREROUTING } from './chains.js';
-import { CommandError, type CommandRunner } from './command.js';
+import { CommandError, type CommandRunner } from '../command.js';
+import { DesiredMemo } from '../desired-memo.js';
+import { DockerChainsMissingError, JUMP_WRONG, type Drift, type FamilyReport } from '../firewall.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Placement } from './detect.js';
-import { diffOwned, hasDrift, mergeDrift, type Drift } from './drift.js';
+import { diffOwned, hasDrift, mergeDrift, type Drift as IptablesDrift } from './drift.js';
 import { jumpPositions, readFilterTable, type Variant } from './read.js';
 import { ensureRecordSet } from './records.js';
 import { renderPreroutingPayload, renderSyncPayload } from './render.js';
 import { DEFAULT_DROP_RECORDS } from '../../drops/record.js';
 import { uninstallVariant } from './uninstall.js';
-
-export interface FamilyReport {
-  readonly family: Family;
-  readonly variant: Variant;
-  readonly parent: string;
-  readonly drift: Drift;
-  readonly written: boolean;
-  /**
-   * The owned chains' desired content differs from the previous sync's: a
-   * write is then expected. A write without it means someone else changed
-   * the kernel (drift). Absent: treated as changed.
-   */
-  readonly desiredChanged?: boolean;
-  /**
-   * dockfw's chains were found and removed in the other iptables variant
-   * (left from when Docker used it; both variants filter every packet).
-   */
-  readonly removedFrom?: Variant;
-}
 
 /** The part of a payload that describes the owned chains (not the jump repair). */
 function ownedPart(payload: string): string {
@@ -39,11 +22,6 @@ function ownedPart(payload: string): string {
     .split('\n')
     .filter((line) => line.startsWith(':') || line.startsWith('-A '))
     .join('\n');
-}
-
-/** Docker has not created its chains yet (engine starting); try again later. */
-export class DockerChainsMissingError extends Error {
-  override readonly name = 'DockerChainsMissingError';
 }
 
 export interface IptablesReconcilerOptions {
@@ -57,10 +35,25 @@ export interface IptablesReconcilerOptions {
   readonly onRecordsUnavailable?: (error: CommandError) => void;
 }
 
+export { DockerChainsMissingError };
+
+/** The iptables drift in the shape every backend reports. */
+function neutralDrift(drift: IptablesDrift): Drift {
+  return {
+    missing: drift.missing,
+    unexpected: drift.unexpected,
+    reordered: drift.reordered,
+    structural: [
+      ...drift.chainsMissing.map((chain) => `chain ${chain}`),
+      ...(drift.jumpWrong ? [JUMP_WRONG] : []),
+    ],
+  };
+}
+
 export class IptablesReconciler {
   private readonly deps: DetectDeps;
   private ipv6Unavailable = false;
-  private readonly lastDesired = new Map<Family, string>();
+  private readonly lastDesired = new DesiredMemo();
   /** Families whose record ipset is known to exist. */
   private readonly recordSets = new Set<Family>();
   private noIpset = false;
@@ -149,7 +142,7 @@ export class IptablesReconciler {
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
     const payload = prePayload + filterPayload;
     const owned = ownedPart(payload);
-    const desiredChanged = this.lastDesired.get(family) !== owned;
+    const desiredChanged = this.lastDesired.changed(family, owned);
     if (written) {
       try {
         await applyPayload(this.options.run, family, variant, payload);
@@ -159,14 +152,13 @@ export class IptablesReconciler {
         throw error;
       }
     }
-    this.lastDesired.set(family, owned);
+    this.lastDesired.remember(family, owned);
     this.lastVariant.set(family, variant);
     const removedFrom = await this.removeLeftovers(placement);
     return {
       family,
-      variant,
-      parent,
-      drift,
+      placement: { kind: 'iptables', variant, parent },
+      drift: neutralDrift(drift),
       written,
       desiredChanged,
       ...(removedFrom ? { removedFrom } : {}),

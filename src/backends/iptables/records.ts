@@ -5,7 +5,7 @@ import type { Family, Protocol } from '../../docker/snapshot.js';
 import type { DropRecord } from '../../drops/record.js';
 import { formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import { RECORD_IPSETS } from './chains.js';
-import { CommandError, type CommandRunner } from './command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 
 /** How long a record lives after its first drop, in seconds. */
 export const IPSET_RECORD_TIMEOUT_SECONDS = 3600;

@@ -23,6 +23,8 @@ import {
 /** Per family: whether DOCKFW-DROP notes each drop in the family's record ipset (it must exist first). */
 export interface RenderOptions {
   readonly records?: boolean;
+  /** Declare the jump's parent chain too (it does not exist yet: declaring an existing chain flushes it). */
+  readonly declareParent?: boolean;
 }
 
 /** Where the jump to CHAIN_ENTRY is now: parent chain and 1-based rule numbers of `-j DOCKFW` rules. */
@@ -214,6 +216,7 @@ export function renderSyncPayload(
 ): string {
   const lines = [
     '*filter',
+    ...(options.declareParent === true ? [`:${checked(CHAIN, jump.parent, 'chain')} - [0:0]`] : []),
     ...OWNED_CHAINS.map((chain) => `:${chain} - [0:0]`),
     ...entryRules(desired, CHAIN_ENTRY, CHAIN_IN),
     ...inRules(desired, family),

@@ -3,7 +3,7 @@
 import type { Family } from '../../docker/snapshot.js';
 import { applyPayload } from './apply.js';
 import { CHAIN_ENTRY, CHAIN_PRE, DOCKER_USER, FORWARD, OWNED_PREFIX, PREROUTING } from './chains.js';
-import { CommandError, type CommandRunner } from './command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 import { procLegacyTableNames } from './detect.js';
 import { jumpPositions, readFilterTable, type FilterTable, type Variant } from './read.js';
 import { destroyRecordSets } from './records.js';

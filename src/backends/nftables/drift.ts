@@ -2,7 +2,7 @@
 // by role (their comment) in order, sets by declaration and by element. When
 // only elements differ, the sync writes just those; anything else rewrites the table.
 import type { Family } from '../../docker/snapshot.js';
-import type { Drift } from '../iptables/drift.js';
+import type { Drift } from '../firewall.js';
 import type { TableSpec } from './elements.js';
 import {
   BASE_CHAINS,
@@ -157,7 +157,6 @@ export function familyDrift(drift: TableDrift, family: Family): Drift {
       ...lines((c) => c.delete),
     ],
     reordered: tableWide && drift.reordered,
-    chainsMissing: tableWide ? drift.structural : [],
-    jumpWrong: false,
+    structural: tableWide ? drift.structural : [],
   };
 }

@@ -1,6 +1,6 @@
 // A fake of `nft` for unit tests: `list table` answers with the JSON nft would
 // print for a table state; `-f -` records the payload. Absent: acts as not installed.
-import { CommandError, type CommandRunner } from '../iptables/command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 import type { TableSpec } from './elements.js';
 import {
   BASE_CHAINS,

@@ -2,7 +2,7 @@
 // and set elements in the same canonical text elements.ts writes.
 import type { Family } from '../../docker/snapshot.js';
 import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../../net/ip.js';
-import { CommandError, type CommandRunner } from '../iptables/command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 import { intervalElement, portElement } from './elements.js';
 import { RECORD_SET_NAMES, TABLE_FAMILY, TABLE_NAME } from './names.js';
 

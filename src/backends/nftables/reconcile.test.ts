@@ -4,7 +4,7 @@ import { loadConfig } from '../../config/config.js';
 import { parseInspectArray } from '../../docker/inspect.js';
 import type { ContainerSnapshot } from '../../docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../policy/desired.js';
-import { CommandError } from '../iptables/command.js';
+import { CommandError } from '../command.js';
 import { failedLineNumber } from './apply.js';
 import { diffTable, familyDrift, needsWrite } from './drift.js';
 import { tableSpec } from './elements.js';
@@ -99,8 +99,7 @@ describe('comparing', () => {
       missing: [],
       unexpected: ['set guarded6: 2001:db8:ffff::2 . tcp . 80'],
       reordered: false,
-      chainsMissing: [],
-      jumpWrong: false,
+      structural: [],
     });
   });
 
@@ -151,7 +150,7 @@ describe('NftablesReconciler', () => {
     const fake = fakeNft(undefined);
     const reports = await new NftablesReconciler({ run: fake.run }).reconcile(state);
     expect(fake.payloads).toEqual([renderTablePayload(tableSpec(state))]);
-    expect(reports[0]?.drift.chainsMissing).toEqual(['table inet dockfw']);
+    expect(reports[0]?.drift.structural).toEqual(['table inet dockfw']);
     expect(reports[0]?.written).toBe(true);
   });
 

@@ -3,10 +3,10 @@
 // the table is otherwise intact, else the whole table.
 import type { Family } from '../../docker/snapshot.js';
 import type { DesiredState } from '../../policy/desired.js';
-import type { CommandRunner } from '../iptables/command.js';
-import { hasDrift } from '../iptables/drift.js';
-import type { FamilyReport } from '../iptables/reconcile.js';
-import { applyNftPayload, NftApplyError } from './apply.js';
+import type { CommandRunner } from '../command.js';
+import { DesiredMemo } from '../desired-memo.js';
+import { FirewallApplyError, hasDrift, type FamilyReport } from '../firewall.js';
+import { applyNftPayload } from './apply.js';
 import { familyDrift, diffTable, needsWrite, type TableDrift } from './drift.js';
 import { tableSpec, type TableSpec } from './elements.js';
 import { SET_NAMES, setFamily, TABLE } from './names.js';
@@ -31,7 +31,7 @@ function familyPart(spec: TableSpec, family: Family): string {
 }
 
 export class NftablesReconciler {
-  private readonly lastDesired = new Map<Family, string>();
+  private readonly lastDesired = new DesiredMemo();
 
   constructor(private readonly options: NftablesReconcilerOptions) {}
 
@@ -51,8 +51,8 @@ export class NftablesReconciler {
     return ([4, 6] as const).map((family) => {
       const part = familyPart(spec, family);
       // A write nobody asked for (Docker's side unchanged) is drift: someone else changed the table.
-      const desiredChanged = this.lastDesired.get(family) !== part;
-      this.lastDesired.set(family, part);
+      const desiredChanged = this.lastDesired.changed(family, part);
+      this.lastDesired.remember(family, part);
       return { ...this.report(drift, family), desiredChanged };
     });
   }
@@ -66,7 +66,7 @@ export class NftablesReconciler {
         return;
       } catch (error) {
         // Someone changed the table between our read and write: write it whole.
-        if (!(error instanceof NftApplyError)) throw error;
+        if (!(error instanceof FirewallApplyError)) throw error;
       }
     }
     const payload = renderTablePayload(spec);
@@ -78,8 +78,7 @@ export class NftablesReconciler {
     const familyView = familyDrift(drift, family);
     return {
       family,
-      variant: 'nft',
-      parent: `table ${TABLE}`,
+      placement: { kind: 'nftables', table: TABLE },
       drift: familyView,
       written: hasDrift(familyView),
     };

@@ -3,7 +3,7 @@
 import type { Family, Protocol } from '../../docker/snapshot.js';
 import type { DropRecord } from '../../drops/record.js';
 import { formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
-import { CommandError, type CommandRunner } from '../iptables/command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 import { RECORD_SETS, RECORD_TIMEOUT_SECONDS, TABLE_FAMILY, TABLE_NAME } from './names.js';
 
 const PROTOCOLS: Readonly<Record<string | number, Protocol>> = {

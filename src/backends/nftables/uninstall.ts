@@ -1,5 +1,5 @@
 // Removing dockfw's nftables table, and nothing else.
-import type { CommandRunner } from '../iptables/command.js';
+import type { CommandRunner } from '../command.js';
 import { applyNftPayload } from './apply.js';
 import { TABLE } from './names.js';
 import { readTable } from './read.js';

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { saveText } from '../backends/iptables/fake-iptables.js';
-import { parseFilterTable } from '../backends/iptables/read.js';
-import { renderSyncPayload } from '../backends/iptables/render.js';
-import { tableSpec } from '../backends/nftables/elements.js';
-import { parseTable } from '../backends/nftables/read.js';
-import { renderTablePayload } from '../backends/nftables/render.js';
+import { saveText } from './iptables/fake-iptables.js';
+import { parseFilterTable } from './iptables/read.js';
+import { renderSyncPayload } from './iptables/render.js';
+import { tableSpec } from './nftables/elements.js';
+import { parseTable } from './nftables/read.js';
+import { renderTablePayload } from './nftables/render.js';
 import { loadConfig } from '../config/config.js';
 import { desiredState } from '../policy/desired.js';
-import { emptyDesired, iptablesGuardPlan, nftablesGuardPlan, variantFromVersion } from './guard-plan.js';
+import { emptyDesired } from './guard.js';
+import { iptablesGuardPlan, variantFromVersion } from './iptables/guard.js';
+import { nftablesGuardPlan } from './nftables/guard.js';
 
 const config = loadConfig({});
 const empty = emptyDesired(config);
