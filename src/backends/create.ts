@@ -4,9 +4,11 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { DockerClient } from '../docker/docker-client.js';
 import type { BackendName, Firewall, IptablesVariant } from './firewall.js';
+import { DOCKER_USER, FORWARD, OWNED_PREFIX } from './iptables/chains.js';
 import { runCommand } from './iptables/command.js';
 import { IptablesFirewall } from './iptables/firewall.js';
 import { runNft } from './nftables/command.js';
+import { TABLE_NAME } from './nftables/names.js';
 import { NftablesFirewall } from './nftables/firewall.js';
 import { SelectedFirewall } from './select.js';
 
@@ -16,6 +18,16 @@ export interface BackendOptions {
   readonly iptablesVariant?: IptablesVariant;
   readonly logger?: Logger;
 }
+
+/**
+ * What dockfw owns in nf_tables, for a watch of `nft monitor`: its table (the
+ * nftables backend), its chains' prefix and the chains its jump lives in (iptables-nft).
+ */
+export const OWNED_NAMES = {
+  table: TABLE_NAME,
+  chainPrefix: OWNED_PREFIX,
+  parentChains: [DOCKER_USER, FORWARD],
+} as const;
 
 /** One backend, with the real tools. */
 export function createBackend(name: BackendName, options: BackendOptions = {}): Firewall {

@@ -23,6 +23,12 @@ export function mergeIntervals(intervals: readonly Interval[]): Interval[] {
   return merged;
 }
 
+/** Equal source lists: both `any`, or the same intervals in the same order. */
+export function sameSources(a: 'any' | readonly Interval[], b: 'any' | readonly Interval[]): boolean {
+  if (a === 'any' || b === 'any') return a === b;
+  return a.length === b.length && a.every((x, i) => x.start === b[i]?.start && x.end === b[i]?.end);
+}
+
 export function contains(intervals: readonly Interval[], value: bigint): boolean {
   return intervals.some((i) => i.start <= value && value <= i.end);
 }

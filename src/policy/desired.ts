@@ -2,7 +2,7 @@
 // Knows nothing of iptables or nftables.
 import type { Config } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot, Family, PortBinding, Protocol } from '../docker/snapshot.js';
-import { formatInterval, type Interval } from '../net/intervals.js';
+import { formatInterval, sameSources, type Interval } from '../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
 import {
   ALLOW_LABEL,
@@ -199,11 +199,6 @@ function ruleSources(sources: SourceSet, family: Family): RuleSources {
   const whole = intervals[0];
   if (whole?.start === 0n && whole.end === (1n << BigInt(FAMILY_BITS[family])) - 1n) return 'any';
   return intervals;
-}
-
-function sameSources(a: RuleSources, b: RuleSources): boolean {
-  if (a === 'any' || b === 'any') return a === b;
-  return a.length === b.length && a.every((x, i) => x.start === b[i]?.start && x.end === b[i]?.end);
 }
 
 interface PortDecision extends PublishedPort {

@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { OWNED_NAMES } from '../backends/create.js';
 
 /** A running monitor: its output lines, until it exits. */
 export interface MonitorProcess {
@@ -131,9 +132,9 @@ export function isObjectLine(line: string): boolean {
 }
 
 /** Chain names whose changes matter: dockfw's own and the ones its jump lives in. */
-const PARENT_CHAINS = new Set(['DOCKER-USER', 'FORWARD']);
-const OWN_TABLE = 'dockfw';
-const OWN_CHAIN_PREFIX = 'DOCKFW';
+const PARENT_CHAINS: ReadonlySet<string> = new Set(OWNED_NAMES.parentChains);
+const OWN_TABLE = OWNED_NAMES.table;
+const OWN_CHAIN_PREFIX = OWNED_NAMES.chainPrefix;
 
 const CHANGE = /^(add|create|insert|replace|delete|destroy|flush|rename|update|reset) (\S+)(?: (.*))?$/;
 

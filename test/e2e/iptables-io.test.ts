@@ -152,7 +152,7 @@ describe.each(VARIANTS)('iptables-%s on a real kernel', (variant) => {
     await dockerLayout(ns, variant, { old: false, ipv6UserChain: false });
     const reconciler = new IptablesReconciler({ run: runIn(ns), legacyTableNames: legacyTablesIn(ns) });
     const reports = byFamily(await reconciler.reconcile(await fixtureState()));
-    expect(reports[6]).toMatchObject({ variant, parent: 'FORWARD', written: true });
+    expect(reports[6]).toMatchObject({ placement: { variant, parent: 'FORWARD' }, written: true });
     expect(chain(await save(ns, 6, variant), 'FORWARD')).toEqual([
       '-A FORWARD -j DOCKFW',
       '-A FORWARD -s 2001:db8:1::13/128 -j DROP',

@@ -10,8 +10,13 @@ import { desiredState } from '../../src/policy/desired.js';
 
 function render(fixture: string, env: Record<string, string>, bridges: string[]): string {
   const json: unknown = JSON.parse(readFileSync(new URL(`../fixtures/${fixture}`, import.meta.url), 'utf8'));
-  const desired = desiredState({ containers: parseInspectArray(json), bridges }, loadConfig(env));
-  return `${renderPayloads(desired, [4, 6])}# summary\n${renderSummary(desired)}`;
+  const config = loadConfig(env);
+  const desired = desiredState({ containers: parseInspectArray(json), bridges }, config);
+  const payloads =
+    config.backend === 'nftables'
+      ? renderPayloads(desired, [4, 6], config.dropRecords, 'nftables')
+      : renderPayloads(desired, [4, 6]);
+  return `${payloads}# summary\n${renderSummary(desired)}`;
 }
 
 describe('golden payloads', () => {
@@ -24,6 +29,13 @@ describe('golden payloads', () => {
       { DOCKFW_DEFAULT_POLICY: 'deny', DOCKFW_EXTERNAL_INTERFACES: 'eth0,eth1' },
       ['docker0', 'br-0c1d2e3f4a5b', 'lan0'],
       'multi-network.deny-external.golden',
+    ],
+    // `dockfw plan` with DOCKFW_BACKEND=nftables: the nft payload of the selected backend.
+    [
+      'example-inspect.json',
+      { DOCKFW_BACKEND: 'nftables' },
+      ['docker0', 'br-6a1f0e2d3c4b', 'br-7b2e1f3d4c5a'],
+      'plan.nftables.example.allow.golden',
     ],
   ])('%s with %j', async (fixture, env, bridges, golden) => {
     await expect(render(fixture, env, bridges)).toMatchFileSnapshot(`../fixtures/${golden}`);

@@ -61,15 +61,23 @@ function dockerScore(table: FilterTable): number {
   return jumps * 1000 + own;
 }
 
+/**
+ * The variants worth reading for one family: nft always, legacy only when in
+ * use (reading legacy tables that do not exist would create them; the kernel
+ * lists the ones in use).
+ */
+export async function variantsInUse(
+  legacyTableNames: DetectDeps['legacyTableNames'],
+  family: Family,
+): Promise<Variant[]> {
+  return (await legacyTableNames(family)).trim() !== '' ? ['nft', 'legacy'] : ['nft'];
+}
+
 /** Reads the filter table of each variant that is installed and in use. */
 async function readVariants(deps: DetectDeps, family: Family): Promise<Map<Variant, FilterTable>> {
   const tables = new Map<Variant, FilterTable>();
   const missing: CommandError[] = [];
-  // Reading legacy tables that do not exist would create them; the kernel lists
-  // the ones in use.
-  const legacyInUse = (await deps.legacyTableNames(family)).trim() !== '';
-  const variants: Variant[] = legacyInUse ? ['nft', 'legacy'] : ['nft'];
-  for (const variant of variants) {
+  for (const variant of await variantsInUse(deps.legacyTableNames, family)) {
     try {
       tables.set(variant, await readFilterTable(deps.run, family, variant));
     } catch (error) {

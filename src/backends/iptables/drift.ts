@@ -1,6 +1,7 @@
 // Does the kernel already say what the payload would write? Comparing the
 // owned chains (normalised rule text, in order) and the jump lets a sync write
 // nothing when nothing changed, and tells what drifted when something did.
+import { unmatched as minus } from '../lists.js';
 import { OWNED_PREFIX } from './chains.js';
 import { normalizeRule, parseFilterTable, type FilterTable, type TableName } from './read.js';
 
@@ -46,18 +47,6 @@ export function mergeDrift(a: Drift, b: Drift): Drift {
     chainsMissing: [...a.chainsMissing, ...b.chainsMissing],
     jumpWrong: a.jumpWrong || b.jumpWrong,
   };
-}
-
-/** Lines of `a` not matched one-for-one in `b`. */
-function minus(a: readonly string[], b: readonly string[]): string[] {
-  const left = new Map<string, number>();
-  for (const line of b) left.set(line, (left.get(line) ?? 0) + 1);
-  return a.filter((line) => {
-    const count = left.get(line) ?? 0;
-    if (count === 0) return true;
-    left.set(line, count - 1);
-    return false;
-  });
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Family } from '../../docker/snapshot.js';
 import { applyPayload } from './apply.js';
 import { CHAIN_ENTRY, CHAIN_PRE, DOCKER_USER, FORWARD, OWNED_PREFIX, PREROUTING } from './chains.js';
 import { CommandError, type CommandRunner } from '../command.js';
-import { procLegacyTableNames } from './detect.js';
+import { procLegacyTableNames, variantsInUse } from './detect.js';
 import { jumpPositions, readFilterTable, type FilterTable, type Variant } from './read.js';
 import { destroyRecordSets } from './records.js';
 import { renderUninstallPayload } from './render.js';
@@ -73,9 +73,7 @@ export async function uninstall(deps: UninstallDeps): Promise<UninstallReport[]>
   let anyVariantRead = false;
   let firstMissing: CommandError | undefined;
   for (const family of [4, 6] as const) {
-    const legacyInUse = (await legacyTableNames(family)).trim() !== '';
-    const variants: Variant[] = legacyInUse ? ['nft', 'legacy'] : ['nft'];
-    for (const variant of variants) {
+    for (const variant of await variantsInUse(legacyTableNames, family)) {
       let table: FilterTable;
       try {
         table = await readFilterTable(deps.run, family, variant);

@@ -3,6 +3,7 @@
 // only elements differ, the sync writes just those; anything else rewrites the table.
 import type { Family } from '../../docker/snapshot.js';
 import type { Drift } from '../firewall.js';
+import { absentFrom as minus, sameList } from '../lists.js';
 import type { TableSpec } from './elements.js';
 import {
   BASE_CHAINS,
@@ -28,15 +29,6 @@ export interface TableDrift {
   readonly reordered: boolean;
   /** Per set, what to add and delete (sets that differ only). */
   readonly changes: readonly ElementChanges[];
-}
-
-function minus(a: readonly string[], b: readonly string[]): string[] {
-  const other = new Set(b);
-  return a.filter((x) => !other.has(x));
-}
-
-function sameList(a: readonly unknown[], b: readonly unknown[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** The comment (role) of every rule of one base chain, in order. */

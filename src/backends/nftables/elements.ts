@@ -2,7 +2,7 @@
 // spelled in one canonical text, used both to write it and to compare it with
 // what the kernel lists, so "what changed" is a plain set difference.
 import type { Family, Protocol } from '../../docker/snapshot.js';
-import { cidrPrefix, type Interval } from '../../net/intervals.js';
+import { cidrPrefix, mergeIntervals, sameSources, type Interval } from '../../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import type { DesiredState, RuleSources } from '../../policy/desired.js';
 import { DEFAULT_DROP_RECORDS, type SetName } from './names.js';
@@ -91,11 +91,6 @@ interface PortVerdict {
   readonly sources: RuleSources;
 }
 
-function sameSources(a: RuleSources, b: RuleSources): boolean {
-  if (a === 'any' || b === 'any') return a === b;
-  return a.length === b.length && a.every((x, i) => x.start === b[i]?.start && x.end === b[i]?.end);
-}
-
 /**
  * One verdict per (address, protocol, port), the first rule in order winning
  * (as the first matching iptables rule would), consecutive ports with the same
@@ -138,19 +133,6 @@ function portVerdicts(desired: DesiredState): PortVerdict[] {
   return verdicts;
 }
 
-/** Sorted, overlapping and adjacent intervals joined (label sources are; this makes sure). */
-function disjoint(intervals: readonly Interval[]): Interval[] {
-  const sorted = [...intervals].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  const out: Interval[] = [];
-  for (const next of sorted) {
-    const last = out[out.length - 1];
-    if (last !== undefined && next.start <= last.end + 1n) {
-      if (next.end > last.end) out[out.length - 1] = { start: last.start, end: next.end };
-    } else out.push(next);
-  }
-  return out;
-}
-
 const WHOLE: Readonly<Record<Family, Interval>> = {
   4: { start: 0n, end: (1n << 32n) - 1n },
   6: { start: 0n, end: (1n << 128n) - 1n },
@@ -168,7 +150,7 @@ function bindingElements(desired: DesiredState, sets: Map<SetName, string[]>): v
         : addressElement(family, binding.hostAddress);
     const target = `${address} . ${protocolElement(binding.protocol)} . ${portElement(binding.portFrom, binding.portTo)}`;
     const allowed = sets.get(family === 4 ? 'boundallowed4' : 'boundallowed6') ?? [];
-    for (const interval of disjoint(binding.sources)) {
+    for (const interval of mergeIntervals(binding.sources)) {
       allowed.push(`${target} . ${intervalElement(family, interval)}`);
     }
     sets.get(family === 4 ? 'bound4' : 'bound6')?.push(target);
@@ -208,7 +190,7 @@ export function tableSpec(desired: DesiredState, records: number = DEFAULT_DROP_
       allowed.push(`${target} . ${intervalElement(verdict.family, WHOLE[verdict.family])}`);
       continue;
     }
-    for (const interval of disjoint(verdict.sources)) {
+    for (const interval of mergeIntervals(verdict.sources)) {
       allowed.push(`${target} . ${intervalElement(verdict.family, interval)}`);
     }
     guarded.push(target);
