@@ -2,13 +2,17 @@
 // Firewall (or the selecting one `dockfw run` uses) from here.
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
+import type { Family } from '../docker/snapshot.js';
+import type { KernelView } from '../explain/kernel.js';
 import type { DockerClient } from '../docker/docker-client.js';
 import type { BackendName, Firewall, IptablesVariant } from './firewall.js';
 import { DOCKER_USER, FORWARD, OWNED_PREFIX } from './iptables/chains.js';
 import { runCommand } from './iptables/command.js';
 import { IptablesFirewall } from './iptables/firewall.js';
+import { readIptables } from './iptables/kernel-view.js';
 import { runNft } from './nftables/command.js';
 import { TABLE_NAME } from './nftables/names.js';
+import { readTable } from './nftables/read.js';
 import { NftablesFirewall } from './nftables/firewall.js';
 import { SelectedFirewall } from './select.js';
 
@@ -43,6 +47,12 @@ export function createBackend(name: BackendName, options: BackendOptions = {}): 
     onRecordsUnavailable: (error) =>
       logger?.warn({ error: error.message }, 'cannot make the drop record ipset: drops are not recorded'),
   });
+}
+
+/** The kernel as `backend` holds it now, for `dockfw explain` to check its verdict against. */
+export async function readKernelView(backend: BackendName, families: readonly Family[]): Promise<KernelView> {
+  if (backend === 'nftables') return { backend, table: await readTable(runNft) };
+  return readIptables(families);
 }
 
 /** Every backend, for what must look everywhere (`dockfw uninstall`). */

@@ -3,17 +3,13 @@
 // implements it right now. The decision is src/explain/ (pure); this file reads
 // the engine (or an inspect file) and the kernel.
 import { chooseBackend, type BackendName } from '../backends/select.js';
-import { runCommand } from '../backends/iptables/command.js';
-import { detectIpv4, detectIpv6, procLegacyTableNames, type Placement } from '../backends/iptables/detect.js';
-import { readFilterTable } from '../backends/iptables/read.js';
-import { runNft } from '../backends/nftables/command.js';
-import { readTable } from '../backends/nftables/read.js';
+import { readKernelView } from '../backends/create.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { readEngineSnapshot, type DockerClient } from '../docker/docker-client.js';
 import { createDockerClient } from '../docker/dockerode-client.js';
-import type { EngineSnapshot, Family } from '../docker/snapshot.js';
+import type { EngineSnapshot } from '../docker/snapshot.js';
 import { explain, type Explanation } from '../explain/decide.js';
-import type { IptablesFamilyView, KernelView } from '../explain/kernel.js';
+import type { KernelView } from '../explain/kernel.js';
 import { formatTarget, parseQuery, QueryError } from '../explain/query.js';
 import { buildReport, exitCode, renderText, toJson } from '../explain/report.js';
 import { desiredState } from '../policy/desired.js';
@@ -55,34 +51,6 @@ ${configHelp()}
 /** Exit status when the engine or the input file cannot be read (1 means denied). */
 const UNREADABLE = 4;
 
-async function readIptables(families: readonly Family[]): Promise<KernelView> {
-  const deps = { run: runCommand, legacyTableNames: procLegacyTableNames };
-  const view: Partial<Record<Family, IptablesFamilyView>> = {};
-  const reasons: Partial<Record<Family, string>> = {};
-  const read = async (placement: Placement): Promise<IptablesFamilyView> => ({
-    variant: placement.variant,
-    parent: placement.parent,
-    filter: placement.table,
-    mangle: await readFilterTable(runCommand, placement.family, placement.variant, 'mangle'),
-  });
-  let ipv4: Placement | undefined;
-  try {
-    ipv4 = await detectIpv4(deps);
-    if (ipv4 === undefined) reasons[4] = "Docker's chains are not in iptables-nft nor iptables-legacy";
-    else if (families.includes(4)) view[4] = await read(ipv4);
-  } catch (error) {
-    reasons[4] = message(error);
-  }
-  if (families.includes(6)) {
-    try {
-      view[6] = await read(await detectIpv6(deps, ipv4?.variant ?? 'nft'));
-    } catch (error) {
-      reasons[6] = message(error);
-    }
-  }
-  return { backend: 'iptables', families: view, reasons };
-}
-
 function message(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? 'failed';
 }
@@ -101,8 +69,7 @@ async function readKernel(
   const families = [...new Set(explanation.paths.map((p) => p.family))];
   try {
     const backend = await backendOf(config, docker);
-    if (backend === 'nftables') return { view: { backend, table: await readTable(runNft) } };
-    return { view: await readIptables(families) };
+    return { view: await readKernelView(backend, families) };
   } catch (error) {
     return { reason: message(error) };
   }

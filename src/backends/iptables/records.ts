@@ -6,6 +6,7 @@ import type { DropRecord } from '../../drops/record.js';
 import { formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import { RECORD_IPSETS } from './chains.js';
 import { CommandError, type CommandRunner } from '../command.js';
+import { readRecordSets, type RecordSets } from '../record-sets.js';
 
 /** How long a record lives after its first drop, in seconds. */
 export const IPSET_RECORD_TIMEOUT_SECONDS = 3600;
@@ -124,25 +125,15 @@ export function parseIpsetSave(
 }
 
 /** Both families' records; a family without its set (or without ipset) has none. */
-export async function readIpsetRecords(run: CommandRunner): Promise<{
-  records: DropRecord[];
-  capacity: Map<Family, number>;
-}> {
-  const records: DropRecord[] = [];
-  const capacity = new Map<Family, number>();
-  for (const family of [4, 6] as const) {
-    let stdout: string;
+export async function readIpsetRecords(run: CommandRunner): Promise<RecordSets> {
+  return readRecordSets(async (family) => {
     try {
-      ({ stdout } = await run('ipset', ['save', RECORD_IPSETS[family]]));
+      return parseIpsetSave((await run('ipset', ['save', RECORD_IPSETS[family]])).stdout, family);
     } catch (error) {
       if (!(error instanceof CommandError)) throw error;
-      if (error.missing) break;
-      if (/does not exist/.test(error.stderr)) continue;
+      if (error.missing) return 'stop';
+      if (/does not exist/.test(error.stderr)) return 'absent';
       throw error;
     }
-    const parsed = parseIpsetSave(stdout, family);
-    records.push(...parsed.records);
-    capacity.set(family, parsed.capacity);
-  }
-  return { records, capacity };
+  });
 }

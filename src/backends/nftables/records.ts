@@ -4,6 +4,7 @@ import type { Family, Protocol } from '../../docker/snapshot.js';
 import type { DropRecord } from '../../drops/record.js';
 import { formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import { CommandError, type CommandRunner } from '../command.js';
+import { readRecordSets, type RecordSets } from '../record-sets.js';
 import { RECORD_SETS, RECORD_TIMEOUT_SECONDS, TABLE_FAMILY, TABLE_NAME } from './names.js';
 
 const PROTOCOLS: Readonly<Record<string | number, Protocol>> = {
@@ -76,24 +77,22 @@ export function parseRecordSet(
 }
 
 /** Both families' records; none when dockfw's table (or a record set) does not exist. */
-export async function readNftRecords(run: CommandRunner): Promise<{
-  records: DropRecord[];
-  capacity: Map<Family, number>;
-}> {
-  const records: DropRecord[] = [];
-  const capacity = new Map<Family, number>();
-  for (const family of [4, 6] as const) {
-    let stdout: string;
+export async function readNftRecords(run: CommandRunner): Promise<RecordSets> {
+  return readRecordSets(async (family) => {
     try {
-      ({ stdout } = await run('nft', ['-j', 'list', 'set', TABLE_FAMILY, TABLE_NAME, RECORD_SETS[family]]));
+      const { stdout } = await run('nft', [
+        '-j',
+        'list',
+        'set',
+        TABLE_FAMILY,
+        TABLE_NAME,
+        RECORD_SETS[family],
+      ]);
+      return parseRecordSet(stdout, family);
     } catch (error) {
       if (error instanceof CommandError && !error.missing && /No such file or directory/.test(error.stderr))
-        continue;
+        return 'absent';
       throw error;
     }
-    const parsed = parseRecordSet(stdout, family);
-    records.push(...parsed.records);
-    capacity.set(family, parsed.capacity);
-  }
-  return { records, capacity };
+  });
 }
