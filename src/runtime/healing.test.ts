@@ -9,7 +9,7 @@ import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import { Daemon } from './daemon.js';
 import { FakeClock } from './fake-clock.js';
-import { FakeIptablesKernel } from './fake-iptables-kernel.js';
+import { FakeIptablesKernel } from '../backends/iptables/fake-iptables-kernel.js';
 import type { MonitorExit, MonitorProcess } from './nft-monitor.js';
 import { RulesetWatch } from './ruleset-watch.js';
 import { SyncRunner } from './runner.js';

@@ -9,7 +9,7 @@ import { fakeIptables, saveText } from './fake-iptables.js';
 import { parseFilterTable } from './read.js';
 import { DockerChainsMissingError, IptablesReconciler } from './reconcile.js';
 import { renderPreroutingPayload, renderSyncPayload } from './render.js';
-import { FakeIptablesKernel } from '../../runtime/fake-iptables-kernel.js';
+import { FakeIptablesKernel } from './fake-iptables-kernel.js';
 
 const WEB: ContainerSnapshot = {
   id: 'a'.repeat(64),

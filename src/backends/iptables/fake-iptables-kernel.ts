@@ -4,7 +4,7 @@
 // section all or nothing (`:CHAIN` creates or flushes, `-A`, `-I CHAIN N`, `-D`
 // by rule text, `-X`; a line outside a section is refused, as the real tool
 // does), and every restore is counted, so a test can say "this sync wrote nothing".
-import { CommandError, type CommandRunner } from '../backends/command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 
 type Table = Map<string, string[]>;
 type TableName = 'filter' | 'mangle';
