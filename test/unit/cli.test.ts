@@ -87,6 +87,16 @@ describe('dockfw plan', () => {
     expect(out).toContain('# IPv6: ip6tables-restore --noflush\n');
   });
 
+  it('prints what the nftables backend would apply when it is the one selected', async () => {
+    expect(await main(['plan', '--input', fixture('example-inspect.json'), '--backend', 'nftables'])).toBe(0);
+    expect(out.startsWith('add table inet dockfw\ndelete table inet dockfw\ntable inet dockfw {\n')).toBe(
+      true,
+    );
+    expect(out).toContain('\tset drops4 {\n');
+    expect(out).not.toContain('*filter');
+    expect(err).toContain('shop-web-1 (aac91a707528): enforced');
+  });
+
   it('takes configuration flags', async () => {
     expect(
       await main([
