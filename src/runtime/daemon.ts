@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { ApplyError } from '../backends/iptables/apply.js';
 import { DockerChainsMissingError } from '../backends/iptables/reconcile.js';
 import type { Config } from '../config/config.js';
+import { ContainerCache } from '../docker/container-cache.js';
 import type { DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
 import type { Clock } from './clock.js';
@@ -46,7 +47,9 @@ export class Daemon {
 
   constructor(private readonly options: DaemonOptions) {
     const { logger, docker, clock, observer } = options;
-    const sync = createSync(options);
+    // Fed by the event watch, read by the sync: an event sync inspects only what events named.
+    const cache = new ContainerCache(docker);
+    const sync = createSync({ ...options, cache });
     let connections = 0;
     this.runner = new SyncRunner({
       clock,
@@ -69,6 +72,7 @@ export class Daemon {
       runner: this.runner,
       logger,
       clock,
+      follower: cache,
       onConnected: async () => {
         observer?.dockerConnected?.(++connections === 1);
         const info = await docker.info();
