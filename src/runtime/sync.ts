@@ -144,6 +144,7 @@ export function createSync(options: SyncOptions): SyncFn {
       );
     }
     reportedUnreadable = read.unreadable;
+    logger.debug({ full: read.full, inspected: read.inspected, reasons: [...reasons] }, 'containers read');
     const snapshot = read.snapshot;
     const desired = desiredState(snapshot, options.config);
     reportLabelErrors(desired);
