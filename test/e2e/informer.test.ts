@@ -129,7 +129,7 @@ describe('dockfw run follows events through its container cache (Docker 28.5.2, 
         ]),
       ),
     );
-    const waited = await Promise.all(names.map((_, i) => settlesTo(8200 + i, [allowed(i)])));
+    const waited = await Promise.all(names.map((_, i) => settlesTo(8200 + i, [allowed(i)], 30_000)));
     process.stdout.write(`informer e2e: ten back-to-back starts settled after ${waited.join(', ')} ms\n`);
     // Still the one full read of the start-up: every sync since followed events alone.
     expect(reads().filter((r) => r.full === true)).toHaveLength(1);
