@@ -90,13 +90,14 @@ or netlink directly) and not loading the whole table's cache for an element add,
 the batch itself is paid (an earlier measurement of one element add at this size, on a
 quieter machine: 7 ms).`;
 
-const START_MISSED = `Why: an event only says "look"; the sync it triggers re-lists and re-inspects all
-5,001 containers and reads the whole table back (\`nft -j list\`), which takes seconds at
-this size, before the 1 kB write. The runner's rate limit does not matter here (the bench
-waits between starts).
-What would meet it: an incremental path for container events: inspect only the container
-the event names, derive its elements and write them at once, leaving the full comparison to
-the periodic check and the ruleset watch (which already catch any drift).`;
+const START_MISSED = `Why: the event's sync reads the container cache, so it inspects only the started
+container (one Engine API request) and plans only that container again; but the nftables
+reconciler still derives the canonical text of the whole table (115,000 elements) and reads
+the whole table back (\`nft -j list\`, seconds at this size) before the 1 kB write. The
+runner's rate limit does not matter here (the bench waits between starts).
+What would meet it: in the backend, derive and compare per container (the desired state's
+unchanged containers keep their objects) and leave the full read-back to the periodic check
+and the ruleset watch (which already catch any drift).`;
 
 const kb = (bytes: number): string =>
   bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} kB`;

@@ -67,6 +67,8 @@ export interface StartSample {
   /** From the stand-in's start event to the write holding the new container's rules returning. */
   readonly startToEnforcedMs: number;
   readonly applyMs: number;
+  /** Kernel reads (the reconciler's read-back) before that write. */
+  readonly readMs: number;
   readonly payloadBytes: number;
   readonly writes: number;
 }
@@ -270,9 +272,11 @@ async function starts(spec: SyncSpec, firewall: Firewall): Promise<StartSample[]
       const write = log.find(holds);
       if (write === undefined) throw new Error('unreachable');
       const writes = log.filter((c) => c.write);
+      const reads = log.filter((c) => !c.write && c.endedAt <= write.endedAt);
       samples.push({
         startToEnforcedMs: write.endedAt - emittedAt,
         applyMs: write.ms,
+        readMs: reads.reduce((sum, c) => sum + c.ms, 0),
         payloadBytes: Buffer.byteLength(write.input ?? ''),
         writes: writes.length,
       });

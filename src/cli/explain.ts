@@ -5,7 +5,8 @@
 import { chooseBackend, type BackendName } from '../backends/select.js';
 import { readKernelView } from '../backends/create.js';
 import { ConfigError, type Config } from '../config/config.js';
-import { readEngineSnapshot, type DockerClient } from '../docker/docker-client.js';
+import { readEngineSnapshot } from '../docker/container-cache.js';
+import type { DockerClient } from '../docker/docker-client.js';
 import { createDockerClient } from '../docker/dockerode-client.js';
 import type { EngineSnapshot } from '../docker/snapshot.js';
 import { explain, type Explanation } from '../explain/decide.js';

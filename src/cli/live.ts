@@ -1,6 +1,6 @@
 // The live engine as a snapshot, for commands that read it once (plan).
 import type { Config } from '../config/config.js';
-import { readEngineSnapshot } from '../docker/docker-client.js';
+import { readEngineSnapshot } from '../docker/container-cache.js';
 import { createDockerClient } from '../docker/dockerode-client.js';
 import type { EngineSnapshot } from '../docker/snapshot.js';
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { bridgeName, bridgeNames, readEngineSnapshot } from './docker-client.js';
+import { readEngineSnapshot } from './container-cache.js';
+import { bridgeName, bridgeNames } from './docker-client.js';
 import { mayHaveEndpoints, parseDockerHost } from './dockerode-client.js';
 import { FakeDockerClient, inspectJson } from './fake-docker-client.js';
 

@@ -4,7 +4,15 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import type { DockerClient, EngineInfo, EventSubscription, NetworkSummary } from './docker-client.js';
+import {
+  mayHaveEndpoints,
+  type DockerClient,
+  type EngineInfo,
+  type EventSubscription,
+  type NetworkSummary,
+} from './docker-client.js';
+
+export { mayHaveEndpoints };
 import { EVENT_FILTERS, JsonLineDecoder, parseEvent, type DockerEvent } from './events.js';
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -91,17 +99,6 @@ function dockerodeOptions(
     };
   }
   return options;
-}
-
-/**
- * Dead containers have no address and publish nothing. A paused container keeps
- * its endpoints, so it stays in. A created one is about to start, and so is an
- * exited one with a restart policy while the engine restarts (it lists them as
- * exited before it starts them again): their fixed host ports are judged before
- * docker-proxy listens on them (inspect tells which exited ones will restart).
- */
-export function mayHaveEndpoints(state: string | undefined): boolean {
-  return state !== 'dead';
 }
 
 /**

@@ -503,6 +503,54 @@ function planContainer(
   };
 }
 
+/** What one container adds to the desired state; a pure function of the container and the config. */
+interface ContainerPart {
+  /** Running: shown in `containers` when it publishes a port. */
+  readonly summary?: ContainerSummary;
+  readonly rules: readonly DesiredRule[];
+  readonly bindings: readonly DesiredBinding[];
+  readonly errors: readonly LabelError[];
+  readonly warnings: readonly LabelError[];
+}
+
+const NOTHING: ContainerPart = { rules: [], bindings: [], errors: [], warnings: [] };
+
+function containerPart(container: ContainerSnapshot, config: Config): ContainerPart {
+  if (!container.running) {
+    // Created, not started: fixed host ports judged before docker-proxy listens.
+    const ports = container.created === true ? (container.plannedPorts ?? []) : [];
+    if (ports.length === 0) return NOTHING;
+    return { ...NOTHING, bindings: planContainer({ ...container, ports }, config).bindings };
+  }
+  const host = onHostNetwork(container) ? hostNetworkView(container) : undefined;
+  const planned = planContainer(host?.view ?? withPlannedPorts(container), config, host?.problems);
+  const errors = planned.problems.map((p) => ({ container: container.name, ...p }));
+  const warnings = lookalikeLabels(container.labels).map((w) => ({ container: container.name, ...w }));
+  if (planned.summary.ports.length === 0) return { ...NOTHING, errors, warnings };
+  return { summary: planned.summary, rules: planned.rules, bindings: planned.bindings, errors, warnings };
+}
+
+/**
+ * Per config, per container object: the cache hands out the same object for a
+ * container that did not change, so a sync re-plans only the ones that did.
+ * Snapshots are immutable, so a remembered part is what planning it again gives.
+ */
+const remembered = new WeakMap<Config, WeakMap<ContainerSnapshot, ContainerPart>>();
+
+function partOf(container: ContainerSnapshot, config: Config): ContainerPart {
+  let parts = remembered.get(config);
+  if (parts === undefined) {
+    parts = new WeakMap();
+    remembered.set(config, parts);
+  }
+  let part = parts.get(container);
+  if (part === undefined) {
+    part = containerPart(container, config);
+    parts.set(container, part);
+  }
+  return part;
+}
+
 export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredState {
   const byName = (a: ContainerSnapshot, b: ContainerSnapshot): number =>
     compareText(a.name, b.name) || compareText(a.id, b.id);
@@ -513,20 +561,17 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
   const errors: LabelError[] = [];
   const warnings: LabelError[] = [];
   for (const container of running) {
-    const host = onHostNetwork(container) ? hostNetworkView(container) : undefined;
-    const planned = planContainer(host?.view ?? withPlannedPorts(container), config, host?.problems);
-    errors.push(...planned.problems.map((p) => ({ container: container.name, ...p })));
-    warnings.push(...lookalikeLabels(container.labels).map((w) => ({ container: container.name, ...w })));
-    if (planned.summary.ports.length === 0) continue;
-    containers.push(planned.summary);
-    rules.push(...planned.rules);
-    bindings.push(...planned.bindings);
+    const part = partOf(container, config);
+    errors.push(...part.errors);
+    warnings.push(...part.warnings);
+    if (part.summary === undefined) continue;
+    containers.push(part.summary);
+    rules.push(...part.rules);
+    bindings.push(...part.bindings);
   }
-  // Created, not started: fixed host ports judged before docker-proxy listens. After
-  // every running container's, so a running binding always wins its port.
+  // Created ones after every running container's, so a running binding always wins its port.
   for (const container of snapshot.containers.filter((c) => !c.running && c.created === true).sort(byName)) {
-    const ports = container.plannedPorts ?? [];
-    if (ports.length > 0) bindings.push(...planContainer({ ...container, ports }, config).bindings);
+    bindings.push(...partOf(container, config).bindings);
   }
   return {
     rules,

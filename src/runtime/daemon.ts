@@ -4,6 +4,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
 import { DockerChainsMissingError, FirewallApplyError, type FirewallSync } from '../backends/firewall.js';
 import type { Config } from '../config/config.js';
+import { ContainerCache } from '../docker/container-cache.js';
 import type { DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
 import type { Clock } from './clock.js';
@@ -45,7 +46,9 @@ export class Daemon {
 
   constructor(private readonly options: DaemonOptions) {
     const { logger, docker, clock, observer } = options;
-    const sync = createSync(options);
+    // Fed by the event watch, read by the sync: an event sync inspects only what events named.
+    const cache = new ContainerCache(docker);
+    const sync = createSync({ ...options, cache });
     let connections = 0;
     this.runner = new SyncRunner({
       clock,
@@ -68,6 +71,7 @@ export class Daemon {
       runner: this.runner,
       logger,
       clock,
+      follower: cache,
       onConnected: async () => {
         observer?.dockerConnected?.(++connections === 1);
         const info = await docker.info();

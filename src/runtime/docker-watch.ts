@@ -3,6 +3,7 @@
 // nothing that happens in between is lost. Reconnects with capped backoff and
 // logs only when the connection state changes.
 import type { Logger } from 'pino';
+import type { EventFollower } from '../docker/container-cache.js';
 import type { DockerClient, EventSubscription } from '../docker/docker-client.js';
 import { isRelevantEvent } from '../docker/events.js';
 import type { Clock, TimerHandle } from './clock.js';
@@ -21,6 +22,11 @@ export interface DockerWatchOptions {
   readonly retryMaxMs?: number;
   /** Called after each successful subscription (e.g. to log the engine's version). */
   readonly onConnected?: () => Promise<void> | void;
+  /**
+   * Told of the stream's state and of each relevant event before its sync is
+   * asked for (the container cache, so an event sync re-reads what it names).
+   */
+  readonly follower?: EventFollower;
   /** Called when a working connection is lost (once per loss, not per retry). */
   readonly onDisconnected?: (error: unknown) => void;
 }
@@ -64,6 +70,7 @@ export class DockerWatch {
         this.subscription = await docker.subscribe();
         if (this.stopped) break;
         attempt = 0;
+        this.options.follower?.streamUp();
         const first = this.state === 'starting';
         this.setState('connected');
         await this.options.onConnected?.();
@@ -76,6 +83,7 @@ export class DockerWatch {
           );
           // A created container is about to start (docker-proxy listens at its start): its
           // fixed host ports are judged from this sync on, so it must not wait for a token.
+          this.options.follower?.observe(event);
           const urgent = event.type === 'container' && event.action === 'create';
           runner.request('event', urgent ? { urgent } : {});
         }
@@ -83,6 +91,7 @@ export class DockerWatch {
       } catch (error) {
         if (!this.stopped) this.setState('disconnected', error);
       } finally {
+        this.options.follower?.streamDown();
         this.subscription?.close();
         this.subscription = undefined;
       }

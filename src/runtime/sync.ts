@@ -1,9 +1,11 @@
-// One full sync: fresh list of containers → desired state → firewall. Every
-// side effect of dockfw goes through here, one at a time (the runner decides when).
+// One sync: the engine (from the container cache: everything re-read, or only
+// what events named) → desired state → firewall. Every side effect of dockfw
+// goes through here, one at a time (the runner decides when).
 import type { Logger } from 'pino';
 import { describePlacement, JUMP_WRONG, type FamilyReport, type FirewallSync } from '../backends/firewall.js';
 import type { Config } from '../config/config.js';
-import { readEngineSnapshot, type DockerClient } from '../docker/docker-client.js';
+import { ContainerCache } from '../docker/container-cache.js';
+import type { DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
 import { desiredState, formatLabelError, formatLabelWarning, type DesiredState } from '../policy/desired.js';
 import type { SyncReason } from './runner.js';
@@ -38,6 +40,16 @@ export interface SyncOptions {
   readonly firewall: FirewallSync;
   readonly logger: Logger;
   readonly observer?: DaemonObserver;
+  /**
+   * The informer the event watch feeds. Absent: a private one nothing feeds, so
+   * every sync lists and inspects everything.
+   */
+  readonly cache?: ContainerCache;
+}
+
+/** Only syncs asked for by events alone may re-read just what the events named. */
+export function needsFullRead(reasons: ReadonlySet<SyncReason>): boolean {
+  return [...reasons].some((reason) => reason !== 'event');
 }
 
 const SHOWN_RULES = 20;
@@ -115,22 +127,23 @@ export function createSync(options: SyncOptions): SyncFn {
   }
 
   /** Containers whose inspect could not be read, already logged (once each while it lasts). */
-  let reportedUnreadable = new Set<string>();
+  let reportedUnreadable: ReadonlyMap<string, unknown> = new Map();
+  const cache = options.cache ?? new ContainerCache(options.docker);
 
   return async (reasons) => {
-    const unreadableNow = new Set<string>();
-    const unreadable = (id: string, error: unknown): void => {
-      unreadableNow.add(id);
-      if (reportedUnreadable.has(id)) return;
+    const read = await cache.read({ full: needsFullRead(reasons) }).catch((error: unknown) => {
+      throw new DockerUnavailableError(error);
+    });
+    for (const [id, error] of read.unreadable) {
+      if (reportedUnreadable.has(id)) continue;
       logger.error(
         { container: id, error: error instanceof Error ? error.message : String(error) },
         'cannot read container: left closed',
       );
-    };
-    const snapshot = await readEngineSnapshot(options.docker, unreadable).catch((error: unknown) => {
-      throw new DockerUnavailableError(error);
-    });
-    reportedUnreadable = unreadableNow;
+    }
+    reportedUnreadable = read.unreadable;
+    logger.debug({ full: read.full, inspected: read.inspected, reasons: [...reasons] }, 'containers read');
+    const snapshot = read.snapshot;
     const desired = desiredState(snapshot, options.config);
     reportLabelErrors(desired);
     const reports = await options.firewall.reconcile(desired);

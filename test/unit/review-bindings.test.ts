@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { renderPreroutingPayload } from '../../src/backends/iptables/render.js';
 import { tableSpec } from '../../src/backends/nftables/elements.js';
 import { loadConfig } from '../../src/config/config.js';
-import { readEngineSnapshot } from '../../src/docker/docker-client.js';
+import { readEngineSnapshot } from '../../src/docker/container-cache.js';
 import { FakeDockerClient } from '../../src/docker/fake-docker-client.js';
 import type { ContainerSnapshot } from '../../src/docker/snapshot.js';
 import { parseIPv6 } from '../../src/net/ip.js';

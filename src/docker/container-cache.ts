@@ -1,0 +1,284 @@
+// The informer: the engine's containers kept from the event stream, so an
+// event sync inspects only the containers its events name instead of
+// listing and inspecting all of them. A full read (list + inspect every
+// container) replaces everything; it runs whenever the caller asks (startup,
+// reconnect, the periodic check, a retry, a ruleset watch) and whenever the
+// cache cannot vouch for what it holds: not primed yet, the last read failed,
+// the event stream is not up, or an event it cannot pin to one container.
+// Unchanged containers keep their object, so per-container work can be memoised.
+import {
+  bridgeNames,
+  mayHaveEndpoints,
+  SWARM_GATEWAY_BRIDGE,
+  type DockerClient,
+  type NetworkSummary,
+} from './docker-client.js';
+import type { DockerEvent } from './events.js';
+import { gatewayEndpoints, parseInspect } from './inspect.js';
+import type { ContainerSnapshot, EngineSnapshot, NetworkAttachment } from './snapshot.js';
+
+const INSPECT_CONCURRENCY = 8;
+const FULL_ID = /^[0-9a-f]{64}$/;
+
+/** What the event watch tells the cache (a port: the watch does not know what listens). */
+export interface EventFollower {
+  /** A subscription was accepted: events from now on arrive; earlier ones may be lost. */
+  streamUp(): void;
+  /** The subscription ended or failed: events are being lost. */
+  streamDown(): void;
+  /** One relevant event, before the sync it asks for is requested. */
+  observe(event: DockerEvent): void;
+}
+
+export interface CacheRead {
+  readonly snapshot: EngineSnapshot;
+  /** Containers left out because their inspect could not be read, with why. */
+  readonly unreadable: ReadonlyMap<string, unknown>;
+  /** Whether this read listed and inspected everything. */
+  readonly full: boolean;
+  /** Containers inspected by this read. */
+  readonly inspected: number;
+}
+
+type Inspected =
+  | { readonly kind: 'container'; readonly container: ContainerSnapshot }
+  | { readonly kind: 'gone' }
+  | { readonly kind: 'unreadable'; readonly error: unknown };
+
+function gatewayNetwork(networks: readonly NetworkSummary[]): NetworkSummary | undefined {
+  return networks.find((n) => n.Name === SWARM_GATEWAY_BRIDGE && n.Driver === 'bridge');
+}
+
+function sameAttachment(a: NetworkAttachment | undefined, b: NetworkAttachment | undefined): boolean {
+  return a?.network === b?.network && a?.ipv4 === b?.ipv4 && a?.ipv6 === b?.ipv6;
+}
+
+function withGateway(
+  container: ContainerSnapshot,
+  gateway: NetworkAttachment | undefined,
+): ContainerSnapshot {
+  if (gateway === undefined || container.networks.some((n) => n.network === gateway.network))
+    return container;
+  return { ...container, networks: [...container.networks, gateway] };
+}
+
+export class ContainerCache implements EventFollower {
+  /** Parsed inspect by full id, without gateway endpoints. */
+  private containers = new Map<string, ContainerSnapshot>();
+  private unreadable = new Map<string, unknown>();
+  private networks: readonly NetworkSummary[] = [];
+  /** `docker_gwbridge` endpoints by container id. */
+  private gateways = new Map<string, NetworkAttachment>();
+  /** What the last read handed out, by id (with the gateway), for object identity. */
+  private handedOut = new Map<string, ContainerSnapshot>();
+  /** Cached ids in order; undefined once one came or went. */
+  private sortedIds: string[] | undefined;
+  private readonly handedOutBase = new WeakMap<ContainerSnapshot, ContainerSnapshot>();
+  private readonly handedOutGateway = new WeakMap<ContainerSnapshot, NetworkAttachment | undefined>();
+  /** Named by events since their last inspect began. */
+  private dirty = new Set<string>();
+  private gatewayDirty = false;
+  private fullNeeded = true;
+  private streaming = false;
+
+  constructor(
+    private readonly client: DockerClient,
+    private readonly options: { readonly concurrency?: number } = {},
+  ) {}
+
+  streamUp(): void {
+    this.streaming = true;
+    this.fullNeeded = true;
+  }
+
+  streamDown(): void {
+    this.streaming = false;
+    this.fullNeeded = true;
+  }
+
+  observe(event: DockerEvent): void {
+    const id = event.containerId;
+    if (event.type === 'network' && (event.action === 'create' || event.action === 'destroy')) {
+      // The network list is read on every sync; a gateway network's endpoints follow it.
+      this.gatewayDirty = true;
+      return;
+    }
+    if ((event.type !== 'container' && event.type !== 'network') || id === undefined || !FULL_ID.test(id)) {
+      this.fullNeeded = true;
+      return;
+    }
+    this.dirty.add(id);
+    if (event.type === 'network' && event.actorId === gatewayNetwork(this.networks)?.Id)
+      this.gatewayDirty = true;
+  }
+
+  /** Whether the next read without `full` would still list everything. */
+  get needsFullRead(): boolean {
+    return this.fullNeeded || !this.streaming;
+  }
+
+  /**
+   * The engine as the cache knows it after re-reading what changed: everything
+   * when `full` or when the cache cannot vouch for itself, else only the
+   * containers events named (drained now: events arriving meanwhile mark them
+   * again for a later read). A failed read changes nothing but asks for a full one.
+   */
+  async read(options: { readonly full: boolean }): Promise<CacheRead> {
+    const full = options.full || this.needsFullRead;
+    const ids = full ? undefined : [...this.dirty];
+    this.dirty = new Set();
+    const gatewayDirty = this.gatewayDirty;
+    this.gatewayDirty = false;
+    if (full) this.fullNeeded = false;
+    try {
+      return ids === undefined ? await this.readAll() : await this.readSome(ids, gatewayDirty);
+    } catch (error) {
+      this.fullNeeded = true;
+      throw error;
+    }
+  }
+
+  private async readAll(): Promise<CacheRead> {
+    const [ids, networks] = await Promise.all([this.client.listContainerIds(), this.client.listNetworks()]);
+    const results = await this.inspectAll(ids);
+    const gateways = await this.readGateways(networks);
+    const containers = new Map<string, ContainerSnapshot>();
+    const unreadable = new Map<string, unknown>();
+    for (const [id, result] of results) {
+      if (result.kind === 'container') containers.set(result.container.id, this.keep(result.container));
+      else if (result.kind === 'unreadable') unreadable.set(id, result.error);
+    }
+    this.containers = containers;
+    this.unreadable = unreadable;
+    this.networks = networks;
+    this.gateways = gateways;
+    this.sortedIds = undefined;
+    return { ...this.handOut(), full: true, inspected: ids.length };
+  }
+
+  private async readSome(ids: readonly string[], gatewayDirty: boolean): Promise<CacheRead> {
+    const networks = await this.client.listNetworks();
+    const results = await this.inspectAll(ids);
+    const gateway = gatewayNetwork(networks);
+    const gatewayConcerned =
+      gateway !== undefined &&
+      (gatewayDirty ||
+        gateway.Id !== gatewayNetwork(this.networks)?.Id ||
+        ids.some((id) => this.mayUseGateway(id, networks, results.get(id))));
+    const gateways = gatewayConcerned ? await this.readGateways(networks) : this.gateways;
+    for (const [id, result] of results) {
+      const kept = result.kind === 'container' ? this.keep(result.container) : undefined;
+      if (kept?.id !== id || !this.containers.has(id)) this.sortedIds = undefined;
+      this.containers.delete(id);
+      this.unreadable.delete(id);
+      if (kept !== undefined) this.containers.set(kept.id, kept);
+      else if (result.kind === 'unreadable') this.unreadable.set(id, result.error);
+    }
+    this.networks = networks;
+    this.gateways = gateway === undefined ? new Map<string, NetworkAttachment>() : gateways;
+    return { ...this.handOut(), full: false, inspected: ids.length };
+  }
+
+  /** A container on a network that is not a plain bridge (overlay), or one that had a gateway endpoint. */
+  private mayUseGateway(
+    id: string,
+    networks: readonly NetworkSummary[],
+    result: Inspected | undefined,
+  ): boolean {
+    if (this.gateways.has(id)) return true;
+    const attached = [
+      ...(this.containers.get(id)?.networks ?? []),
+      ...(result?.kind === 'container' ? result.container.networks : []),
+    ];
+    return attached.some((a) => {
+      const network = networks.find((n) => n.Name === a.network);
+      return network === undefined || (network.Driver !== 'bridge' && network.Driver !== 'host');
+    });
+  }
+
+  private async inspectAll(ids: readonly string[]): Promise<Map<string, Inspected>> {
+    const results = new Map<string, Inspected>();
+    const queue = [...ids];
+    const worker = async (): Promise<void> => {
+      for (let id = queue.shift(); id !== undefined; id = queue.shift())
+        results.set(id, await this.inspect(id));
+    };
+    const workers = Math.min(this.options.concurrency ?? INSPECT_CONCURRENCY, ids.length);
+    await Promise.all(Array.from({ length: workers }, worker));
+    return results;
+  }
+
+  private async inspect(id: string): Promise<Inspected> {
+    const raw = await this.client.inspectContainer(id);
+    // Dead containers are not listed either: no endpoints, nothing published.
+    const state = (raw as { State?: { Status?: unknown } } | undefined)?.State?.Status;
+    if (raw === undefined || (typeof state === 'string' && !mayHaveEndpoints(state))) return { kind: 'gone' };
+    try {
+      return { kind: 'container', container: parseInspect(raw) };
+    } catch (error) {
+      return { kind: 'unreadable', error };
+    }
+  }
+
+  /**
+   * A Swarm task on an overlay network that publishes in host mode is reached by
+   * DNAT to its `docker_gwbridge` address, which its own inspect does not list;
+   * that network's endpoint list does. Unreadable: none (the catch-all keeps
+   * such tasks closed rather than guessing).
+   */
+  private async readGateways(networks: readonly NetworkSummary[]): Promise<Map<string, NetworkAttachment>> {
+    const gateway = gatewayNetwork(networks);
+    if (gateway === undefined) return new Map();
+    return gatewayEndpoints(await this.client.inspectNetwork(gateway.Id), SWARM_GATEWAY_BRIDGE);
+  }
+
+  /** The cached object when a re-inspect found the container unchanged. */
+  private keep(container: ContainerSnapshot): ContainerSnapshot {
+    const before = this.containers.get(container.id);
+    return before !== undefined && JSON.stringify(before) === JSON.stringify(container) ? before : container;
+  }
+
+  private handOut(): Pick<CacheRead, 'snapshot' | 'unreadable'> {
+    const handedOut = new Map<string, ContainerSnapshot>();
+    for (const [id, container] of this.containers) {
+      const gateway = this.gateways.get(id);
+      const previous = this.handedOut.get(id);
+      if (
+        previous !== undefined &&
+        this.handedOutBase.get(previous) === container &&
+        sameAttachment(this.handedOutGateway.get(previous), gateway)
+      ) {
+        handedOut.set(id, previous);
+        continue;
+      }
+      const out = withGateway(container, gateway);
+      this.handedOutBase.set(out, container);
+      this.handedOutGateway.set(out, gateway);
+      handedOut.set(id, out);
+    }
+    this.handedOut = handedOut;
+    this.sortedIds ??= [...handedOut.keys()].sort();
+    return {
+      snapshot: {
+        containers: this.sortedIds.map((id) => handedOut.get(id) as ContainerSnapshot),
+        bridges: bridgeNames(this.networks),
+      },
+      unreadable: new Map(this.unreadable),
+    };
+  }
+}
+
+/**
+ * A full, fresh view of the engine: list, then inspect each container. A
+ * container removed between the two is simply not there. One whose inspect
+ * data cannot be read is left out too (so the catch-all keeps it closed) and
+ * reported through `onUnreadable`.
+ */
+export async function readEngineSnapshot(
+  client: DockerClient,
+  onUnreadable: (id: string, error: unknown) => void = () => {},
+): Promise<EngineSnapshot> {
+  const read = await new ContainerCache(client).read({ full: true });
+  for (const [id, error] of read.unreadable) onUnreadable(id, error);
+  return read.snapshot;
+}

@@ -1,0 +1,132 @@
+// The informer wired in: the event watch feeds the container cache, the sync
+// reads it; what reaches the firewall is what a fresh list would give.
+import { describe, expect, it } from 'vitest';
+import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import { defaultConfig } from '../config/config.js';
+import { ContainerCache } from '../docker/container-cache.js';
+import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
+import { memoryLogger } from '../observe/memory-logger.js';
+import type { DesiredState } from '../policy/desired.js';
+import { Daemon } from './daemon.js';
+import { FakeClock } from './fake-clock.js';
+import { createSync, needsFullRead } from './sync.js';
+
+const ID = (c: string) => c.repeat(64);
+
+class RecordingFirewall {
+  readonly seen: DesiredState[] = [];
+  reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+    this.seen.push(desired);
+    return Promise.resolve([]);
+  }
+  get last(): DesiredState | undefined {
+    return this.seen[this.seen.length - 1];
+  }
+}
+
+const allowed = (desired: DesiredState | undefined) =>
+  (desired?.rules ?? []).map((r) => `${r.containerName} ${r.address}:${r.portFrom}`);
+
+function web(c: string, name: string, ipv4: string) {
+  return inspectJson({ id: ID(c), name, ipv4, labels: { 'dockfw.allow': '203.0.113.10' } });
+}
+
+describe('needsFullRead', () => {
+  it('lets only syncs asked for by events alone read just what they named', () => {
+    expect(needsFullRead(new Set(['event']))).toBe(false);
+    for (const other of ['startup', 'reconnect', 'periodic', 'retry', 'watch'] as const) {
+      expect(needsFullRead(new Set([other]))).toBe(true);
+      expect(needsFullRead(new Set(['event', other]))).toBe(true);
+    }
+  });
+});
+
+describe('sync over the container cache', () => {
+  it('a lost event: stale on event syncs, repaired by the periodic full read', async () => {
+    const docker = new FakeDockerClient();
+    docker.containers.set(ID('a'), web('a', 'web', '172.17.0.2'));
+    const cache = new ContainerCache(docker);
+    const firewall = new RecordingFirewall();
+    const { logger } = memoryLogger();
+    const sync = createSync({ docker, config: defaultConfig(), firewall, logger, cache });
+    cache.streamUp();
+    await sync(new Set(['startup']));
+    docker.containers.set(ID('b'), web('b', 'db', '172.17.0.3'));
+    docker.containers.delete(ID('a'));
+    // The start and destroy events were lost; an unrelated one arrives.
+    docker.containers.set(ID('c'), web('c', 'cache', '172.17.0.4'));
+    cache.observe({
+      type: 'container',
+      action: 'start',
+      actorId: ID('c'),
+      containerId: ID('c'),
+      name: 'cache',
+    });
+    await sync(new Set(['event']));
+    expect(allowed(firewall.last)).toEqual(['cache 172.17.0.4:80', 'web 172.17.0.2:80']);
+    await sync(new Set(['periodic']));
+    expect(allowed(firewall.last)).toEqual(['cache 172.17.0.4:80', 'db 172.17.0.3:80']);
+  });
+});
+
+function daemonSetup() {
+  const docker = new FakeDockerClient();
+  docker.containers.set(ID('a'), web('a', 'web', '172.17.0.2'));
+  const clock = new FakeClock();
+  const firewall = new RecordingFirewall();
+  const { logger } = memoryLogger();
+  const daemon = new Daemon({ config: defaultConfig(), docker, firewall, logger, clock });
+  return { docker, clock, firewall, daemon };
+}
+
+describe('Daemon with the informer', () => {
+  it('lists at startup, then inspects only what each event names', async () => {
+    const { docker, clock, firewall, daemon } = daemonSetup();
+    daemon.start();
+    await clock.advance(200);
+    expect(docker.calls).toContain('list');
+    expect(allowed(firewall.last)).toEqual(['web 172.17.0.2:80']);
+    docker.calls.length = 0;
+    docker.containers.set(ID('b'), web('b', 'db', '172.17.0.3'));
+    docker.emit({ type: 'container', action: 'create', actorId: ID('b'), containerId: ID('b'), name: 'db' });
+    docker.emit({ type: 'container', action: 'start', actorId: ID('b'), containerId: ID('b'), name: 'db' });
+    await clock.advance(500);
+    expect(allowed(firewall.last)).toEqual(['db 172.17.0.3:80', 'web 172.17.0.2:80']);
+    expect(docker.calls).not.toContain('list');
+    expect(docker.calls.filter((c) => c.startsWith('inspect '))).toEqual(
+      docker.calls.filter((c) => c === `inspect ${ID('b').slice(0, 12)}`),
+    );
+    docker.vanishing.add(ID('a'));
+    docker.emit({
+      type: 'container',
+      action: 'destroy',
+      actorId: ID('a'),
+      containerId: ID('a'),
+      name: 'web',
+    });
+    await clock.advance(500);
+    expect(allowed(firewall.last)).toEqual(['db 172.17.0.3:80']);
+    await daemon.stop();
+  });
+
+  it('the engine restarting under the cache: the reconnect lists again and drops what vanished', async () => {
+    const { docker, clock, firewall, daemon } = daemonSetup();
+    docker.containers.set(ID('b'), web('b', 'db', '172.17.0.3'));
+    daemon.start();
+    await clock.advance(200);
+    expect(allowed(firewall.last)).toEqual(['db 172.17.0.3:80', 'web 172.17.0.2:80']);
+    // The engine goes down; it comes back without web, db at another address, and a new one.
+    docker.reachable = false;
+    docker.endStreams();
+    await clock.advance(100);
+    docker.containers.delete(ID('a'));
+    docker.containers.set(ID('b'), web('b', 'db', '172.17.0.9'));
+    docker.containers.set(ID('c'), web('c', 'cache', '172.17.0.4'));
+    docker.reachable = true;
+    docker.calls.length = 0;
+    await clock.advance(6_000);
+    expect(docker.calls).toContain('list');
+    expect(allowed(firewall.last)).toEqual(['cache 172.17.0.4:80', 'db 172.17.0.9:80']);
+    await daemon.stop();
+  });
+});
