@@ -1,7 +1,7 @@
 // The informer wired in: the event watch feeds the container cache, the sync
 // reads it; what reaches the firewall is what a fresh list would give.
 import { describe, expect, it } from 'vitest';
-import type { FamilyReport } from '../backends/iptables/reconcile.js';
+import type { FamilyReport } from '../backends/firewall.js';
 import { defaultConfig } from '../config/config.js';
 import { ContainerCache } from '../docker/container-cache.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
