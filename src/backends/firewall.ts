@@ -118,9 +118,19 @@ export class DockerChainsMissingError extends Error {
   override readonly name = 'DockerChainsMissingError';
 }
 
+export interface ReconcileOptions {
+  /**
+   * Only container events happened since the last sync: the kernel may be taken
+   * to hold what that sync left, so a backend may write the difference without
+   * reading back. Outside changes are the ruleset watch's and the periodic
+   * check's to find (their syncs never set this). A backend may ignore it.
+   */
+  readonly trustLastSync?: boolean;
+}
+
 /** What a sync needs of the firewall: bring the kernel in step with `desired`. */
 export interface FirewallSync {
-  reconcile(desired: DesiredState): Promise<readonly FamilyReport[]>;
+  reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<readonly FamilyReport[]>;
 }
 
 export interface Traffic {

@@ -15,6 +15,7 @@ import type {
   Firewall,
   FirewallSync,
   Placement,
+  ReconcileOptions,
 } from './firewall.js';
 
 export type { BackendName };
@@ -52,9 +53,9 @@ export class SelectedFirewall implements FirewallSync {
     return this.chosen;
   }
 
-  async reconcile(desired: DesiredState): Promise<readonly FamilyReport[]> {
+  async reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<readonly FamilyReport[]> {
     const name = this.chosen ?? (await this.choose());
-    const reports = await this.options.backends[name].firewall.reconcile(desired);
+    const reports = await this.options.backends[name].firewall.reconcile(desired, options);
     if (!this.otherRemoved) await this.removeOther(name);
     return reports;
   }

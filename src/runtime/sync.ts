@@ -146,7 +146,9 @@ export function createSync(options: SyncOptions): SyncFn {
     const snapshot = read.snapshot;
     const desired = desiredState(snapshot, options.config);
     reportLabelErrors(desired);
-    const reports = await options.firewall.reconcile(desired);
+    // Container events alone cannot have changed the kernel behind dockfw's back.
+    const trustLastSync = [...reasons].every((reason) => reason === 'event');
+    const reports = await options.firewall.reconcile(desired, { trustLastSync });
     for (const report of reports) reportFamily(report, reasons);
     options.observer?.syncApplied?.(desired, reports, reasons);
   };

@@ -7,6 +7,7 @@ import type {
   FamilyReport,
   Firewall,
   GuardOutcome,
+  ReconcileOptions,
   Removal,
   RenderOptions,
 } from '../firewall.js';
@@ -29,8 +30,8 @@ export class NftablesFirewall implements Firewall {
     this.reconciler = new NftablesReconciler(options);
   }
 
-  reconcile(desired: DesiredState): Promise<FamilyReport[]> {
-    return this.reconciler.reconcile(desired);
+  reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<FamilyReport[]> {
+    return this.reconciler.reconcile(desired, options);
   }
 
   /** One `nft -f` payload serves both families: `families` does not split it. */

@@ -4,7 +4,7 @@ import { loadConfig } from '../../config/config.js';
 import { parseInspectArray } from '../../docker/inspect.js';
 import type { ContainerSnapshot } from '../../docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../policy/desired.js';
-import { CommandError } from '../command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 import { failedLineNumber } from './apply.js';
 import { diffTable, familyDrift, needsWrite } from './drift.js';
 import { tableSpec } from './elements.js';
@@ -186,6 +186,97 @@ describe('NftablesReconciler', () => {
       [true, false],
       [false, false],
     ]);
+  });
+
+  describe('after container events alone (trustLastSync)', () => {
+    const NEW: ContainerSnapshot = {
+      ...WEB,
+      id: 'b'.repeat(64),
+      name: 'new',
+      networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
+    };
+    const ADDED =
+      'add element inet dockfw allowed4 { 172.17.0.3 . tcp . 80 . 203.0.113.10 }\n' +
+      'add element inet dockfw guarded4 { 172.17.0.3 . tcp . 80 }\n';
+
+    function counting(fake: ReturnType<typeof fakeNft>): { run: CommandRunner; reads: () => number } {
+      let reads = 0;
+      return {
+        run: (file, args, input) => {
+          if (args[0] !== '-f') reads++;
+          return fake.run(file, args, input);
+        },
+        reads: () => reads,
+      };
+    }
+
+    it('writes the element difference from what the last sync left, without reading the table', async () => {
+      const fake = fakeNft(tableJson(tableSpec(desired())));
+      const { run, reads } = counting(fake);
+      const reconciler = new NftablesReconciler({ run });
+      await reconciler.reconcile(desired());
+      const readsBefore = reads();
+      const reports = await reconciler.reconcile(desired([WEB, NEW]), { trustLastSync: true });
+      expect(reads()).toBe(readsBefore);
+      expect(fake.payloads).toEqual([ADDED]);
+      expect(reports.map((r) => r.written)).toEqual([true, false]);
+      // And back: the elements go again, still without a read.
+      await reconciler.reconcile(desired(), { trustLastSync: true });
+      expect(reads()).toBe(readsBefore);
+      expect(fake.payloads[1]).toBe(ADDED.replaceAll('add element', 'delete element'));
+    });
+
+    it('reads first when nothing is known yet, when not trusted, and after a failed sync', async () => {
+      const fake = fakeNft(tableJson(tableSpec(desired())));
+      const { run, reads } = counting(fake);
+      const reconciler = new NftablesReconciler({ run });
+      await reconciler.reconcile(desired(), { trustLastSync: true });
+      expect(reads()).toBeGreaterThan(0);
+      const afterFirst = reads();
+      await reconciler.reconcile(desired());
+      expect(reads()).toBeGreaterThan(afterFirst);
+      // Someone deleted the table: the periodic check's read finds it and writes it whole.
+      fake.listing = undefined;
+      const afterSecond = reads();
+      await reconciler.reconcile(desired(), { trustLastSync: false });
+      expect(reads()).toBeGreaterThan(afterSecond);
+      expect(fake.payloads).toEqual([renderTablePayload(tableSpec(desired()))]);
+    });
+
+    it('writes the table whole when the kernel refuses the difference (it changed behind dockfw)', async () => {
+      const fake = fakeNft(tableJson(tableSpec(desired())));
+      const reconciler = new NftablesReconciler({
+        run: (file, args, input) => {
+          // The first element write fails as nft does when the set is gone.
+          if (args[0] === '-f' && input?.startsWith('add element') === true)
+            return Promise.reject(
+              new CommandError(
+                'nft -f - failed',
+                file,
+                args,
+                '/dev/stdin:1:1-3: Error: No such file\n',
+                false,
+              ),
+            );
+          return fake.run(file, args, input);
+        },
+      });
+      await reconciler.reconcile(desired());
+      await reconciler.reconcile(desired([WEB, NEW]), { trustLastSync: true });
+      expect(fake.payloads).toEqual([renderTablePayload(tableSpec(desired([WEB, NEW])))]);
+    });
+
+    it('reads and compares when the shape of the table changes (a whole-table write is due)', async () => {
+      const fake = fakeNft(tableJson(tableSpec(desired())));
+      const { run, reads } = counting(fake);
+      const reconciler = new NftablesReconciler({ run });
+      await reconciler.reconcile(desired());
+      const before = reads();
+      const outside = desired([WEB], { DOCKFW_EXTERNAL_INTERFACES: 'eth0' });
+      await reconciler.reconcile(outside, { trustLastSync: true });
+      expect(reads()).toBeGreaterThan(before);
+      expect(fake.payloads).toEqual([renderTablePayload(tableSpec(outside))]);
+    });
   });
 
   it('says clearly when nft is missing, and where nft rejected a payload', async () => {

@@ -5,13 +5,14 @@ import type { Family } from '../../docker/snapshot.js';
 import type { DesiredState } from '../../policy/desired.js';
 import type { CommandRunner } from '../command.js';
 import { DesiredMemo } from '../desired-memo.js';
-import { FirewallApplyError, hasDrift, type FamilyReport } from '../firewall.js';
+import { FirewallApplyError, hasDrift, type FamilyReport, type ReconcileOptions } from '../firewall.js';
+import { absentFrom } from '../lists.js';
 import { applyNftPayload } from './apply.js';
 import { familyDrift, diffTable, needsWrite, type TableDrift } from './drift.js';
 import { tableSpec, type TableSpec } from './elements.js';
-import { SET_NAMES, setFamily, TABLE } from './names.js';
+import { BASE_CHAINS, SET_NAMES, setFamily, TABLE } from './names.js';
 import { readTable } from './read.js';
-import { renderElementPayload, renderTablePayload } from './render.js';
+import { regularChains, renderElementPayload, renderTablePayload, rulesOf } from './render.js';
 
 export type WriteKind = 'table' | 'elements';
 
@@ -30,8 +31,29 @@ function familyPart(spec: TableSpec, family: Family): string {
   return JSON.stringify(family === 4 ? [spec.outsideConfigured, parts] : parts);
 }
 
+/** Everything of a spec but its set elements: what only a whole-table write changes. */
+function shapeOf(spec: TableSpec): string {
+  const chains = [...regularChains(spec), ...BASE_CHAINS.map((c) => c.name)];
+  const rules = chains.map((chain) => rulesOf(chain, spec).map((rule) => rule.text));
+  return JSON.stringify([chains, rules, [...spec.sets.keys()], spec.records ?? 0]);
+}
+
+/** The element changes from `known` (what the kernel holds) to `spec`, both of one shape. */
+function elementDrift(spec: TableSpec, known: TableSpec): TableDrift {
+  const changes = [];
+  for (const [set, want] of spec.sets) {
+    const have = known.sets.get(set) ?? [];
+    if (want === have) continue;
+    const change = { set, add: absentFrom(want, have), delete: absentFrom(have, want) };
+    if (change.add.length > 0 || change.delete.length > 0) changes.push(change);
+  }
+  return { structural: [], rulesMissing: [], rulesUnexpected: [], reordered: false, changes };
+}
+
 export class NftablesReconciler {
   private readonly lastDesired = new DesiredMemo();
+  /** The table the kernel held when the last sync ended, and its shape; undefined: unknown. */
+  private known: { readonly spec: TableSpec; readonly shape: string } | undefined;
 
   constructor(private readonly options: NftablesReconcilerOptions) {}
 
@@ -44,10 +66,21 @@ export class NftablesReconciler {
     return tableSpec(desired, this.options.dropRecords);
   }
 
-  async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+  async reconcile(desired: DesiredState, options: ReconcileOptions = {}): Promise<FamilyReport[]> {
     const spec = this.spec(desired);
-    const drift = diffTable(spec, await readTable(this.options.run));
+    const shape = shapeOf(spec);
+    const known = this.known;
+    // After container events alone, what the last sync left is what the kernel holds:
+    // write the element difference without reading the table back. Anything
+    // else, or a shape change, reads and compares. A failed write writes the
+    // table whole (write()); any error forgets what is known.
+    const trusted = options.trustLastSync === true && known !== undefined && known.shape === shape;
+    const drift = trusted
+      ? elementDrift(spec, known.spec)
+      : diffTable(spec, await readTable(this.options.run));
+    this.known = undefined;
     if (needsWrite(drift)) await this.write(drift, spec);
+    this.known = { spec, shape };
     return ([4, 6] as const).map((family) => {
       const part = familyPart(spec, family);
       // A write nobody asked for (Docker's side unchanged) is drift: someone else changed the table.
