@@ -57,7 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`dockfw run: ${error instanceof Error ? error.message : String(error)}\n`);
     return 2;
   }
-  const firewall = createFirewall(config, docker, logger);
+  const firewall = await createFirewall(config, docker, logger);
   // A taken DOCKFW_LISTEN address usually means another dockfw already runs here.
   const observability = await startObservability({
     config,
