@@ -99,43 +99,41 @@ export function hostView(interfaces: readonly HostInterface[], desired: DesiredS
   };
 }
 
+/** The refusal of a binding or rule that judges the flow, unless its sources hold the flow's source. */
+function refusedBy(
+  judge: { containerId: string; containerName: string; sources: RuleSources },
+  source: bigint,
+  target: string,
+): Refusal | undefined {
+  if (sourceMatch(judge.sources, source) !== undefined) return undefined;
+  return { containerId: judge.containerId, containerName: judge.containerName, target };
+}
+
 /** Undefined when the desired state admits the flow or does not judge it; else who refuses it. */
 export function judgeFlow(desired: DesiredState, host: HostView, flow: Flow): Refusal | undefined {
   const { family, protocol } = flow;
+  const at = (value: bigint, port: number): string => `${bracketed(family, value)}:${port}/${protocol}`;
   if (host.isLocal(family, flow.source) || host.isInside(family, flow.source)) return undefined;
   // Before DNAT: a flow to one of the host's addresses meets the binding of that port.
-  if (host.isLocal(family, flow.destination)) {
-    const binding = desiredBindingFor(
-      desired,
-      family,
-      formatAddress(family, flow.destination),
-      protocol,
-      flow.destinationPort,
-    );
-    if (binding !== undefined && sourceMatch(binding.sources, flow.source) === undefined)
-      return {
-        containerId: binding.containerId,
-        containerName: binding.containerName,
-        target: `binding ${binding.hostAddress === undefined ? (family === 4 ? '0.0.0.0' : '[::]') : bracketed(family, flow.destination)}:${flow.destinationPort}/${protocol}`,
-      };
+  const { destination, destinationPort } = flow;
+  const binding = host.isLocal(family, destination)
+    ? desiredBindingFor(desired, family, formatAddress(family, destination), protocol, destinationPort)
+    : undefined;
+  if (binding !== undefined) {
+    const shown =
+      binding.hostAddress === undefined ? at(0n, destinationPort) : at(destination, destinationPort);
+    const refused = refusedBy(binding, flow.source, `binding ${shown}`);
+    if (refused !== undefined) return refused;
   }
   // Delivered on the host (docker-proxy, a host-network container): the binding alone judged it.
-  if (host.isLocal(family, flow.replySource)) return undefined;
-  const where = `${bracketed(family, flow.replySource)}:${flow.replySourcePort}/${protocol}`;
-  const rule = desiredRuleFor(
-    desired,
-    family,
-    formatAddress(family, flow.replySource),
-    protocol,
-    flow.replySourcePort,
-  );
-  if (rule !== undefined)
-    return sourceMatch(rule.sources, flow.source) === undefined
-      ? { containerId: rule.containerId, containerName: rule.containerName, target: `container ${where}` }
-      : undefined;
-  const dnat = flow.replySource !== flow.destination || flow.replySourcePort !== flow.destinationPort;
+  const { replySource, replySourcePort } = flow;
+  if (host.isLocal(family, replySource)) return undefined;
+  const where = at(replySource, replySourcePort);
+  const rule = desiredRuleFor(desired, family, formatAddress(family, replySource), protocol, replySourcePort);
+  if (rule !== undefined) return refusedBy(rule, flow.source, `container ${where}`);
+  const dnat = replySource !== destination || replySourcePort !== destinationPort;
   // The catch-all: DNAT to a bridge address no container's rules cover (stopped, not judged yet).
-  if (dnat && host.isBridged(family, flow.replySource))
+  if (dnat && host.isBridged(family, replySource))
     return { containerId: undefined, containerName: undefined, target: `catch-all ${where}` };
   return undefined;
 }

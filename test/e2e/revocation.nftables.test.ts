@@ -34,26 +34,23 @@ async function echoServer(
   allow: string | undefined,
   serve: readonly string[] = [`TCP-LISTEN:${port},fork,reuseaddr`, 'PIPE'],
 ): Promise<void> {
-  await host.docker([
-    'run',
-    '-d',
-    '--name',
-    name,
-    '--stop-timeout',
-    '1',
-    '-p',
-    `${port}:${port}`,
-    ...(allow === undefined ? [] : ['-l', `dockfw.allow=${allow}`]),
-    TEST_IMAGE,
-    'socat',
-    ...serve,
-  ]);
+  const label = allow === undefined ? [] : ['-l', `dockfw.allow=${allow}`];
+  const published = ['-p', `${port}:${port}`, ...label];
+  await host.docker(['run', '-d', '--name', name, ...published, TEST_IMAGE, 'socat', ...serve]);
 }
 
 async function startDockfw(host: TestHost, env: Record<string, string> = {}): Promise<DockfwProcess> {
   const dockfw = DockfwProcess.start(host, { ...ENV, ...env });
   await dockfw.waitForLog('rules applied', 30_000);
   return dockfw;
+}
+
+/** From one source per family (IPv4 by DNAT, IPv6 through docker-proxy) to a host port. */
+function bothPaths(h: TestHost, sources: readonly [string, string], port: number): LiveConnection[] {
+  return [
+    new LiveConnection(h.clientNs, sources[0], HOST_V4, port),
+    new LiveConnection(h.clientNs, sources[1], HOST_V6, port),
+  ];
 }
 
 /** Every connection echoes now. */
@@ -93,14 +90,8 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
   it('cuts at the first sync the connections made while dockfw was not running, and only those', async () => {
     const h = host as TestHost;
     await echoServer(h, 'echo-labeled', 7100, `${ALLOWED}, ${ALLOWED_V6}`);
-    const revoked = [
-      new LiveConnection(h.clientNs, DISALLOWED, HOST_V4, 7100),
-      new LiveConnection(h.clientNs, DISALLOWED_V6, HOST_V6, 7100),
-    ];
-    const kept = [
-      new LiveConnection(h.clientNs, ALLOWED, HOST_V4, 7100),
-      new LiveConnection(h.clientNs, ALLOWED_V6, HOST_V6, 7100),
-    ];
+    const revoked = bothPaths(h, [DISALLOWED, DISALLOWED_V6], 7100);
+    const kept = bothPaths(h, [ALLOWED, ALLOWED_V6], 7100);
     // Without dockfw every source is answered: the situation really is there.
     await allEcho([...revoked, ...kept]);
     const dockfw = await startDockfw(h);
@@ -121,14 +112,8 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
     await echoServer(h, 'echo-labeled', 7100, `${ALLOWED}, ${ALLOWED_V6}`);
     await echoServer(h, 'echo-open', 7200, undefined);
     const first = await startDockfw(h, { DOCKFW_DEFAULT_POLICY: 'allow' });
-    const revoked = [
-      new LiveConnection(h.clientNs, DISALLOWED, HOST_V4, 7200),
-      new LiveConnection(h.clientNs, DISALLOWED_V6, HOST_V6, 7200),
-    ];
-    const kept = [
-      new LiveConnection(h.clientNs, ALLOWED, HOST_V4, 7100),
-      new LiveConnection(h.clientNs, ALLOWED_V6, HOST_V6, 7100),
-    ];
+    const revoked = bothPaths(h, [DISALLOWED, DISALLOWED_V6], 7200);
+    const kept = bothPaths(h, [ALLOWED, ALLOWED_V6], 7100);
     await allEcho([...revoked, ...kept]);
     await first.stop();
     // dockfw down, its rules (and fast path) in place: everything still echoes.
@@ -147,10 +132,7 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
       'SYSTEM:while true; do echo x; sleep 0.05; done',
     ]);
     const first = await startDockfw(h, { DOCKFW_DEFAULT_POLICY: 'allow' });
-    const revoked = [
-      new LiveConnection(h.clientNs, DISALLOWED, HOST_V4, 7300),
-      new LiveConnection(h.clientNs, DISALLOWED_V6, HOST_V6, 7300),
-    ];
+    const revoked = bothPaths(h, [DISALLOWED, DISALLOWED_V6], 7300);
     const kept = [new LiveConnection(h.clientNs, ALLOWED, HOST_V4, 7100)];
     await allEcho([...revoked, ...kept]);
     await first.stop();
