@@ -10,7 +10,8 @@
  * (the fast path in the kernel all along); (3) the same with a server that keeps
  * sending on its own: once its entry is gone, its next packet makes a new entry
  * in its own direction, so the cut client's packets are replies to it, and those
- * are judged too (the stream stops).
+ * are judged too (the stream stops); (4) while dockfw runs, after the sync
+ * that narrowed a port (a created container's claim on it intersects).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_ADDRESSES, HOST_ADDRESSES, startTestHost, TEST_IMAGE, type TestHost } from '../host/index.js';
@@ -79,7 +80,9 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
     await DockfwProcess.stopAll();
     if (host === undefined) return;
     await dockfwCommand(host, ['uninstall'], ENV);
-    await host.docker(['rm', '-f', 'echo-labeled', 'echo-open', 'stream-open'], { reject: false });
+    await host.docker(['rm', '-f', 'echo-labeled', 'echo-open', 'stream-open', 'claim'], {
+      reject: false,
+    });
   });
 
   afterAll(async () => {
@@ -139,5 +142,25 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
     const second = await startDockfw(h, { DOCKFW_DEFAULT_POLICY: 'deny' });
     await expectCut(revoked, kept);
     expect(second.logged('revoked connection cut').map((r) => r.container)).toContain('stream-open');
+  }, 120_000);
+
+  it('cuts while running, after the sync that narrowed a port (a created container claims it too)', async () => {
+    const h = host as TestHost;
+    await echoServer(h, 'echo-open', 7200, undefined);
+    const dockfw = await startDockfw(h, { DOCKFW_DEFAULT_POLICY: 'allow' });
+    const revoked = bothPaths(h, [DISALLOWED, DISALLOWED_V6], 7200);
+    const kept = bothPaths(h, [ALLOWED, ALLOWED_V6], 7200);
+    await allEcho([...revoked, ...kept]);
+    const applied = dockfw.logged('rules applied').length;
+    // Claims that meet on a host port intersect: 7200 is now the allowed sources' only.
+    const label = `dockfw.allow=${ALLOWED}, ${ALLOWED_V6}`;
+    await h.docker(['create', '--name', 'claim', '-p', '7200:7200', '-l', label, TEST_IMAGE]);
+    await dockfw.waitForLog('rules applied', 20_000, applied + 1);
+    await expectCut(revoked, kept);
+    // Cut at that sync (the first one, under policy allow, refused nothing), named by the binding's owner.
+    expect(dockfw.logged('revoked connection cut').map((r) => [r.container, r.target])).toEqual([
+      ['echo-open', 'binding 0.0.0.0:7200/tcp'],
+      ['echo-open', 'binding [::]:7200/tcp'],
+    ]);
   }, 120_000);
 });
