@@ -50,8 +50,8 @@ export async function createFirewall(
   config: Config,
   docker: DockerClient,
   logger: Logger,
+  conntrack: Conntrack = new Conntrack(),
 ): Promise<Firewall> {
-  const conntrack = new Conntrack();
   const cut = await conntrackWorks(conntrack, logger);
   const iptables = new IptablesReconciler({
     run: runCommand,
