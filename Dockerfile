@@ -22,10 +22,11 @@ ARG REVISION=unknown
 # uses the one Docker uses. ipset holds the iptables backend's drop records
 # (without it drops are still dropped, just not recorded). util-linux (already in the base image, named so it
 # stays) brings setpriv: the nft monitor dies with dockfw, even on SIGKILL.
+# conntrack cuts revoked connections (without it every packet is judged).
 # Package managers are removed: nothing installs
 # anything at run time, and no compiler or dev dependency reaches this stage.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables nftables ipset util-linux \
+ && apt-get install -y --no-install-recommends iptables nftables ipset util-linux conntrack \
  && rm -rf /var/lib/apt/lists/* \
  && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* \

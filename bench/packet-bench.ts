@@ -183,7 +183,8 @@ export async function packetBench(
       const state = desired(flavour.others);
       const payload =
         flavour.backend === 'nftables'
-          ? renderTablePayload(tableSpec(state))
+          ? // As dockfw writes it where conntrack works: established packets take the fast path.
+            renderTablePayload({ ...tableSpec(state), fastPath: true })
           : renderSyncPayload(state, 4, { parent: 'DOCKER-USER', positions: [] });
       await sleep(300);
       const without: number[] = [];

@@ -1,11 +1,16 @@
 // The only place that knows the concrete backends: everything else gets a
-// Firewall (or the selecting one `dockfw run` uses) from here.
+// Firewall (or the selecting one `dockfw run` uses) from here. Where conntrack
+// works, `dockfw run` cuts revoked connections after each sync (revocation.ts),
+// and only then may established packets skip the lookups (the fast path).
+import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { Family } from '../docker/snapshot.js';
 import type { KernelView } from '../explain/kernel.js';
 import type { DockerClient } from '../docker/docker-client.js';
-import type { BackendName, Firewall, IptablesVariant } from './firewall.js';
+import type { HostInterface } from '../policy/judge-flow.js';
+import { Conntrack } from './conntrack.js';
+import type { BackendName, Firewall, FirewallSync, IptablesVariant } from './firewall.js';
 import { DOCKER_USER, FORWARD, OWNED_PREFIX } from './iptables/chains.js';
 import { runCommand } from './iptables/command.js';
 import { IptablesFirewall } from './iptables/firewall.js';
@@ -14,6 +19,7 @@ import { runNft } from './nftables/command.js';
 import { TABLE_NAME } from './nftables/names.js';
 import { readTable } from './nftables/read.js';
 import { NftablesFirewall } from './nftables/firewall.js';
+import { RevokingFirewall } from './revocation.js';
 import { SelectedFirewall } from './select.js';
 
 export interface BackendOptions {
@@ -21,6 +27,8 @@ export interface BackendOptions {
   /** iptables: the variant `dockfw guard` writes with (default: the `iptables` on PATH). */
   readonly iptablesVariant?: IptablesVariant;
   readonly logger?: Logger;
+  /** Established connections skip the lookups: only where revoked ones are cut. */
+  readonly fastPath?: boolean;
 }
 
 /**
@@ -37,7 +45,11 @@ export const OWNED_NAMES = {
 export function createBackend(name: BackendName, options: BackendOptions = {}): Firewall {
   const { logger, dropRecords } = options;
   if (name === 'nftables')
-    return new NftablesFirewall({ run: runNft, ...(dropRecords === undefined ? {} : { dropRecords }) });
+    return new NftablesFirewall({
+      run: runNft,
+      ...(dropRecords === undefined ? {} : { dropRecords }),
+      ...(options.fastPath === true ? { fastPath: true } : {}),
+    });
   return new IptablesFirewall({
     run: runCommand,
     ...(dropRecords === undefined ? {} : { dropRecords }),
@@ -60,13 +72,54 @@ export function createBackends(): readonly Firewall[] {
   return [createBackend('iptables'), createBackend('nftables')];
 }
 
+/** The host's interface addresses, as the revocation judge reads them. */
+function hostInterfaces(): HostInterface[] {
+  return Object.entries(networkInterfaces()).flatMap(([name, addresses]) =>
+    (addresses ?? []).flatMap((a) => {
+      const prefix = Number(a.cidr?.split('/')[1]);
+      // Link-local IPv6 carries a zone; no published binding or source is one.
+      if (a.cidr === null || !Number.isInteger(prefix) || a.scopeid) return [];
+      return [
+        { name, family: a.family === 'IPv4' ? (4 as const) : (6 as const), address: a.address, prefix },
+      ];
+    }),
+  );
+}
+
+/** Can the connection table be read (the tool installed, the kernel's netlink interface there)? */
+async function conntrackWorks(conntrack: Conntrack, logger: Logger): Promise<boolean> {
+  try {
+    await conntrack.list(4);
+    return true;
+  } catch (error) {
+    logger.warn(
+      { error: error instanceof Error ? error.message : String(error) },
+      'conntrack not usable: revoked connections are not cut, so every packet is judged (no fast path)',
+    );
+    return false;
+  }
+}
+
+export interface RunFirewall {
+  /** What the syncs write through: the selected backend, cutting revoked connections where it can. */
+  readonly sync: FirewallSync;
+  /** The selected backend itself (its counters, its choice). */
+  readonly selected: SelectedFirewall;
+}
+
 /** The backends wired for `dockfw run`: the configured one, or for `auto` the one matching Docker's firewall. */
-export function createFirewall(config: Config, docker: DockerClient, logger: Logger): SelectedFirewall {
-  const options = { dropRecords: config.dropRecords, logger };
+export async function createFirewall(
+  config: Config,
+  docker: DockerClient,
+  logger: Logger,
+  conntrack: Conntrack = new Conntrack(),
+): Promise<RunFirewall> {
+  const cut = await conntrackWorks(conntrack, logger);
+  const options = { dropRecords: config.dropRecords, logger, fastPath: cut };
   const iptables = createBackend('iptables', options);
   const nftables = createBackend('nftables', options);
   const removes = (firewall: Firewall) => async () => (await firewall.uninstall()).length > 0;
-  return new SelectedFirewall({
+  const selected = new SelectedFirewall({
     setting: config.backend,
     info: () => docker.info(),
     backends: {
@@ -80,4 +133,12 @@ export function createFirewall(config: Config, docker: DockerClient, logger: Log
       ),
     onOtherRemoved: (backend) => logger.info({ backend }, "removed the other backend's rules"),
   });
+  if (!cut) return { sync: selected, selected };
+  const sync = new RevokingFirewall({
+    firewall: selected,
+    connections: conntrack,
+    interfaces: hostInterfaces,
+    logger: logger.child({ component: 'revocation' }),
+  });
+  return { sync, selected };
 }

@@ -57,12 +57,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`dockfw run: ${error instanceof Error ? error.message : String(error)}\n`);
     return 2;
   }
-  const firewall = createFirewall(config, docker, logger);
+  const firewall = await createFirewall(config, docker, logger);
   // A taken DOCKFW_LISTEN address usually means another dockfw already runs here.
   const observability = await startObservability({
     config,
     logger,
-    readCounters: (family, placement) => firewall.counters(family, placement),
+    readCounters: (family, placement) => firewall.selected.counters(family, placement),
     version: version(),
   }).catch((error: unknown) => {
     process.stderr.write(
@@ -84,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
   const daemon = new Daemon({
     config,
     docker,
-    firewall,
+    firewall: firewall.sync,
     logger,
     clock: systemClock,
     observer: observability.observer,

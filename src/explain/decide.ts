@@ -17,6 +17,7 @@ import type {
 } from '../policy/desired.js';
 import type { ContainerTarget, AddressTarget, Query, QueryAddress } from './query.js';
 import { hostNetworkView, onHostNetwork } from '../policy/desired.js';
+import { desiredBindingFor, desiredRuleFor, sourceMatch } from '../policy/lookup.js';
 
 export type Verdict = 'allowed' | 'denied';
 
@@ -112,9 +113,8 @@ function bindingAddress(hostIp: string, family: Family): { address: string | und
 }
 
 function containsSource(sources: RuleSources, family: Family, value: bigint): string | undefined {
-  if (sources === 'any') return 'any';
-  const hit = sources.find((i) => i.start <= value && value <= i.end);
-  return hit === undefined ? undefined : intervalText(family, hit);
+  const hit = sourceMatch(sources, value);
+  return hit === undefined || hit === 'any' ? hit : intervalText(family, hit);
 }
 
 function intervalText(family: Family, interval: Interval): string {
@@ -126,44 +126,6 @@ function intervalText(family: Family, interval: Interval): string {
 function hostText(family: Family, address: string | undefined): string {
   const shown = address ?? (family === 4 ? '0.0.0.0' : '::');
   return family === 6 ? `[${shown}]` : shown;
-}
-
-function hostAddressCovers(binding: DesiredBinding, family: Family, address: string | undefined): boolean {
-  return binding.family === family && (binding.hostAddress === undefined || binding.hostAddress === address);
-}
-
-/** The DesiredBinding the kernel judges this host address and port by (first in order, as the kernel's). */
-function desiredBindingFor(
-  desired: DesiredState,
-  family: Family,
-  address: string | undefined,
-  protocol: Protocol,
-  port: number,
-): DesiredBinding | undefined {
-  return desired.bindings.find(
-    (b) =>
-      hostAddressCovers(b, family, address) &&
-      b.protocol === protocol &&
-      b.portFrom <= port &&
-      port <= b.portTo,
-  );
-}
-
-function desiredRuleFor(
-  desired: DesiredState,
-  family: Family,
-  address: string,
-  protocol: Protocol,
-  port: number,
-): DesiredRule | undefined {
-  return desired.rules.find(
-    (r) =>
-      r.family === family &&
-      r.address === address &&
-      r.protocol === protocol &&
-      r.portFrom <= port &&
-      port <= r.portTo,
-  );
 }
 
 function judgeBinding(binding: DesiredBinding, source: QueryAddress): Judgement {

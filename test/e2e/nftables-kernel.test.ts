@@ -135,6 +135,32 @@ describe('nftables backend on a real kernel', () => {
     },
   );
 
+  it.each(CASES.slice(0, 4))(
+    '%s, fast path on: loads, reads back with no drift, and a second sync writes nothing',
+    async (_name, desired) => {
+      const spec = { ...tableSpec(desired), fastPath: true };
+      await nft(['-c', '-f', '-'], renderTablePayload(spec));
+      const writes: WriteKind[] = [];
+      const reconciler = new NftablesReconciler({
+        run: nftInNs,
+        fastPath: true,
+        onWrite: (kind) => writes.push(kind),
+      });
+      await reconciler.reconcile(desired);
+      expect(needsWrite(diffTable(spec, await readTable(nftInNs)))).toBe(false);
+      // The strict table is not the fast one: switching rewrites it.
+      expect(needsWrite(diffTable(tableSpec(desired), await readTable(nftInNs)))).toBe(true);
+      const again = await reconciler.reconcile(desired);
+      expect(again.map((r) => r.written)).toEqual([false, false]);
+      expect(writes).toEqual(['table']);
+      const listed = await nft(['list', 'table', 'inet', 'dockfw']);
+      expect(listed).toContain(
+        'ct state established ct direction original fib saddr . iif oif exists return',
+      );
+      expect(listed).toContain('ct direction reply ip daddr . meta l4proto . th dport != @guarded4 return');
+    },
+  );
+
   it('moves from one random engine to the next by element changes only, ending exactly right', async () => {
     const states = randomEngines(10).filter((s) => s.externalInterfaces.length === 0);
     const writes: WriteKind[] = [];

@@ -260,8 +260,11 @@ export function nftablesFirewall(layout: 'iptables-nft' | 'docker29'): SuiteFire
       text.includes('iifname != @outside return') &&
       JSON.stringify(elementLines(text, 'outside')) === JSON.stringify([`"${iface}"`]),
     async damage(host) {
+      // Counted, not assumed: the fast path (where conntrack works) adds rules to the chain.
+      const chain = await host.nft(['list', 'chain', 'inet', 'dockfw', 'forward']);
+      const added = chain.split('\n').filter((l) => l.includes('comment "dockfw ')).length;
       await host.nft(['flush', 'chain', 'inet', 'dockfw', 'forward']);
-      return { added: 8, missing: 'rule dockfw catch-all' };
+      return { added, missing: 'rule dockfw catch-all' };
     },
     async others(host) {
       const text = await ruleset(host);

@@ -22,6 +22,8 @@ export interface TableSpec {
   readonly sets: ReadonlyMap<SetName, readonly string[]>;
   /** Size of each family's drop record set; absent or 0: drops are not recorded. */
   readonly records?: number;
+  /** Established connections skip the lookups (only where revoked ones are cut). */
+  readonly fastPath?: boolean;
 }
 
 const INTERFACE = /^[A-Za-z0-9_.+-]{1,15}$/;

@@ -22,6 +22,11 @@ export interface NftablesReconcilerOptions {
   readonly onWrite?: (kind: WriteKind, payload: string) => void;
   /** Size of each family's drop record set; 0: drops are not recorded. Default DEFAULT_DROP_RECORDS. */
   readonly dropRecords?: number;
+  /**
+   * Established connections skip the per-packet lookups. Only where revoked
+   * connections are cut (conntrack works): otherwise every packet is judged.
+   */
+  readonly fastPath?: boolean;
 }
 
 /** The part of the table a family's report covers; the rules and interface sets go with IPv4. */
@@ -63,7 +68,8 @@ export class NftablesReconciler {
   }
 
   private spec(desired: DesiredState): TableSpec {
-    return tableSpec(desired, this.options.dropRecords);
+    const spec = tableSpec(desired, this.options.dropRecords);
+    return this.options.fastPath === true ? { ...spec, fastPath: true } : spec;
   }
 
   async reconcile(desired: DesiredState, options: ReconcileOptions = {}): Promise<FamilyReport[]> {

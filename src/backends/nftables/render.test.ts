@@ -370,3 +370,34 @@ describe('nftables payload, properties', () => {
     );
   });
 });
+
+describe('the fast path (only where revoked connections are cut)', () => {
+  const spec = (fastPath: boolean): TableSpec => ({ ...tableSpec(desired([WEB])), fastPath });
+
+  it('adds nothing when off: every packet judged, replies let by as before', () => {
+    const roles = chainRules(spec(false)).map((r) => r.role);
+    expect(roles).not.toContain('established');
+    expect(roles).toContain('replies');
+    expect(renderTablePayload(spec(false))).toBe(renderTablePayload(tableSpec(desired([WEB]))));
+  });
+
+  it('lets established packets of the original direction skip the lookups, first in both chains', () => {
+    const payload = renderTablePayload(spec(true));
+    const established = 'ct state established ct direction original fib saddr . iif oif exists return';
+    expect(payload).toContain(`${established} comment "dockfw pre-established"`);
+    expect(payload).toContain(`${established} comment "dockfw established"`);
+    expect(chainRules(spec(true))[0]?.role).toBe('established');
+    // Never `related` (an expectation admits a new connection's first packet).
+    expect(payload).not.toMatch(/related/);
+  });
+
+  it('judges replies to a guarded target: a connection picked up from the server side after a cut', () => {
+    const texts = chainRules(spec(true)).map((r) => r.text);
+    expect(texts).toContain('ct direction reply ip daddr . meta l4proto . th dport != @guarded4 return');
+    expect(texts).toContain('ct direction reply ip6 daddr . meta l4proto . th dport != @guarded6 return');
+    expect(texts).not.toContain('ct direction reply return');
+    expect(renderTablePayload(spec(true))).toContain(
+      'ct direction reply ip daddr . meta l4proto . th dport != @bound4 return comment "dockfw pre-replies4"',
+    );
+  });
+});

@@ -16,7 +16,7 @@ import {
 } from './names.js';
 
 /** What the fixed rules depend on. */
-export type RuleShape = Pick<TableSpec, 'outsideConfigured' | 'records' | 'bridgesUnknown'>;
+export type RuleShape = Pick<TableSpec, 'outsideConfigured' | 'records' | 'bridgesUnknown' | 'fastPath'>;
 
 function recording(spec: RuleShape): boolean {
   return (spec.records ?? 0) > 0;
@@ -52,14 +52,58 @@ function entryRules(spec: RuleShape, prefix = ''): ChainRule[] {
 }
 
 /**
+ * The fast path (only where revoked connections are cut, see
+ * src/backends/revocation.ts): a packet in the original direction of a
+ * connection conntrack has seen answered skips the lookups. Such an entry exists
+ * only once a first packet passed every hook; the entries of flows admitted
+ * earlier (before a revocation, while dockfw was down) are deleted by the cut.
+ * Not `related` (an expectation admits the first packet of a new connection),
+ * not the reply direction (a connection picked up mid-stream from the server's
+ * side makes the client's packets replies), and only packets arriving where the
+ * route back to their source leaves (a source spoofed from outside into a
+ * connection between containers is judged).
+ */
+function fastPathRules(spec: RuleShape, prefix = ''): ChainRule[] {
+  return spec.fastPath === true
+    ? [
+        {
+          role: `${prefix}established`,
+          text: 'ct state established ct direction original fib saddr . iif oif exists return',
+        },
+      ]
+    : [];
+}
+
+/**
+ * Replies to connections opened from the host or a container leave the chain.
+ * With the fast path, not those to a guarded target: once the cut deleted an
+ * entry, the server's next packet makes a new one in its own direction, and the
+ * cut client's packets would pass as its replies.
+ */
+function replyRules(spec: RuleShape, prefix: string, sets: { 4: string; 6: string }): ChainRule[] {
+  if (spec.fastPath !== true) return [{ role: `${prefix}replies`, text: 'ct direction reply return' }];
+  return [
+    {
+      role: `${prefix}replies4`,
+      text: `ct direction reply ip daddr . meta l4proto . th dport != @${sets[4]} return`,
+    },
+    {
+      role: `${prefix}replies6`,
+      text: `ct direction reply ip6 daddr . meta l4proto . th dport != @${sets[6]} return`,
+    },
+  ];
+}
+
+/**
  * The prerouting chain's rules: each published binding (host address, or every
  * local address, and host port) lets its allowed sources on and drops the rest,
  * before Docker's DNAT or docker-proxy sees the packet.
  */
 export function publishedRules(spec: RuleShape): ChainRule[] {
   return [
+    ...fastPathRules(spec, 'pre-'),
     ...entryRules(spec, 'pre-'),
-    { role: 'pre-replies', text: 'ct direction reply return' },
+    ...replyRules(spec, 'pre-', { 4: 'bound4', 6: 'bound6' }),
     // Only packets routed on to another unicast address carry no binding; local,
     // broadcast, multicast and anycast ones do (docker-proxy's UDP sockets take them).
     { role: 'routed-on', text: 'fib daddr type unicast return' },
@@ -108,9 +152,10 @@ export function regularChains(spec: RuleShape): string[] {
 /** The forward chain's rules, in order. Depends only on whether outside interfaces are configured. */
 export function chainRules(spec: RuleShape): ChainRule[] {
   return [
+    ...fastPathRules(spec),
     ...entryRules(spec),
     // Replies to connections the containers opened themselves.
-    { role: 'replies', text: 'ct direction reply return' },
+    ...replyRules(spec, '', { 4: 'guarded4', 6: 'guarded6' }),
     { role: 'allowed4', text: 'ip daddr . meta l4proto . th dport . ip saddr @allowed4 return' },
     { role: 'allowed6', text: 'ip6 daddr . meta l4proto . th dport . ip6 saddr @allowed6 return' },
     {

@@ -1,0 +1,170 @@
+import { describe, expect, it } from 'vitest';
+import { Conntrack, parseConntrackList } from './conntrack.js';
+import { fakeConntrack } from './fake-conntrack.js';
+import { loadConfig } from '../config/config.js';
+import type { ContainerSnapshot } from '../docker/snapshot.js';
+import { parseIPv4 } from '../net/ip.js';
+import { memoryLogger } from '../observe/memory-logger.js';
+import { desiredState, type DesiredState } from '../policy/desired.js';
+import type { Flow, HostInterface } from '../policy/judge-flow.js';
+import { RevokingFirewall, type CutResult } from './revocation.js';
+
+const WEB: ContainerSnapshot = {
+  id: 'a'.repeat(64),
+  name: 'web',
+  running: true,
+  labels: { 'dockfw.allow': '203.0.113.11' },
+  networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+  ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+};
+const INTERFACES: HostInterface[] = [
+  { name: 'eth0', family: 4, address: '203.0.113.1', prefix: 24 },
+  { name: 'docker0', family: 4, address: '172.17.0.1', prefix: 16 },
+];
+
+function state(allow: string): DesiredState {
+  return desiredState(
+    { containers: [{ ...WEB, labels: { 'dockfw.allow': allow } }], bridges: ['docker0'] },
+    loadConfig({}),
+  );
+}
+
+function flow(source: string, sourcePort = 40000): Flow {
+  return {
+    family: 4,
+    protocol: 'tcp',
+    source: parseIPv4(source) ?? -1n,
+    sourcePort,
+    destination: parseIPv4('203.0.113.1') ?? -1n,
+    destinationPort: 8080,
+    replySource: parseIPv4('172.17.0.2') ?? -1n,
+    replySourcePort: 80,
+  };
+}
+
+function setUp(flows: Flow[]) {
+  const table = fakeConntrack(flows);
+  const results: CutResult[] = [];
+  const { logger, records } = memoryLogger();
+  const firewall = new RevokingFirewall({
+    firewall: { reconcile: () => Promise.resolve([]) },
+    connections: new Conntrack(table.run),
+    interfaces: () => INTERFACES,
+    logger,
+    onCut: (r) => results.push(r),
+  });
+  return { table, results, records, firewall };
+}
+
+describe('cutting revoked connections', () => {
+  it('at the first sync deletes exactly the connections the rules refuse, both families listed', async () => {
+    const { table, results, records, firewall } = setUp([flow('203.0.113.10'), flow('203.0.113.11')]);
+    await firewall.reconcile(state('203.0.113.11'));
+    expect(table.flows.map((f) => f.source)).toEqual([parseIPv4('203.0.113.11')]);
+    expect(results).toEqual([{ listed: 2, cut: 1, failed: 0 }]);
+    expect(table.calls.filter((c) => c[1] === '-L').map((c) => c[3])).toEqual(['ipv4', 'ipv6']);
+    expect(records.find((r) => r.msg === 'revoked connection cut')).toMatchObject({
+      container: 'web',
+      target: 'binding 0.0.0.0:8080/tcp',
+    });
+  });
+
+  it('lists again only after a sync that narrowed something', async () => {
+    const { table, results, firewall } = setUp([flow('203.0.113.10')]);
+    await firewall.reconcile(state('203.0.113.0/24'));
+    await firewall.reconcile(state('203.0.113.0/24'));
+    await firewall.reconcile(state('203.0.0.0/16'));
+    expect(results).toHaveLength(1);
+    await firewall.reconcile(state('203.0.113.11'));
+    expect(results).toHaveLength(2);
+    expect(table.flows).toEqual([]);
+  });
+
+  it('logs a failing cut with the container and target, and tries again next sync', async () => {
+    const { table, results, records, firewall } = setUp([flow('203.0.113.10')]);
+    const run = table.run;
+    let failDeletes = true;
+    const flaky = new RevokingFirewall({
+      firewall: { reconcile: () => Promise.resolve([]) },
+      connections: new Conntrack((file, args, input) =>
+        failDeletes && args[0] === '-D' ? Promise.reject(new Error('netlink busy')) : run(file, args, input),
+      ),
+      interfaces: () => INTERFACES,
+      logger: memoryLogger().logger,
+      onCut: (r) => results.push(r),
+    });
+    void firewall;
+    void records;
+    await flaky.reconcile(state('203.0.113.11'));
+    expect(results.at(-1)).toEqual({ listed: 1, cut: 0, failed: 1 });
+    failDeletes = false;
+    await flaky.reconcile(state('203.0.113.11'));
+    expect(results.at(-1)).toEqual({ listed: 1, cut: 1, failed: 0 });
+    expect(table.flows).toEqual([]);
+  });
+
+  it('counts a connection gone between listing and deleting as done', async () => {
+    const gone = flow('203.0.113.10');
+    const { table, results, firewall } = setUp([gone]);
+    const list = table.run;
+    const racing = new RevokingFirewall({
+      firewall: { reconcile: () => Promise.resolve([]) },
+      connections: new Conntrack(async (file, args, input) => {
+        const result = await list(file, args, input);
+        if (args[0] === '-L') table.flows.splice(0);
+        return result;
+      }),
+      interfaces: () => INTERFACES,
+      logger: memoryLogger().logger,
+      onCut: (r) => results.push(r),
+    });
+    void firewall;
+    await racing.reconcile(state('203.0.113.11'));
+    expect(results).toEqual([{ listed: 1, cut: 0, failed: 0 }]);
+  });
+});
+
+describe('conntrack -L output', () => {
+  it('reads tcp, udp and sctp flows of the family, original then reply, and skips the rest', () => {
+    const out = [
+      'ipv4     2 tcp      6 431999 ESTABLISHED src=203.0.113.10 dst=203.0.113.1 sport=40000 dport=8080 src=172.17.0.2 dst=203.0.113.10 sport=80 dport=40000 [ASSURED] mark=0 use=1',
+      'ipv4     2 udp      17 29 src=203.0.113.10 dst=203.0.113.1 sport=5353 dport=53 [UNREPLIED] src=172.17.0.2 dst=203.0.113.10 sport=53 dport=5353 mark=0 use=1',
+      'ipv4     2 icmp     1 29 src=203.0.113.10 dst=203.0.113.1 type=8 code=0 id=1 src=203.0.113.1 dst=203.0.113.10 type=0 code=0 id=1 mark=0 use=1',
+      'ipv4     2 tcp      6 10 ESTABLISHED src=203.0.113.10 dst=203.0.113.1 sport=1 dport=2 src=203.0.113.1 dst=203.0.113.10 sport=2 dport=1 mark=0 zone=3 use=1',
+      'ipv6     10 tcp      6 431999 ESTABLISHED src=::1 dst=::1 sport=1 dport=2 src=::1 dst=::1 sport=2 dport=1 mark=0 use=1',
+    ].join('\n');
+    const flows = parseConntrackList(out, 4);
+    expect(flows.map((f) => [f.protocol, f.destinationPort, f.replySourcePort])).toEqual([
+      ['tcp', 8080, 80],
+      ['udp', 53, 53],
+    ]);
+    expect(parseConntrackList(out, 6)).toHaveLength(1);
+  });
+
+  it('is what the fake prints, and the fake refuses malformed deletes', async () => {
+    const table = fakeConntrack([flow('203.0.113.10')]);
+    const conntrack = new Conntrack(table.run);
+    expect(await conntrack.list(4)).toEqual([flow('203.0.113.10')]);
+    await expect(
+      table.run('conntrack', ['-D', '-f', 'ipv4', '-p', 'tcp', '--orig-src', '::1']),
+    ).rejects.toThrow(/bad delete options/);
+    const args = [
+      '-D',
+      '-f',
+      'ipv6',
+      '-p',
+      'tcp',
+      '--orig-src',
+      '203.0.113.10',
+      '--orig-dst',
+      '203.0.113.1',
+      '--orig-port-src',
+      '1',
+      '--orig-port-dst',
+      '2',
+    ];
+    await expect(table.run('conntrack', args)).rejects.toThrow(/Bad IP address/);
+    expect(await conntrack.delete(flow('203.0.113.10'))).toBe(true);
+    expect(await conntrack.delete(flow('203.0.113.10'))).toBe(false);
+  });
+});

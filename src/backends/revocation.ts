@@ -1,0 +1,100 @@
+// Cutting revoked connections (as kube-proxy does): after a sync whose desired
+// state narrowed anything, and after the first sync of the process, delete the
+// conntrack entries of every connection the new rules would not admit. Their
+// next packet then starts a new entry, which the rules judge (and drop). Without
+// this, an established connection would outlive the label that let it in wherever
+// established packets skip the lookups (the nftables fast path).
+import type { Logger } from 'pino';
+import type { ConnectionTable } from './conntrack.js';
+import type { FamilyReport, FirewallSync, ReconcileOptions } from './firewall.js';
+import type { Family } from '../net/family.js';
+import { formatAddress } from '../net/ip.js';
+import type { DesiredState } from '../policy/desired.js';
+import { hostView, judgeFlow, narrowed, type Flow, type HostInterface } from '../policy/judge-flow.js';
+
+export interface RevokingFirewallOptions {
+  readonly firewall: FirewallSync;
+  readonly connections: ConnectionTable;
+  /** The host's interface addresses, read at each cut. */
+  readonly interfaces: () => readonly HostInterface[];
+  readonly logger: Logger;
+  /** Told after each cut (tests, metrics). */
+  readonly onCut?: (result: CutResult) => void;
+}
+
+export interface CutResult {
+  readonly listed: number;
+  readonly cut: number;
+  readonly failed: number;
+}
+
+const FAMILIES: readonly Family[] = [4, 6];
+
+function describe(flow: Flow): string {
+  const address = (value: bigint): string =>
+    flow.family === 6 ? `[${formatAddress(6, value)}]` : formatAddress(4, value);
+  return `${address(flow.source)}:${flow.sourcePort} → ${address(flow.destination)}:${flow.destinationPort}/${flow.protocol}`;
+}
+
+export class RevokingFirewall implements FirewallSync {
+  private previous: DesiredState | undefined;
+  /** Set at start (flows from before, or from while dockfw was down) and until a cut succeeds. */
+  private pending = true;
+
+  constructor(private readonly options: RevokingFirewallOptions) {}
+
+  async reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<readonly FamilyReport[]> {
+    const reports = await this.options.firewall.reconcile(desired, options);
+    if (this.previous !== undefined && narrowed(this.previous, desired)) this.pending = true;
+    this.previous = desired;
+    // The rules are in place: a failing cut is logged and retried, never fails the sync.
+    if (this.pending) this.pending = !(await this.cut(desired));
+    return reports;
+  }
+
+  /** Resolves true when every refused connection is gone. */
+  private async cut(desired: DesiredState): Promise<boolean> {
+    const { connections, logger } = this.options;
+    const host = hostView(this.options.interfaces(), desired);
+    let listed = 0;
+    let cut = 0;
+    let failed = 0;
+    for (const family of FAMILIES) {
+      let flows: Flow[];
+      try {
+        flows = await connections.list(family);
+      } catch (error) {
+        failed++;
+        logger.error(
+          { family: `ipv${family}`, error: error instanceof Error ? error.message : String(error) },
+          'cannot list tracked connections: revoked ones not cut, retried next sync',
+        );
+        continue;
+      }
+      listed += flows.length;
+      for (const flow of flows) {
+        const refusal = judgeFlow(desired, host, flow);
+        if (refusal === undefined) continue;
+        const fields = {
+          container: refusal.containerName ?? 'none',
+          target: refusal.target,
+          connection: describe(flow),
+        };
+        try {
+          if (await connections.delete(flow)) {
+            cut++;
+            logger.info(fields, 'revoked connection cut');
+          }
+        } catch (error) {
+          failed++;
+          logger.error(
+            { ...fields, error: error instanceof Error ? error.message : String(error) },
+            'cannot cut a revoked connection: retried next sync',
+          );
+        }
+      }
+    }
+    this.options.onCut?.({ listed, cut, failed });
+    return failed === 0;
+  }
+}
