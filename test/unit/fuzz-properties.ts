@@ -25,7 +25,7 @@ import { mergeIntervals, type Interval } from '../../src/net/intervals.js';
 import { formatAddress, parseIPv4, parseIPv6 } from '../../src/net/ip.js';
 import { parseContainerLabels, sourcesFor } from '../../src/labels/labels.js';
 import { parseSources } from '../../src/labels/sources.js';
-import { desiredState } from '../../src/policy/desired.js';
+import { desiredState, onHostNetwork } from '../../src/policy/desired.js';
 import { iptablesAllows, nftAllows, type PayloadAllow } from './payload-grammar.js';
 import corpus from '../fixtures/injection-corpus.json' with { type: 'json' };
 
@@ -354,18 +354,25 @@ function bounds(
       )
       .map((c) => permitted(c, config, allow.family, port, allow.protocol));
   }
-  return running.flatMap((c) =>
-    c.ports
-      .filter(
-        (b) =>
-          b.hostPort === port &&
-          b.protocol === allow.protocol &&
-          hostTargets(b.hostIp).some(
-            (t) => t.family === allow.family && (t.address === undefined || t.address === allow.dst),
-          ),
-      )
-      .map((b) => permitted(c, config, allow.family, b.containerPort, b.protocol)),
-  );
+  // A host-network container's dockfw.allow.<port> labels are bindings on every local address.
+  const hostNetwork = running
+    .filter((c) => onHostNetwork(c))
+    .map((c) => permitted(c, config, allow.family, port, allow.protocol));
+  return [
+    ...hostNetwork,
+    ...running.flatMap((c) =>
+      c.ports
+        .filter(
+          (b) =>
+            b.hostPort === port &&
+            b.protocol === allow.protocol &&
+            hostTargets(b.hostIp).some(
+              (t) => t.family === allow.family && (t.address === undefined || t.address === allow.dst),
+            ),
+        )
+        .map((b) => permitted(c, config, allow.family, b.containerPort, b.protocol)),
+    ),
+  ];
 }
 
 /**
