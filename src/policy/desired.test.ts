@@ -408,6 +408,20 @@ describe('desiredState: containers not started yet, and the host network', () =>
     expect(desiredState({ containers: [plain], bridges: [] }, deny).bindings).toEqual([]);
   });
 
+  it('a host-network label naming every port is judged whole (one binding per family, not 65,535)', () => {
+    const wide = container('wide', {
+      networkMode: 'host',
+      networks: [{ network: 'host' }],
+      ports: [],
+      labels: { 'dockfw.allow.1-65535': '203.0.113.0/24' },
+    });
+    const state = desiredState({ containers: [wide], bridges: [] }, allow);
+    expect(state.bindings.map((b) => [b.family, b.protocol, b.portFrom, b.portTo])).toEqual([
+      [4, 'tcp', 1, 65535],
+      [6, 'tcp', 1, 65535],
+    ]);
+  });
+
   it('dockfw.allow without a port on the host network is an error that closes the named ports', () => {
     const proxy = container('proxy', {
       networkMode: 'host',

@@ -207,11 +207,13 @@ interface PortDecision extends PublishedPort {
 
 function planBindings(container: ContainerSnapshot, decisions: readonly PortDecision[]): DesiredBinding[] {
   const bindings: DesiredBinding[] = [];
+  // Indexed: a host-network label like dockfw.allow.1-65535 gives 65,535 of each.
+  const byPort = new Map<string, PortDecision>();
+  for (const d of decisions)
+    if (!byPort.has(`${d.port}/${d.protocol}`)) byPort.set(`${d.port}/${d.protocol}`, d);
   for (const binding of container.ports) {
     if (!Number.isInteger(binding.hostPort) || binding.hostPort < 1 || binding.hostPort > 65535) continue;
-    const decision = decisions.find(
-      (d) => d.port === binding.containerPort && d.protocol === binding.protocol,
-    );
+    const decision = byPort.get(`${binding.containerPort}/${binding.protocol}`);
     if (decision === undefined) continue;
     for (const target of bindingTargets(binding.hostIp)) {
       bindings.push({
@@ -566,12 +568,13 @@ export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredS
     warnings.push(...part.warnings);
     if (part.summary === undefined) continue;
     containers.push(part.summary);
-    rules.push(...part.rules);
-    bindings.push(...part.bindings);
+    // Not push(...list): a host-network label over every port gives 131,070 bindings.
+    for (const rule of part.rules) rules.push(rule);
+    for (const binding of part.bindings) bindings.push(binding);
   }
   // Created ones after every running container's, so a running binding always wins its port.
   for (const container of snapshot.containers.filter((c) => !c.running && c.created === true).sort(byName)) {
-    bindings.push(...partOf(container, config).bindings);
+    for (const binding of partOf(container, config).bindings) bindings.push(binding);
   }
   return {
     rules,
