@@ -60,7 +60,13 @@ async function allEcho(connections: readonly LiveConnection[]): Promise<void> {
 }
 
 /** After the cut had time: the cut ones read nothing more, the kept ones keep reading. */
-async function expectCut(cut: readonly LiveConnection[], kept: readonly LiveConnection[]): Promise<void> {
+async function expectCut(
+  dockfw: DockfwProcess,
+  cut: readonly LiveConnection[],
+  kept: readonly LiveConnection[],
+): Promise<void> {
+  // The cut runs after the sync's write; on a loaded machine it may come seconds later.
+  await dockfw.waitForLog('revoked connection cut', 30_000, cut.length);
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   const counts = await Promise.all([...cut, ...kept].map((c) => c.echoesDuring(WATCH_MS)));
   const byName = Object.fromEntries([...cut, ...kept].map((c, i) => [c.name, counts[i]]));
@@ -102,7 +108,7 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
     expect(
       (await h.nft(['list', 'chain', 'inet', 'dockfw', 'published'])).includes('ct state established'),
     ).toBe(true);
-    await expectCut(revoked, kept);
+    await expectCut(dockfw, revoked, kept);
     const cuts = dockfw.logged('revoked connection cut');
     expect(cuts.map((r) => r.container)).toContain('echo-labeled');
     // A new connection from the revoked source is refused too.
@@ -122,7 +128,7 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
     // dockfw down, its rules (and fast path) in place: everything still echoes.
     await allEcho([...revoked, ...kept]);
     const second = await startDockfw(h, { DOCKFW_DEFAULT_POLICY: 'deny' });
-    await expectCut(revoked, kept);
+    await expectCut(second, revoked, kept);
     expect(second.logged('revoked connection cut').map((r) => r.container)).toContain('echo-open');
   }, 120_000);
 
@@ -140,7 +146,7 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
     await allEcho([...revoked, ...kept]);
     await first.stop();
     const second = await startDockfw(h, { DOCKFW_DEFAULT_POLICY: 'deny' });
-    await expectCut(revoked, kept);
+    await expectCut(second, revoked, kept);
     expect(second.logged('revoked connection cut').map((r) => r.container)).toContain('stream-open');
   }, 120_000);
 
@@ -156,7 +162,7 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
     const label = `dockfw.allow=${ALLOWED}, ${ALLOWED_V6}`;
     await h.docker(['create', '--name', 'claim', '-p', '7200:7200', '-l', label, TEST_IMAGE]);
     await dockfw.waitForLog('rules applied', 20_000, applied + 1);
-    await expectCut(revoked, kept);
+    await expectCut(dockfw, revoked, kept);
     // Cut at that sync (the first one, under policy allow, refused nothing), named by the binding's owner.
     expect(dockfw.logged('revoked connection cut').map((r) => [r.container, r.target])).toEqual([
       ['echo-open', 'binding 0.0.0.0:7200/tcp'],
