@@ -135,6 +135,21 @@ function portVerdicts(desired: DesiredState): PortVerdict[] {
   return verdicts;
 }
 
+/**
+ * The source elements of one source list, spelled once per list: a container's
+ * lists keep their identity from sync to sync (the desired state remembers
+ * unchanged containers), so a sync spells only what changed.
+ */
+const spelled = new WeakMap<readonly Interval[], { readonly family: Family; readonly elements: string[] }>();
+
+function sourceElements(family: Family, sources: readonly Interval[]): readonly string[] {
+  const known = spelled.get(sources);
+  if (known?.family === family) return known.elements;
+  const elements = mergeIntervals(sources).map((interval) => intervalElement(family, interval));
+  spelled.set(sources, { family, elements });
+  return elements;
+}
+
 const WHOLE: Readonly<Record<Family, Interval>> = {
   4: { start: 0n, end: (1n << 32n) - 1n },
   6: { start: 0n, end: (1n << 128n) - 1n },
@@ -152,9 +167,7 @@ function bindingElements(desired: DesiredState, sets: Map<SetName, string[]>): v
         : addressElement(family, binding.hostAddress);
     const target = `${address} . ${protocolElement(binding.protocol)} . ${portElement(binding.portFrom, binding.portTo)}`;
     const allowed = sets.get(family === 4 ? 'boundallowed4' : 'boundallowed6') ?? [];
-    for (const interval of mergeIntervals(binding.sources)) {
-      allowed.push(`${target} . ${intervalElement(family, interval)}`);
-    }
+    for (const source of sourceElements(family, binding.sources)) allowed.push(`${target} . ${source}`);
     sets.get(family === 4 ? 'bound4' : 'bound6')?.push(target);
   }
 }
@@ -192,9 +205,8 @@ export function tableSpec(desired: DesiredState, records: number = DEFAULT_DROP_
       allowed.push(`${target} . ${intervalElement(verdict.family, WHOLE[verdict.family])}`);
       continue;
     }
-    for (const interval of mergeIntervals(verdict.sources)) {
-      allowed.push(`${target} . ${intervalElement(verdict.family, interval)}`);
-    }
+    for (const source of sourceElements(verdict.family, verdict.sources))
+      allowed.push(`${target} . ${source}`);
     guarded.push(target);
   }
   for (const elements of sets.values()) elements.sort();
