@@ -63,13 +63,14 @@ async function main(): Promise<number> {
   try {
     if (parts.includes('sync')) {
       await syncBench(report, {
-        sizes: quick ? [100, 1000] : [100, 1000, 5000],
+        sizes: quick ? [100, 1000] : [100, 1000, 5000, 20000],
         repeats: 3,
-        repeatsLargest: 2,
+        repeatsLargest: 1,
+        startsAt: quick ? 1000 : 5000,
         naiveSample: quick ? 50 : 200,
         starts: quick
           ? { nftables: 10, 'iptables-legacy': 3, 'iptables-nft': 3 }
-          : { nftables: 10, 'iptables-legacy': 2, 'iptables-nft': 2 },
+          : { nftables: 20, 'iptables-legacy': 20, 'iptables-nft': 20 },
         tmpDir,
       });
     }

@@ -39,6 +39,8 @@ export interface SyncSpec {
   readonly naiveSample: number;
   /** Containers to start one by one through the event path; 0: skip. */
   readonly starts: number;
+  /** Single set-element adds (and deletes) timed in the full state: a change's floor; 0: skip. */
+  readonly elementAdds: number;
 }
 
 interface Command {
@@ -82,6 +84,8 @@ export interface SyncResult {
   readonly check: PhaseSample[];
   readonly naive?: { readonly sampled: number; readonly perRuleMs: number; readonly extrapolatedS: number };
   readonly starts: StartSample[];
+  /** ms of each single element add into dockfw's own (full) set. */
+  readonly elementAddMs: number[];
 }
 
 const log: Command[] = [];
@@ -287,6 +291,22 @@ async function starts(spec: SyncSpec, firewall: Firewall): Promise<StartSample[]
   return samples;
 }
 
+/**
+ * One element added to (then deleted from) dockfw's own allow set, as full as
+ * the sync left it, by the backend's own tool: the least one change can cost.
+ */
+async function elementAdds(spec: SyncSpec): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < spec.elementAdds; i++) {
+    const element = `10.255.${i >> 8}.${i & 255} . tcp . 9 . 192.0.2.1`;
+    const started = wallNow();
+    await runNft('nft', ['add', 'element', 'inet', 'dockfw', 'allowed4', `{ ${element} }`]);
+    samples.push(wallNow() - started);
+    await runNft('nft', ['delete', 'element', 'inet', 'dockfw', 'allowed4', `{ ${element} }`]);
+  }
+  return samples;
+}
+
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '{}') as SyncSpec;
   const config = loadConfig({
@@ -337,6 +357,7 @@ async function main(): Promise<void> {
     naive = { ...sample, extrapolatedS: (sample.perRuleMs * rules) / 1000 };
   }
   const startSamples = spec.starts > 0 ? await starts(spec, firewall) : [];
+  const elementAddMs = spec.elementAdds > 0 ? await elementAdds(spec) : [];
   const result: SyncResult = {
     spec,
     rules,
@@ -346,6 +367,7 @@ async function main(): Promise<void> {
     check,
     ...(naive ? { naive } : {}),
     starts: startSamples,
+    elementAddMs,
   };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   // Idle keep-alive sockets to the stand-in must not hold the process open.
