@@ -6,6 +6,7 @@ import { chooseBackend, type BackendName } from '../backends/select.js';
 import { runCommand } from '../backends/iptables/command.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type Placement } from '../backends/iptables/detect.js';
 import { readFilterTable } from '../backends/iptables/read.js';
+import { readFamilySets } from '../backends/iptables/ipset.js';
 import { runNft } from '../backends/nftables/command.js';
 import { readTable } from '../backends/nftables/read.js';
 import { ConfigError, type Config } from '../config/config.js';
@@ -64,6 +65,7 @@ async function readIptables(families: readonly Family[]): Promise<KernelView> {
     parent: placement.parent,
     filter: placement.table,
     mangle: await readFilterTable(runCommand, placement.family, placement.variant, 'mangle'),
+    sets: await readFamilySets(runCommand, placement.family),
   });
   let ipv4: Placement | undefined;
   try {

@@ -2,6 +2,8 @@
 // dockerd restores are closed by the catch-all until `dockfw run` has judged
 // them. Writes the fail-closed layout only where dockfw has no rules yet.
 import { applyPayload } from '../backends/iptables/apply.js';
+import { applySetBatch, listSetNames } from '../backends/iptables/ipset.js';
+import { renderSetsCreate } from '../backends/iptables/sets.js';
 import { CommandError, runCommand } from '../backends/iptables/command.js';
 import { readFilterTable, type Variant } from '../backends/iptables/read.js';
 import { applyNftPayload } from '../backends/nftables/apply.js';
@@ -75,7 +77,11 @@ async function guardIptables(empty: DesiredState, variant: Variant): Promise<voi
       throw error;
     }
     const plan = iptablesGuardPlan(empty, family, table);
-    if (plan.kind === 'install') await applyPayload(runCommand, family, variant, plan.payload);
+    if (plan.kind === 'install') {
+      // The rules look the verdicts up in dockfw's sets: make the missing ones (empty) first.
+      await applySetBatch(runCommand, family, renderSetsCreate(family, await listSetNames(runCommand)));
+      await applyPayload(runCommand, family, variant, plan.payload);
+    }
     process.stdout.write(describe(plan, where));
   }
 }

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
 import { DOCKER_USER, PREROUTING } from '../backends/iptables/chains.js';
 import { recordSetCreateArgs } from '../backends/iptables/records.js';
+import { familySets, renderSetsFull } from '../backends/iptables/sets.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { parseInspectArray } from '../docker/inspect.js';
 import type { ContainerSnapshot, EngineSnapshot, Family } from '../docker/snapshot.js';
@@ -18,11 +19,13 @@ import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './arg
 import { readLiveSnapshot } from './live.js';
 import { portOrigin } from './port-origin.js';
 
-const HELP = `Usage: dockfw plan [--input FILE] [--family 4|6] [configuration flags]
+const HELP = `Usage: dockfw plan [--input FILE] [--family 4|6] [--sets] [configuration flags]
 
 Prints the iptables-restore payloads dockfw would apply for the containers in FILE
 (the JSON array printed by \`docker inspect\`), or without --input for the live
-engine at DOCKER_HOST, as if no dockfw rules existed yet.
+engine at DOCKER_HOST, as if no dockfw rules existed yet. The rules look the
+verdicts up in ipsets: --sets prints the \`ipset restore\` batches that fill them
+instead (load those first).
 Payloads go to stdout; a summary per container and any label errors go to stderr.
 With --family, only that family's payload is printed, so it can be piped into
 \`iptables-restore --test --noflush\`.
@@ -30,6 +33,7 @@ With --family, only that family's payload is printed, so it can be piped into
 Options:
   --input FILE      docker inspect JSON array (default: the live engine)
   --family 4|6      print one family only
+  --sets            print the ipset restore batches (who may reach what) instead
   --help            this text
 
 ${configHelp()}
@@ -48,8 +52,22 @@ export function renderPlan(
 }
 
 /**
- * `dropRecords` > 0: with the drop rules `run` applies, which need the family's
- * record ipset first (named in a comment line, as `ipset` takes it).
+ * The `ipset restore` batch per family that fills the verdict sets the rules
+ * look up (to load before the payloads), as the first sync writes it.
+ */
+export function renderSetBatches(desired: DesiredState, families: readonly Family[]): string {
+  return families
+    .map((family) => {
+      const batch = renderSetsFull(family, familySets(desired, family), new Set(), new Set());
+      return families.length > 1 ? `# IPv${family}: ipset restore\n${batch}` : batch;
+    })
+    .join('');
+}
+
+/**
+ * `dropRecords` > 0:
+ * with the drop rules `run` applies, which need the family's record ipset
+ * first (named in a comment line, as `ipset` takes it).
  */
 export function renderPayloads(desired: DesiredState, families: readonly Family[], dropRecords = 0): string {
   const options = { records: dropRecords > 0 };
@@ -124,7 +142,13 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const { values } = parse(
       argv,
-      { ...CONFIG_OPTIONS, input: { type: 'string' }, family: { type: 'string' }, help: { type: 'boolean' } },
+      {
+        ...CONFIG_OPTIONS,
+        input: { type: 'string' },
+        family: { type: 'string' },
+        sets: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
       false,
     );
     if (values.help === true) {
@@ -140,7 +164,11 @@ export async function run(argv: string[]): Promise<number> {
         ? { containers: await readInspectFile(input), bridges: [] }
         : await readLiveSnapshot(config);
     const desired = desiredState(snapshot, config);
-    process.stdout.write(renderPayloads(desired, families, config.dropRecords));
+    process.stdout.write(
+      values.sets === true
+        ? renderSetBatches(desired, families)
+        : renderPayloads(desired, families, config.dropRecords),
+    );
     process.stderr.write(renderSummary(desired));
     return 0;
   } catch (error) {

@@ -3,7 +3,7 @@
 // read the diff of test/fixtures/*.golden before committing it.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { renderPayloads, renderSummary } from '../../src/cli/plan.js';
+import { renderPayloads, renderSetBatches, renderSummary } from '../../src/cli/plan.js';
 import { loadConfig } from '../../src/config/config.js';
 import { parseInspectArray } from '../../src/docker/inspect.js';
 import { desiredState } from '../../src/policy/desired.js';
@@ -11,7 +11,7 @@ import { desiredState } from '../../src/policy/desired.js';
 function render(fixture: string, env: Record<string, string>, bridges: string[]): string {
   const json: unknown = JSON.parse(readFileSync(new URL(`../fixtures/${fixture}`, import.meta.url), 'utf8'));
   const desired = desiredState({ containers: parseInspectArray(json), bridges }, loadConfig(env));
-  return `${renderPayloads(desired, [4, 6])}# summary\n${renderSummary(desired)}`;
+  return `${renderPayloads(desired, [4, 6])}# sets\n${renderSetBatches(desired, [4, 6])}# summary\n${renderSummary(desired)}`;
 }
 
 describe('golden payloads', () => {
