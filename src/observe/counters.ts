@@ -1,6 +1,8 @@
 // dockfw's own rule counters, read from `iptables-save -c` at scrape time:
-// how many packets and bytes each container's DROP rules (and the catch-all)
-// have dropped. The kernel resets a chain's counters whenever dockfw rewrites
+// how many packets and bytes the catch-all has dropped (and, in chains an older
+// dockfw wrote with one rule per container, each container's DROP rules; the
+// set layout drops them all with one lookup, counted per container from the
+// drop records instead). The kernel resets a chain's counters whenever dockfw rewrites
 // it, so totals are carried across rewrites here to keep the metrics monotonic.
 import { CATCH_ALL_COMMENT, CHAIN_IN, CHAIN_PUBLISHED, OWNED_PREFIX } from '../backends/iptables/chains.js';
 import type { CommandRunner } from '../backends/iptables/command.js';

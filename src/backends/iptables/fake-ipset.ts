@@ -52,9 +52,15 @@ export class FakeIpset {
     return [...this.sets.keys()].sort();
   }
 
-  /** Someone else at work, e.g. `ipset flush dockfw-allowed4`. */
-  tamper(args: string[]): void {
-    this.command(args);
+  /** Someone else at work, e.g. `ipset flush dockfw-allowed4`; returns what the command prints. */
+  tamper(args: string[]): string {
+    return this.command(args);
+  }
+
+  /** An `ipset restore` batch applied at once (throws where the real one stops). */
+  restoreNow(batch: string): void {
+    this.batches.push(batch);
+    this.restore(batch);
   }
 
   private restore(text: string): void {

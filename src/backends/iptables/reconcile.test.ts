@@ -288,3 +288,117 @@ describe('when Docker’s chains vanish (nft flush ruleset)', () => {
     expect(kernel.chain(4, 'DOCKFW')).toBeUndefined();
   });
 });
+
+describe('drift in the sets', () => {
+  async function synced() {
+    const kernel = new FakeIptablesKernel('nft');
+    const writes: string[] = [];
+    const reconciler = new IptablesReconciler({
+      run: kernel.run,
+      legacyTableNames: noLegacy,
+      onSetWrite: (kind, family) => writes.push(`${kind} ${family}`),
+    });
+    await reconciler.reconcile(desired());
+    writes.splice(0);
+    return { kernel, reconciler, writes };
+  }
+
+  it('a check that finds nothing reads only and writes nothing', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    const restores = kernel.restores.length;
+    const batches = kernel.ipset.batches.length;
+    const reports = await reconciler.reconcile(desired());
+    expect(reports.map((r) => r.written)).toEqual([false, false]);
+    expect(kernel.restores).toHaveLength(restores);
+    expect(kernel.ipset.batches).toHaveLength(batches);
+    expect(writes).toEqual([]);
+  });
+
+  it('removes an element someone else added to an allow set (it opens), and only it', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    kernel.ipset.tamper(['add', 'dockfw-allowed4', '172.17.0.2,tcp:80,192.0.2.0/24']);
+    kernel.ipset.tamper(['add', 'dockfw-boundany4', '192.0.2.0/24,tcp:8080']);
+    const [v4] = await reconciler.reconcile(desired());
+    expect(v4).toMatchObject({ written: true, desiredChanged: false });
+    expect(v4?.drift.unexpected).toEqual([
+      'dockfw-boundany4 192.0.2.0/24,tcp:8080',
+      'dockfw-allowed4 172.17.0.2,tcp:80,192.0.2.0/24',
+    ]);
+    expect(writes).toEqual(['elements 4']);
+    expect(kernel.ipset.batches.at(-1)).toBe(
+      'del -exist dockfw-boundany4 192.0.2.0/24,tcp:8080\ndel -exist dockfw-allowed4 172.17.0.2,tcp:80,192.0.2.0/24\n',
+    );
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(
+      [...(familySets(desired(), 4).get('allowed') ?? [])].sort(),
+    );
+  });
+
+  it('fills a flushed allow set again (a flush only closed)', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    kernel.ipset.tamper(['flush', 'dockfw-allowed4']);
+    const reports = await reconciler.reconcile(desired());
+    expect(reports.map((r) => r.written)).toEqual([true, false]);
+    expect(reports[0]?.drift.missing).toContain('dockfw-allowed4 172.17.0.2,tcp:80,203.0.113.10');
+    expect(writes).toEqual(['elements 4']);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(
+      [...(familySets(desired(), 4).get('allowed') ?? [])].sort(),
+    );
+  });
+
+  it('makes a destroyed set again (swapped in whole) and puts back the chains that referenced it', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    // A set a rule references cannot be destroyed: someone flushed the chain first.
+    expect(() => kernel.ipset.tamper(['destroy', 'dockfw-guarded4'])).toThrow(/in use/);
+    kernel.edit(4, (t) => t.set('DOCKFW-IN', []));
+    kernel.ipset.tamper(['destroy', 'dockfw-guarded4']);
+    const [v4] = await reconciler.reconcile(desired());
+    expect(v4?.written).toBe(true);
+    expect(v4?.drift.chainsMissing).toEqual(['dockfw-guarded4 missing']);
+    expect(writes).toEqual(['swap 4']);
+    expect(kernel.ipset.elements('dockfw-guarded4')).toEqual(['172.17.0.2,tcp:80']);
+    expect(kernel.chain(4, 'DOCKFW-IN')).toContain(
+      '-m set --match-set dockfw-guarded4 dst,dst -j DOCKFW-DROP',
+    );
+    // No temporaries left behind.
+    expect(kernel.ipset.names().filter((n) => n.endsWith('-t'))).toEqual([]);
+    expect((await reconciler.reconcile(desired())).map((r) => r.written)).toEqual([false, false]);
+  });
+
+  it('falls back to the whole family when the element batch fails (a set changed under it)', async () => {
+    const { kernel, writes } = await synced();
+    const changed = desired([{ ...WEB, labels: { 'dockfw.allow': '198.51.100.7' } }]);
+    let failOnce = true;
+    const reconciler = new IptablesReconciler({
+      run: (file, args, input) => {
+        if (file === 'ipset' && args[0] === 'restore' && failOnce && !(input ?? '').includes('swap')) {
+          failOnce = false;
+          return Promise.reject(
+            new CommandError('ipset restore failed', file, args, 'Error in line 1', false),
+          );
+        }
+        return kernel.run(file, args, input);
+      },
+      legacyTableNames: noLegacy,
+      onSetWrite: (kind, family) => writes.push(`${kind} ${family}`),
+    });
+    await reconciler.reconcile(changed);
+    // IPv6's sets do not change (the label lists IPv4 sources only).
+    expect(writes).toEqual(['swap 4']);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(
+      [...(familySets(changed, 4).get('allowed') ?? [])].sort(),
+    );
+  });
+
+  it('adds the established fast path at the top of both judging chains only when asked', async () => {
+    const kernel = new FakeIptablesKernel('nft');
+    await new IptablesReconciler({ run: kernel.run, legacyTableNames: noLegacy, fastPath: true }).reconcile(
+      desired(),
+    );
+    const fast = '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN';
+    expect(kernel.chain(4, 'DOCKFW-IN')?.slice(0, 2)).toEqual(['-m conntrack --ctdir REPLY -j RETURN', fast]);
+    expect(kernel.chain(6, 'DOCKFW-PUBLISHED', 'mangle')?.[1]).toBe(fast);
+    const plain = new FakeIptablesKernel('nft');
+    await new IptablesReconciler({ run: plain.run, legacyTableNames: noLegacy }).reconcile(desired());
+    expect(plain.chain(4, 'DOCKFW-IN')).not.toContain(fast);
+  });
+});
