@@ -3,7 +3,7 @@
 // them. Writes the fail-closed layout only where dockfw has no rules yet.
 import { applyPayload } from '../backends/iptables/apply.js';
 import { applySetBatch, listSetNames } from '../backends/iptables/ipset.js';
-import { renderSetsCreate } from '../backends/iptables/sets.js';
+import { familySets, renderSetsFull } from '../backends/iptables/sets.js';
 import { CommandError, runCommand } from '../backends/iptables/command.js';
 import { readFilterTable, type Variant } from '../backends/iptables/read.js';
 import { applyNftPayload } from '../backends/nftables/apply.js';
@@ -78,8 +78,15 @@ async function guardIptables(empty: DesiredState, variant: Variant): Promise<voi
     }
     const plan = iptablesGuardPlan(empty, family, table);
     if (plan.kind === 'install') {
-      // The rules look the verdicts up in dockfw's sets: make the missing ones (empty) first.
-      await applySetBatch(runCommand, family, renderSetsCreate(family, await listSetNames(runCommand)));
+      // The rules look the verdicts up in dockfw's sets: empty ones first, as a sync without
+      // containers leaves them (sets that outlived the chains may hold verdicts of before).
+      const names = await listSetNames(runCommand);
+      const leftovers = new Set([...names].filter((n) => n.startsWith('dockfw-') && n.endsWith('-t')));
+      await applySetBatch(
+        runCommand,
+        family,
+        renderSetsFull(family, familySets(empty, family), names, leftovers),
+      );
       await applyPayload(runCommand, family, variant, plan.payload);
     }
     process.stdout.write(describe(plan, where));

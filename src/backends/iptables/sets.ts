@@ -386,10 +386,3 @@ export function renderSetsFull(
   }
   return lines.map((l) => `${l}\n`).join('');
 }
-
-/** Empty sets of one family where missing (the boot guard: nothing to swap in). */
-export function renderSetsCreate(family: Family, present: ReadonlySet<string>): string {
-  return SET_ROLES.filter((role) => !present.has(setName(role, family)))
-    .map((role) => `${createLine(setName(role, family), role, family, 0)}\n`)
-    .join('');
-}
