@@ -21,17 +21,18 @@ export function intervalToCidrs(family: Family, interval: Interval): Cidr[] {
   const out: Cidr[] = [];
   let start = interval.start;
   while (start <= interval.end) {
-    let hostBits = 0;
-    // Grow while the block stays aligned at start and inside the interval.
-    while (hostBits < bits) {
-      const size = 1n << BigInt(hostBits + 1);
-      if ((start & (size - 1n)) !== 0n || start + size - 1n > interval.end) break;
-      hostBits++;
-    }
+    // As large as start's alignment allows (its lowest set bit) and the rest of the interval fits.
+    const aligned = start === 0n ? bits : bitLength(start & -start) - 1;
+    const fits = bitLength(interval.end - start + 1n) - 1;
+    const hostBits = Math.min(aligned, fits);
     out.push({ base: start, prefix: bits - hostBits });
     start += 1n << BigInt(hostBits);
   }
   return out;
+}
+
+function bitLength(value: bigint): number {
+  return value.toString(2).length;
 }
 
 /** The interval a CIDR block covers. */

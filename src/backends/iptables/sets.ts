@@ -105,11 +105,24 @@ function halves(family: Family): string[] {
 
 /** The fewest nets covering exactly the sources (merged first), halves for everything. */
 export function sourceNets(family: Family, intervals: readonly Interval[]): string[] {
-  return mergeIntervals(intervals).flatMap((interval) =>
+  return netsOf(family, mergeIntervals(intervals));
+}
+
+// One container's sources are the same list for each of its ports and bindings: spelled once.
+const NETS = new Map<string, string[]>();
+
+function netsOf(family: Family, intervals: readonly Interval[]): string[] {
+  const key = `${family} ${intervals.map((i) => `${i.start}-${i.end}`).join(' ')}`;
+  const known = NETS.get(key);
+  if (known !== undefined) return known;
+  if (NETS.size > 10_000) NETS.clear();
+  const nets = intervals.flatMap((interval) =>
     intervalToCidrs(family, interval).flatMap((cidr) =>
       cidr.prefix === 0 ? halves(family) : [netText(family, cidr.base, cidr.prefix)],
     ),
   );
+  NETS.set(key, nets);
+  return nets;
 }
 
 function protocol(text: string): Protocol {
@@ -226,7 +239,7 @@ export interface SetSeen {
   readonly type: string;
   readonly family: string;
   readonly maxelem: number;
-  /** Canonical elements; an element not understood keeps its text (so it never matches: drift). */
+  /** Elements as `ipset save` printed them (its canonical text, as familySets spells them). */
   readonly elements: ReadonlySet<string>;
 }
 
@@ -252,9 +265,8 @@ export function parseSetSave(text: string, wanted: ReadonlySet<string>): Map<str
     }
     const set = created.get(name);
     if (words[0] !== 'add' || set === undefined) continue;
-    const family: Family = set.family === 'inet6' ? 6 : 4;
-    const raw = words[2] ?? '';
-    set.elements.add(canonicalElement(set.type, family, raw) ?? `? ${raw}`);
+    // ipset save prints its own canonical text; diffSets canonicalises only what differs.
+    set.elements.add(words[2] ?? '');
   }
   return created;
 }
@@ -289,13 +301,20 @@ export function diffSets(family: Family, want: FamilySets, seen: ReadonlyMap<str
       continue;
     }
     if (have.maxelem < wanted.size) structural.push(`${name} holds at most ${have.maxelem}`);
+    // Text equal first (nearly every element at steady state); only the rest is parsed.
+    const extra = [...have.elements].filter((e) => !wanted.has(e));
+    const family_ = family;
+    const understood = new Map(
+      extra.map((e) => [e, canonicalElement(have.type, family_, e) ?? `? ${e}`] as const),
+    );
+    const haveCanonical = new Set(understood.values());
     add.set(
       role,
-      [...wanted].filter((e) => !have.elements.has(e)),
+      [...wanted].filter((e) => !have.elements.has(e) && !haveCanonical.has(e)),
     );
     remove.set(
       role,
-      [...have.elements].filter((e) => !wanted.has(e)),
+      extra.filter((e) => !wanted.has(understood.get(e) ?? e)).map((e) => understood.get(e) ?? e),
     );
   }
   return { structural, add, remove };
