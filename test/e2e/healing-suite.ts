@@ -73,6 +73,7 @@ function iptablesDamages(): Damage[] {
     {
       name: 'the allow set flushed (ipset)',
       apply: (host) => host.exec('ipset', ['flush', 'dockfw-allowed4']),
+      setsOnly: true,
     },
     {
       // Widening: an element nobody asked for, letting the disallowed source reach every address's port 65000.
