@@ -157,6 +157,8 @@ export interface RenderOptions {
   readonly families: readonly Family[];
   /** Size of the drop records; 0: drops are not recorded. */
   readonly dropRecords: number;
+  /** iptables: the `ipset restore` batches that fill the verdict sets, instead of the rules. */
+  readonly sets?: boolean;
 }
 
 /** What `dockfw guard` did, or would do, at one place. */

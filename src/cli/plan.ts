@@ -17,12 +17,14 @@ import { CONFIG_OPTIONS, configFrom, configHelp, parse, UsageError } from './arg
 import { readLiveSnapshot } from './live.js';
 import { portOrigin } from './port-origin.js';
 
-const HELP = `Usage: dockfw plan [--input FILE] [--family 4|6] [configuration flags]
+const HELP = `Usage: dockfw plan [--input FILE] [--family 4|6] [--sets] [configuration flags]
 
 Prints the payloads dockfw would apply for the containers in FILE (the JSON
 array printed by \`docker inspect\`), or without --input for the live engine at
 DOCKER_HOST, as if no dockfw rules existed yet: the iptables-restore payloads,
 or with DOCKFW_BACKEND=nftables the \`nft -f\` payload of table inet dockfw.
+The iptables rules look the verdicts up in ipsets: --sets prints the
+\`ipset restore\` batches that fill them instead (load those first).
 Payloads go to stdout; a summary per container and any label errors go to stderr.
 With --family (iptables), only that family's payload is printed, so it can be
 piped into \`iptables-restore --test --noflush\`; the nftables table serves both
@@ -31,6 +33,7 @@ families in one payload.
 Options:
   --input FILE      docker inspect JSON array (default: the live engine)
   --family 4|6      print one family only
+  --sets            print the ipset restore batches (who may reach what) instead
   --help            this text
 
 ${configHelp()}
@@ -60,8 +63,9 @@ export function renderPayloads(
   families: readonly Family[],
   dropRecords = 0,
   backend: BackendName = 'iptables',
+  sets = false,
 ): string {
-  return createBackend(backend).render(desired, { families, dropRecords });
+  return createBackend(backend).render(desired, { families, dropRecords, sets });
 }
 
 /** Consecutive ports of one protocol with the same answer, as one line. */
@@ -120,7 +124,13 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const { values } = parse(
       argv,
-      { ...CONFIG_OPTIONS, input: { type: 'string' }, family: { type: 'string' }, help: { type: 'boolean' } },
+      {
+        ...CONFIG_OPTIONS,
+        input: { type: 'string' },
+        family: { type: 'string' },
+        sets: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
       false,
     );
     if (values.help === true) {
@@ -136,7 +146,9 @@ export async function run(argv: string[]): Promise<number> {
         ? { containers: await readInspectFile(input), bridges: [] }
         : await readLiveSnapshot(config);
     const desired = desiredState(snapshot, config);
-    process.stdout.write(renderPayloads(desired, families, config.dropRecords, planBackend(config)));
+    process.stdout.write(
+      renderPayloads(desired, families, config.dropRecords, planBackend(config), values.sets === true),
+    );
     process.stderr.write(renderSummary(desired));
     return 0;
   } catch (error) {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseFilterTable } from '../backends/iptables/read.js';
 import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
+import { familySets, SET_TYPES, setName } from '../backends/iptables/sets.js';
 import { tableSpec } from '../backends/nftables/elements.js';
 import type { TableSeen } from '../backends/nftables/read.js';
 import { chainRules, publishedRules, ruleComment } from '../backends/nftables/render.js';
@@ -32,7 +33,11 @@ function report(source: string, target: string, view: KernelView | undefined, st
 }
 
 /** What a sync writes, as iptables-save would list it back. */
-function iptablesView(state: DesiredState, edit: (save: string) => string = (s) => s): KernelView {
+function iptablesView(
+  state: DesiredState,
+  edit: (save: string) => string = (s) => s,
+  dropElement: (set: string, element: string) => boolean = () => false,
+): KernelView {
   const mangle = renderPreroutingPayload(state, 4, { parent: 'PREROUTING', positions: [] }).replace(
     /^-I PREROUTING 1 /m,
     '-A PREROUTING ',
@@ -50,6 +55,17 @@ function iptablesView(state: DesiredState, edit: (save: string) => string = (s) 
         parent: 'DOCKER-USER',
         mangle: parseFilterTable(text, 'mangle'),
         filter: parseFilterTable(text, 'filter'),
+        sets: new Map(
+          [...familySets(state, 4)].map(([role, elements]) => [
+            setName(role, 4),
+            {
+              type: SET_TYPES[role],
+              family: 'inet',
+              maxelem: 65536,
+              elements: new Set([...elements].filter((e) => !dropElement(setName(role, 4), e))),
+            },
+          ]),
+        ),
       },
     },
   };
@@ -95,20 +111,29 @@ describe('kernel check, iptables', () => {
     expect(binding?.expected).toEqual([
       'PREROUTING -j DOCKFW-PRE',
       'DOCKFW-PRE -j DOCKFW-PUBLISHED',
-      `DOCKFW-PUBLISHED -s 203.0.113.0/24 -p tcp -m tcp --dport 8080 -m comment --comment "dockfw ${web.id.slice(0, 12)}" -j RETURN`,
+      'DOCKFW-PUBLISHED -m set --match-set dockfw-boundany4 src,dst -j RETURN',
+      'dockfw-boundany4: 203.0.113.0/24,tcp:8080',
     ]);
     expect(container?.status).toBe('holds');
-    expect(container?.expected.at(-1)).toMatch(
-      /^DOCKFW-IN -s 203\.0\.113\.0\/24 -d 172\.17\.0\.2\/32 .* -j RETURN$/,
-    );
+    expect(container?.expected.slice(-2)).toEqual([
+      'DOCKFW-IN -m set --match-set dockfw-allowed4 dst,dst,src -j RETURN',
+      'dockfw-allowed4: 172.17.0.2,tcp:80,203.0.113.0/24',
+    ]);
     expect(renderText(r)).toContain('kernel: holds the rule');
   });
 
   it('holds the DROP for a denied source', () => {
     const r = report('198.51.100.7', '203.0.113.1:8080', iptablesView(desired));
-    expect(r.checks[0]?.map((c) => c.expected.at(-1))).toEqual([
-      expect.stringMatching(/^DOCKFW-PUBLISHED -p tcp -m tcp --dport 8080 .* -j DOCKFW-DROP$/),
-      expect.stringMatching(/^DOCKFW-IN -d 172\.17\.0\.2\/32 -p tcp -m tcp --dport 80 .* -j DOCKFW-DROP$/),
+    expect(r.checks[0]?.map((c) => c.expected.slice(2))).toEqual([
+      [
+        'DOCKFW-PUBLISHED -m set --match-set dockfw-bound4 dst,dst -j DOCKFW-DROP',
+        'dockfw-bound4: 0.0.0.0/1,tcp:8080',
+        'dockfw-bound4: 128.0.0.0/1,tcp:8080',
+      ],
+      [
+        'DOCKFW-IN -m set --match-set dockfw-guarded4 dst,dst -j DOCKFW-DROP',
+        'dockfw-guarded4: 172.17.0.2,tcp:80',
+      ],
     ]);
     expect(r.kernel.status).toBe('holds');
     expect(exitCode(r)).toBe(1);
@@ -125,7 +150,16 @@ describe('kernel check, iptables', () => {
     expect(r.kernel.status).toBe('missing');
     expect(r.checks[0]?.map((c) => c.status)).toEqual(['missing', 'holds']);
     expect(r.checks[0]?.[0]?.missing).toHaveLength(1);
-    expect(renderText(r)).toMatch(/kernel: missing\n {6}missing: DOCKFW-PUBLISHED -s 203\.0\.113\.0\/24/);
+    expect(renderText(r)).toMatch(
+      /kernel: missing\n {6}missing: DOCKFW-PUBLISHED -m set --match-set dockfw-boundany4 src,dst -j RETURN/,
+    );
+  });
+
+  it('says missing when the allowing element is gone from its set (an ipset flush)', () => {
+    const flushed = iptablesView(desired, undefined, (set) => set === 'dockfw-allowed4');
+    const r = report('203.0.113.7', '203.0.113.1:8080', flushed);
+    expect(r.checks[0]?.map((c) => c.status)).toEqual(['holds', 'missing']);
+    expect(r.checks[0]?.[1]?.missing).toEqual(['dockfw-allowed4: 172.17.0.2,tcp:80,203.0.113.0/24']);
   });
 
   it('says missing without the jump', () => {

@@ -7,16 +7,16 @@ import {
   CHAIN_IN,
   CHAIN_PRE,
   CHAIN_PUBLISHED,
-  containerComment,
   PREROUTING,
 } from '../backends/iptables/chains.js';
+import { jumpPositions, normalizeRule, type FilterTable, type Variant } from '../backends/iptables/read.js';
 import {
-  jumpPositions,
-  normalizeRule,
-  tokenizeRule,
-  type FilterTable,
-  type Variant,
-} from '../backends/iptables/read.js';
+  familySets,
+  setName,
+  type FamilySets,
+  type SetRole,
+  type SetSeen,
+} from '../backends/iptables/sets.js';
 import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
 import { tableSpec } from '../backends/nftables/elements.js';
 import { BASE_CHAINS, CHAIN, PRE_CHAIN, type SetName } from '../backends/nftables/names.js';
@@ -32,7 +32,7 @@ export type KernelStatus = 'holds' | 'missing' | 'not-needed' | 'not-checked';
 
 export interface KernelCheck {
   readonly status: KernelStatus;
-  /** Rules (`CHAIN rule`) or elements (`set: element`) that implement the judgement. */
+  /** Rules (`CHAIN rule`) or elements (`set: element`, for iptables `dockfw-…: element`) that implement the judgement. */
   readonly expected: readonly string[];
   /** Those of `expected` the kernel does not hold. */
   readonly missing: readonly string[];
@@ -46,6 +46,8 @@ export interface IptablesFamilyView {
   readonly parent: string;
   readonly filter: FilterTable;
   readonly mangle: FilterTable;
+  /** dockfw's verdict sets of the family, by name (absent: none read). */
+  readonly sets?: ReadonlyMap<string, SetSeen>;
 }
 
 export type KernelView =
@@ -83,15 +85,6 @@ function covers(family: Family, text: string, source: bigint): boolean {
   return interval !== undefined && interval.start <= source && source <= interval.end;
 }
 
-/** The iptables rule's source: `-s X`, `--src-range A-B`, or every address. */
-function ruleSource(rule: string): string | undefined {
-  const tokens = tokenizeRule(rule);
-  for (let i = 0; i < tokens.length - 1; i++) {
-    if (tokens[i] === '-s' || tokens[i] === '--src-range') return tokens[i + 1];
-  }
-  return undefined;
-}
-
 function only(desired: DesiredState, part: Pick<DesiredState, 'rules' | 'bindings'>): DesiredState {
   return { ...desired, ...part, containers: [], errors: [], warnings: [] };
 }
@@ -106,15 +99,6 @@ function result(expected: string[], held: (line: string) => boolean, note?: stri
   };
 }
 
-/** The `-A CHAIN …` lines of a payload in `chain` for one container. */
-function lines(payload: string, chain: string, containerId: string): string[] {
-  const comment = containerComment(containerId);
-  return payload
-    .split('\n')
-    .filter((l) => l.startsWith(`-A ${chain} `) && l.includes(`"${comment}"`))
-    .map((l) => l.slice(3));
-}
-
 /** The entry chain's lines that send packets on to the judging chain. */
 function entryLines(payload: string, entry: string, judge: string): string[] {
   return payload
@@ -123,23 +107,51 @@ function entryLines(payload: string, entry: string, judge: string): string[] {
     .map((l) => l.slice(3));
 }
 
-/** The rules that decide the source: the RETURN that lets it in, or the rules that drop everyone else. */
-function deciding(rules: readonly string[], judgement: Judgement, family: Family, source: bigint): string[] {
-  if (judgement.verdict === 'allowed') {
-    const returns = rules.filter((r) => r.endsWith('-j RETURN'));
-    const hit = returns.find((r) => {
-      const from = ruleSource(r);
-      return from === undefined || covers(family, from, source);
-    });
-    return hit === undefined ? [] : [hit];
-  }
-  return rules.filter((r) => !r.endsWith('-j RETURN'));
+/** The lookup rule of `chain` that consults the set `name`. */
+function lookupLine(payload: string, chain: string, name: string): string | undefined {
+  return payload
+    .split('\n')
+    .find((l) => l.startsWith(`-A ${chain} -m set --match-set ${name} `))
+    ?.slice(3);
 }
 
-function heldIn(tables: { mangle: FilterTable; filter: FilterTable }): (line: string) => boolean {
+/** The source part of an admitting element (the last part, or the first of `boundany`). */
+function elementSource(role: SetRole, element: string): string {
+  const parts = element.split(',');
+  return (role === 'boundany' ? parts[0] : parts[parts.length - 1]) ?? '';
+}
+
+/**
+ * What decides the source in the sets: the admitting element that lets it in
+ * (with its lookup rule), or the judging elements that drop everyone else.
+ */
+function deciding(
+  sets: FamilySets,
+  payload: string,
+  chain: string,
+  judgement: Judgement,
+  family: Family,
+  source: bigint,
+  roles: { admit: readonly SetRole[]; judge: SetRole },
+): string[] {
+  if (judgement.verdict === 'allowed') {
+    for (const role of roles.admit) {
+      const hit = [...(sets.get(role) ?? [])].find((e) => covers(family, elementSource(role, e), source));
+      const rule = lookupLine(payload, chain, setName(role, family));
+      if (hit !== undefined && rule !== undefined) return [rule, `${setName(role, family)}: ${hit}`];
+    }
+    return [];
+  }
+  const judged = [...(sets.get(roles.judge) ?? [])];
+  const rule = lookupLine(payload, chain, setName(roles.judge, family));
+  if (judged.length === 0 || rule === undefined) return [];
+  return [rule, ...judged.map((e) => `${setName(roles.judge, family)}: ${e}`)];
+}
+
+function heldIn(view: IptablesFamilyView): (line: string) => boolean {
   const normalised = new Map<string, Set<string>>();
   const chainSet = (table: FilterTable, chain: string): Set<string> => {
-    const key = `${table === tables.mangle ? 'mangle' : 'filter'} ${chain}`;
+    const key = `${table === view.mangle ? 'mangle' : 'filter'} ${chain}`;
     let set = normalised.get(key);
     if (set === undefined) {
       set = new Set((table.chains.get(chain) ?? []).map(normalizeRule));
@@ -148,12 +160,12 @@ function heldIn(tables: { mangle: FilterTable; filter: FilterTable }): (line: st
     return set;
   };
   return (line) => {
+    const element = /^(dockfw-\S+): (\S+)$/.exec(line);
+    if (element !== null) return view.sets?.get(element[1] ?? '')?.elements.has(element[2] ?? '') === true;
     const space = line.indexOf(' ');
     const chain = line.slice(0, space);
     const table =
-      chain === CHAIN_PRE || chain === CHAIN_PUBLISHED || chain === PREROUTING
-        ? tables.mangle
-        : tables.filter;
+      chain === CHAIN_PRE || chain === CHAIN_PUBLISHED || chain === PREROUTING ? view.mangle : view.filter;
     return chainSet(table, chain).has(normalizeRule(line.slice(space + 1)));
   };
 }
@@ -167,34 +179,35 @@ function checkIptables(
   const held = heldIn(view);
   if (judgement.subject.kind === 'binding') {
     const { binding } = judgement.subject;
-    const payload = renderPreroutingPayload(
-      only(desired, { rules: [], bindings: [binding] }),
-      binding.family,
-      {
-        parent: PREROUTING,
-        positions: [1],
-      },
-    );
+    const state = only(desired, { rules: [], bindings: [binding] });
+    const payload = renderPreroutingPayload(state, binding.family, { parent: PREROUTING, positions: [1] });
     const rules = deciding(
-      lines(payload, CHAIN_PUBLISHED, binding.containerId),
+      familySets(state, binding.family),
+      payload,
+      CHAIN_PUBLISHED,
       judgement,
       binding.family,
       source,
+      {
+        admit: ['boundip', 'boundany'],
+        judge: 'bound',
+      },
     );
     if (rules.length === 0)
-      return result([], held, 'open to every source: no rule in DOCKFW-PUBLISHED drops it, none is needed');
+      return result([], held, 'open to every source: nothing in DOCKFW-PUBLISHED drops it, none is needed');
     const jump = `${PREROUTING} -j ${CHAIN_PRE}`;
-    const expected = [jump, ...entryLines(payload, CHAIN_PRE, CHAIN_PUBLISHED), ...rules.map((r) => r)];
+    const expected = [jump, ...entryLines(payload, CHAIN_PRE, CHAIN_PUBLISHED), ...rules];
     return result(expected, (line) =>
       line === jump ? jumpPositions(view.mangle, PREROUTING, CHAIN_PRE).length > 0 : held(line),
     );
   }
   const { rule } = judgement.subject;
-  const payload = renderSyncPayload(only(desired, { rules: [rule], bindings: [] }), rule.family, {
-    parent: view.parent,
-    positions: [1],
+  const state = only(desired, { rules: [rule], bindings: [] });
+  const payload = renderSyncPayload(state, rule.family, { parent: view.parent, positions: [1] });
+  const rules = deciding(familySets(state, rule.family), payload, CHAIN_IN, judgement, rule.family, source, {
+    admit: ['allowed'],
+    judge: 'guarded',
   });
-  const rules = deciding(lines(payload, CHAIN_IN, rule.containerId), judgement, rule.family, source);
   const jump = `${view.parent} -j ${CHAIN_ENTRY}`;
   const expected = [jump, ...entryLines(payload, CHAIN_ENTRY, CHAIN_IN), ...rules];
   return result(expected, (line) =>

@@ -50,7 +50,7 @@ export class DaemonMetrics implements DaemonObserver {
   private readonly catchAllPackets: Counter;
   private readonly drops = new DropTotals();
   private readonly recordTracker = new RecordTracker();
-  /** nftables: drops per 12-digit container id, summed from the records' new packets at each scrape. */
+  /** Drops per 12-digit container id, summed from the records' new packets at each scrape. */
   private readonly recordTotals = new Map<string, Traffic>();
   private readonly records: Gauge<'family'>;
   private readonly recordCapacity: Gauge<'family'>;
@@ -125,13 +125,13 @@ export class DaemonMetrics implements DaemonObserver {
     });
     this.droppedPackets = new Counter({
       name: 'dockfw_dropped_packets_total',
-      help: "Packets from outside dropped by a container's dockfw rules (iptables: rule counters; nftables: drop records)",
+      help: "Packets from outside dropped by a container's dockfw rules (counted from the drop records)",
       labelNames: ['container'],
       registers,
     });
     this.droppedBytes = new Counter({
       name: 'dockfw_dropped_bytes_total',
-      help: "Bytes from outside dropped by a container's dockfw rules (iptables: rule counters; nftables: drop records)",
+      help: "Bytes from outside dropped by a container's dockfw rules (counted from the drop records)",
       labelNames: ['container'],
       registers,
     });
@@ -191,8 +191,8 @@ export class DaemonMetrics implements DaemonObserver {
     const { state, readCounters, logger } = this.options;
     this.managedRules.reset();
     let failed: unknown;
-    // The backend says whether it counts per container (the nftables one drops
-    // every guarded container with one rule: its drops come from the records).
+    // The rules' own counters (the catch-all's; per container only in chains an older
+    // dockfw wrote): both backends judge containers by set lookups, counted by the records.
     for (const placement of state.families) {
       const { family } = placement;
       try {
@@ -235,8 +235,8 @@ export class DaemonMetrics implements DaemonObserver {
   }
 
   /**
-   * nftables: one rule drops every guarded container, so the per-container
-   * numbers come from the drop records: the packets each record counted since
+   * One rule drops every guarded container (both backends look the verdicts up
+   * in sets), so the per-container numbers come from the drop records: the packets each record counted since
    * the last scrape, added to its container's total. Drops of sources a full
    * set could not record are not in them (the rule counters still count them).
    */
@@ -258,8 +258,8 @@ export class DaemonMetrics implements DaemonObserver {
           r.packets,
         );
       }
-      // iptables counts per container in its rules (exact); nftables has one rule for all.
-      const deltas = backend === 'nftables' ? this.recordTracker.update(records, true) : [];
+      // Both backends drop every judged container with one rule (a set lookup): the records say whose.
+      const deltas = this.recordTracker.update(records, true);
       for (const delta of deltas) {
         const id12 = attributor.owner(delta.record)?.id.slice(0, 12);
         if (id12 === undefined) continue;

@@ -195,9 +195,13 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       expect(plan.exitCode, plan.stderr).toBe(0);
       const [address] = (await host.containerAddresses('one')).v4;
       const planned = rulesOf(plan.stdout, '-A DOCKFW');
-      expect(planned).toContain(
-        `-A DOCKFW-IN -s 203.0.113.10/32 -d ${address}/32 -p tcp -m tcp --dport 80 -m comment --comment "dockfw ${id12('one')}" -j RETURN`,
-      );
+      expect(planned).toContain('-A DOCKFW-IN -m set --match-set dockfw-allowed4 dst,dst,src -j RETURN');
+      // The verdicts: `plan --sets` prints the elements run puts in the sets.
+      const sets = await dockfwCommand(host, ['plan', '--family', '4', '--sets']);
+      expect(sets.exitCode, sets.stderr).toBe(0);
+      expect(sets.stdout).toContain(`\nadd dockfw-allowed4-t ${address},tcp:80,203.0.113.10\n`);
+      const kernelSets = await host.exec('ipset', ['save', 'dockfw-allowed4']);
+      expect(kernelSets.stdout).toContain(`add dockfw-allowed4 ${address},tcp:80,203.0.113.10`);
       // Both tables: the published bindings (mangle) and the forward rules (filter),
       // chain by chain (iptables-save lists a table's chains by name).
       const kernel = (await host.iptablesSave(4, 'mangle')) + (await save(4));

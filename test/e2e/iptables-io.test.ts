@@ -147,6 +147,59 @@ describe.each(VARIANTS)('iptables-%s on a real kernel', (variant) => {
     ]);
   });
 
+  it('repairs its sets: a foreign element in an allow set (it opens), a flushed set, a destroyed one; writes nothing when in sync', async () => {
+    const ns = await newNamespace();
+    await dockerLayout(ns, variant, { old: false, ipv6UserChain: true });
+    const writes: string[] = [];
+    const reconciler = new IptablesReconciler({
+      run: runIn(ns),
+      legacyTableNames: legacyTablesIn(ns),
+      onSetWrite: (kind, family) => writes.push(`${kind} ${family}`),
+    });
+    const desired = await fixtureState();
+    await reconciler.reconcile(desired);
+    const ipset = (args: string[]) => runIn(ns)('ipset', args);
+    const saved = async (name: string) =>
+      (await ipset(['save', name])).stdout
+        .split('\n')
+        .filter((l) => l.startsWith('add '))
+        .sort();
+    const allowed4 = await saved('dockfw-allowed4');
+    expect(allowed4.length).toBeGreaterThan(0);
+    writes.splice(0);
+
+    expect((await reconciler.reconcile(desired)).map((r) => r.written)).toEqual([false, false]);
+    expect(writes).toEqual([]);
+
+    const [, , foreignTarget = ''] = (allowed4[0] ?? '').split(' ');
+    const foreign = foreignTarget.split(',').slice(0, 2).concat('192.0.2.0/24').join(',');
+    await ipset(['add', 'dockfw-allowed4', foreign]);
+    const repaired = byFamily(await reconciler.reconcile(desired));
+    expect(repaired[4]?.drift.unexpected).toEqual([`dockfw-allowed4 ${foreign}`]);
+    expect(repaired[4]?.desiredChanged).toBe(false);
+    expect(await saved('dockfw-allowed4')).toEqual(allowed4);
+
+    await ipset(['flush', 'dockfw-allowed4']);
+    expect(byFamily(await reconciler.reconcile(desired))[4]?.written).toBe(true);
+    expect(await saved('dockfw-allowed4')).toEqual(allowed4);
+
+    // In use by a rule: the kernel refuses; with the chain flushed first, it goes.
+    await expect(ipset(['destroy', 'dockfw-allowed4'])).rejects.toThrow(/in use/);
+    await ipt(ns, 4, variant, ['-F', 'DOCKFW-IN']);
+    await ipset(['destroy', 'dockfw-allowed4']);
+    writes.splice(0);
+    const rebuilt = byFamily(await reconciler.reconcile(desired));
+    expect(rebuilt[4]?.drift.structural).toEqual(['set dockfw-allowed4 missing']);
+    expect(writes).toEqual(['swap 4']);
+    expect(await saved('dockfw-allowed4')).toEqual(allowed4);
+    expect(chain(await save(ns, 4, variant), 'DOCKFW-IN')).toContain(
+      '-A DOCKFW-IN -m set --match-set dockfw-allowed4 dst,dst,src -j RETURN',
+    );
+    const names = (await ipset(['list', '-n'])).stdout.split('\n');
+    expect(names.filter((n) => n.endsWith('-t'))).toEqual([]);
+    expect((await reconciler.reconcile(desired)).map((r) => r.written)).toEqual([false, false]);
+  });
+
   it('on engines without an IPv6 DOCKER-USER keeps the IPv6 jump first in FORWARD', async () => {
     const ns = await newNamespace();
     await dockerLayout(ns, variant, { old: false, ipv6UserChain: false });

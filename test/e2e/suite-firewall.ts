@@ -71,6 +71,14 @@ export function iptablesFirewall(ipv6UserChain: boolean): SuiteFirewall {
   let rule4 = '';
   let rule6 = '';
   const save = (host: TestHost, family: 4 | 6) => host.iptablesSave(family, 'filter');
+  const sets = async (host: TestHost, family: 4 | 6) => {
+    const texts = await Promise.all(
+      ['allowed', 'guarded', 'bound', 'boundip', 'boundany'].map(
+        async (role) => (await host.exec('ipset', ['save', `dockfw-${role}${family}`])).stdout,
+      ),
+    );
+    return `${texts.join('\n')}\n`;
+  };
   return {
     backend: 'iptables',
     dockerdArgs: [],
@@ -91,28 +99,23 @@ export function iptablesFirewall(ipv6UserChain: boolean): SuiteFirewall {
       );
     },
     async owned(host) {
-      // Both tables dockfw writes: mangle (published bindings) and filter.
+      // Both tables dockfw writes: mangle (published bindings) and filter, and the sets they look up.
       const both = async (family: 4 | 6) =>
-        (await host.iptablesSave(family, 'mangle')) + (await save(host, family));
+        (await host.iptablesSave(family, 'mangle')) + (await save(host, family)) + (await sets(host, family));
       const [v4, v6] = await Promise.all([both(4), both(6)]);
       return { v4, v6 };
     },
-    judges: (text, container) => text.includes(`dockfw ${container.id12}`),
-    mentions: (text, address) => text.includes(`-d ${hostBits(address)}`),
+    // The verdicts are elements of dockfw's sets (container address,proto:port[,source]).
+    judges: (text, container) => container.addresses.some((a) => containerElements(text, a).length > 0),
+    mentions: (text, address) => containerElements(text, address).length > 0,
     closes: (text, address, port) =>
-      lines(text, '-A DOCKFW-IN').some(
-        (r) =>
-          r.includes(`-d ${hostBits(address)}`) &&
-          r.includes(`--dport ${port} `) &&
-          // Dropped at once, or through DOCKFW-DROP (which notes the drop first).
-          /-j (?:DROP|DOCKFW-DROP)$/.test(r),
-      ),
+      containerElements(text, address).some((e) => e.set.startsWith('dockfw-guarded') && e.port === port),
     allows: (text, address, port, source) =>
-      lines(text, '-A DOCKFW-IN').some(
-        (r) =>
-          r.includes(`-s ${hostBits(source)} -d ${hostBits(address)}`) &&
-          r.includes(`--dport ${port} `) &&
-          r.endsWith('-j RETURN'),
+      containerElements(text, address).some(
+        (e) =>
+          e.set.startsWith('dockfw-allowed') &&
+          e.port === port &&
+          (e.source === source || e.source === hostBits(source)),
       ),
     ruleLines: (text) => lines(text, '-A DOCKFW'),
     judgesOnly: (text, iface) =>
@@ -138,6 +141,22 @@ export function iptablesFirewall(ipv6UserChain: boolean): SuiteFirewall {
       return tables.some((text) => text.includes('DOCKFW'));
     },
   };
+}
+
+/** Elements of dockfw's container sets for one address, as `ipset save` prints them. */
+function containerElements(
+  text: string,
+  address: string,
+): { set: string; port: number; source: string | undefined }[] {
+  return text
+    .split('\n')
+    .map((l) => /^add (dockfw-(?:allowed|guarded)[46]) (\S+)$/.exec(l.trim()))
+    .flatMap((m) => {
+      if (m === null) return [];
+      const [target = '', service = '', source] = (m[2] ?? '').split(',');
+      if (target !== address) return [];
+      return [{ set: m[1] ?? '', port: Number(service.split(':')[1]), source }];
+    });
 }
 
 const ADMIN_TABLE = 'inet admin';

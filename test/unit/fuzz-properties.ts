@@ -14,7 +14,6 @@
 import fc from 'fast-check';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
-import { renderPreroutingPayload, renderSyncPayload } from '../../src/backends/iptables/render.js';
 import { tableSpec } from '../../src/backends/nftables/elements.js';
 import { renderElementPayload, renderTablePayload } from '../../src/backends/nftables/render.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type ConfigFlags } from '../../src/config/config.js';
@@ -26,7 +25,7 @@ import { formatAddress, parseIPv4, parseIPv6 } from '../../src/net/ip.js';
 import { parseContainerLabels, sourcesFor } from '../../src/labels/labels.js';
 import { parseSources } from '../../src/labels/sources.js';
 import { desiredState, onHostNetwork } from '../../src/policy/desired.js';
-import { iptablesAllows, nftAllows, type PayloadAllow } from './payload-grammar.js';
+import { iptablesAllows, iptablesFamilyPayload, nftAllows, type PayloadAllow } from './payload-grammar.js';
 import corpus from '../fixtures/injection-corpus.json' with { type: 'json' };
 
 // ---------------------------------------------------------------- arbitraries
@@ -406,12 +405,7 @@ export function assertNoWiderThanLabels(
 export function checkPayloads(snapshot: EngineSnapshot, config: Config, jumps: readonly number[] = []): void {
   const desired = desiredState(snapshot, config);
   for (const family of [4, 6] as const) {
-    const payload =
-      renderPreroutingPayload(desired, family, { parent: 'PREROUTING', positions: jumps }) +
-      renderSyncPayload(desired, family, {
-        parent: family === 4 ? 'DOCKER-USER' : 'FORWARD',
-        positions: jumps,
-      });
+    const payload = iptablesFamilyPayload(desired, family, jumps, family === 4 ? 'DOCKER-USER' : 'FORWARD');
     assertNoWiderThanLabels(snapshot, config, iptablesAllows(payload, family));
   }
   const spec = tableSpec(desired);

@@ -12,11 +12,10 @@ function render(fixture: string, env: Record<string, string>, bridges: string[])
   const json: unknown = JSON.parse(readFileSync(new URL(`../fixtures/${fixture}`, import.meta.url), 'utf8'));
   const config = loadConfig(env);
   const desired = desiredState({ containers: parseInspectArray(json), bridges }, config);
-  const payloads =
-    config.backend === 'nftables'
-      ? renderPayloads(desired, [4, 6], config.dropRecords, 'nftables')
-      : renderPayloads(desired, [4, 6]);
-  return `${payloads}# summary\n${renderSummary(desired)}`;
+  if (config.backend === 'nftables')
+    return `${renderPayloads(desired, [4, 6], config.dropRecords, 'nftables')}# summary\n${renderSummary(desired)}`;
+  const sets = renderPayloads(desired, [4, 6], 0, 'iptables', true);
+  return `${renderPayloads(desired, [4, 6])}# sets\n${sets}# summary\n${renderSummary(desired)}`;
 }
 
 describe('golden payloads', () => {

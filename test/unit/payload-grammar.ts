@@ -14,6 +14,9 @@ import type { Family, Protocol } from '../../src/docker/snapshot.js';
 import type { Interval } from '../../src/net/intervals.js';
 import { parseIPv4, parseIPv6 } from '../../src/net/ip.js';
 import { chainRules, publishedRules, recordRules, ruleComment } from '../../src/backends/nftables/render.js';
+import { renderPreroutingPayload, renderSyncPayload } from '../../src/backends/iptables/render.js';
+import { familySets, renderSetsFull } from '../../src/backends/iptables/sets.js';
+import type { DesiredState } from '../../src/policy/desired.js';
 
 /**
  * One "allow" the payload grants: packets to dst, proto, ports from..to, from
@@ -35,7 +38,6 @@ export interface PayloadAllow {
 const IFACE = '[A-Za-z0-9_.+-]{1,15}';
 const V4 = '(?:[0-9]{1,3}\\.){3}[0-9]{1,3}';
 const V6 = '[0-9a-f:.]{2,45}';
-const IPT_PORTS = '(?<from>[1-9][0-9]{0,4})(?::(?<to>[1-9][0-9]{0,4}))?';
 const NFT_PORTS = '(?<from>[1-9][0-9]{0,4})(?:-(?<to>[1-9][0-9]{0,4}))?';
 
 function parseAs(family: Family, text: string, line: string): bigint {
@@ -70,10 +72,57 @@ function outside(line: string, backend: string): Error {
   return new Error(`${backend} line outside the grammar: ${JSON.stringify(line)}`);
 }
 
-/** Checks an `iptables-restore --noflush` payload line by line; returns its container RETURN rules. */
-export function iptablesAllows(payload: string, family: Family): PayloadAllow[] {
+/**
+ * The iptables backend's write for one family as a sync from nothing makes it:
+ * the `ipset restore` batch that fills the sets, then the chains' payload.
+ */
+export function iptablesFamilyPayload(
+  desired: DesiredState,
+  family: Family,
+  jumps: readonly number[] = [],
+  parent = 'DOCKER-USER',
+): string {
+  return (
+    renderSetsFull(family, familySets(desired, family), new Set(), new Set()) +
+    renderPreroutingPayload(desired, family, { parent: 'PREROUTING', positions: jumps }) +
+    renderSyncPayload(desired, family, { parent, positions: jumps })
+  );
+}
+
+const ROLES = '(?:bound|boundip|boundany|allowed|guarded)';
+
+/** One admitting element: what it lets in. */
+function setAllow(family: Family, role: string, text: string, line: string): PayloadAllow | undefined {
   const addr = family === 4 ? V4 : V6;
+  const net = `(?<a>${addr})(?:/(?<ap>[0-9]{1,3}))?`;
+  const service = '(?<proto>tcp|udp|sctp):(?<port>[1-9][0-9]{0,4})';
+  const source = `(?<s>${addr})(?:/(?<sp>[0-9]{1,3}))?`;
+  const shapes: Record<string, RegExp> = {
+    bound: new RegExp(`^${net},${service}$`),
+    guarded: new RegExp(`^(?<a>${addr}),${service}$`),
+    allowed: new RegExp(`^(?<a>${addr}),${service},${source}$`),
+    boundip: new RegExp(`^(?<a>${addr}),${service},${source}$`),
+    boundany: new RegExp(`^${source},${service}$`),
+  };
+  const g = shapes[role]?.exec(text)?.groups;
+  if (g === undefined) throw outside(line, 'ipset');
+  const [port] = checkedPorts(g.port, undefined, line);
   const bits = family === 4 ? '32' : '128';
+  if (g.a !== undefined) cidr(family, parseAs(family, g.a, line), g.ap ?? bits, line);
+  if (role === 'bound' || role === 'guarded') return undefined;
+  const from = parseAs(family, g.s ?? '', line);
+  const src = cidr(family, from, g.sp ?? bits, line);
+  const dst = role === 'boundany' ? undefined : parseAs(family, g.a ?? '', line);
+  const on = role === 'allowed' ? 'container' : 'host';
+  return { on, family, dst, protocol: g.proto as Protocol, from: port, to: port, source: src };
+}
+
+/**
+ * Checks an iptables backend payload line by line (an `ipset restore` batch,
+ * an `iptables-restore --noflush` payload, or both back to back); returns what
+ * its admitting set elements let in. The chains hold only fixed rules.
+ */
+export function iptablesAllows(payload: string, family: Family): PayloadAllow[] {
   const fixed = [
     /^\*filter$/,
     /^COMMIT$/,
@@ -84,7 +133,13 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
     /^-A DOCKFW-DROP -j DROP$/,
     new RegExp(`^-A DOCKFW -i ${IFACE} -j (?:RETURN|DOCKFW-IN)$`),
     /^-A DOCKFW -j DOCKFW-IN$/,
-    /^-A DOCKFW-IN -m conntrack --ctdir REPLY -j RETURN$/,
+    /^-A DOCKFW-(?:IN|PUBLISHED) -m conntrack --ctdir REPLY -j RETURN$/,
+    /^-A DOCKFW-(?:IN|PUBLISHED) -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN$/,
+    new RegExp(`^-A DOCKFW-IN -m set --match-set dockfw-allowed${family} dst,dst,src -j RETURN$`),
+    new RegExp(`^-A DOCKFW-IN -m set --match-set dockfw-guarded${family} dst,dst -j DOCKFW-DROP$`),
+    new RegExp(`^-A DOCKFW-PUBLISHED -m set --match-set dockfw-boundip${family} dst,dst,src -j RETURN$`),
+    new RegExp(`^-A DOCKFW-PUBLISHED -m set --match-set dockfw-boundany${family} src,dst -j RETURN$`),
+    new RegExp(`^-A DOCKFW-PUBLISHED -m set --match-set dockfw-bound${family} dst,dst -j DOCKFW-DROP$`),
     new RegExp(
       `^-A DOCKFW-IN (?:-o ${IFACE} )?-m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP$`,
     ),
@@ -94,39 +149,27 @@ export function iptablesAllows(payload: string, family: Family): PayloadAllow[] 
     /^:DOCKFW-(?:PRE|PUBLISHED|DROP) - \[0:0\]$/,
     new RegExp(`^-A DOCKFW-PRE -i ${IFACE} -j (?:RETURN|DOCKFW-PUBLISHED)$`),
     /^-A DOCKFW-PRE -j DOCKFW-PUBLISHED$/,
-    /^-A DOCKFW-PUBLISHED -m conntrack --ctdir REPLY -j RETURN$/,
     /^-A DOCKFW-PUBLISHED -m addrtype --dst-type UNICAST -j RETURN$/,
     /^-A DOCKFW-PUBLISHED ! -d ff00::\/8 -m addrtype ! --dst-type LOCAL -m addrtype ! --dst-type ANYCAST -j RETURN$/,
     /^-D PREROUTING -j DOCKFW-PRE$/,
     /^-I PREROUTING 1 -j DOCKFW-PRE$/,
+    // The ipset batch: dockfw's own sets of this family (and their temporaries) only.
+    new RegExp(
+      `^create dockfw-${ROLES}${family}(?:-t)? hash:(?:net,port|ip,port,net|ip,port) family ${family === 4 ? 'inet' : 'inet6'} maxelem [1-9][0-9]{0,7}$`,
+    ),
+    new RegExp(`^destroy dockfw-${ROLES}${family}-t$`),
+    new RegExp(`^swap dockfw-(?<r>${ROLES})${family}-t dockfw-\\k<r>${family}$`),
   ];
-  // DOCKFW-IN names the container address; DOCKFW-PUBLISHED the host address, or none for every one.
-  const rule = new RegExp(
-    `^-A (?<chain>DOCKFW-IN|DOCKFW-PUBLISHED) (?:-s (?<cidr>${addr})/(?<prefix>[0-9]{1,3}) )?(?:-d (?<dst>${addr})/${bits} )?-p (?<proto>tcp|udp|sctp)` +
-      `(?: -m iprange --src-range (?<rfrom>${addr})-(?<rto>${addr}))? -m \\k<proto> --dport ${IPT_PORTS}` +
-      ` -m comment --comment "dockfw [0-9a-f]{12}" -j (?<verdict>RETURN|DOCKFW-DROP)$`,
+  const element = new RegExp(
+    `^(?<verb>add|del)(?: -exist)? dockfw-(?<role>${ROLES})${family}(?:-t)? (?<e>\\S+)$`,
   );
   const allows: PayloadAllow[] = [];
   for (const line of lines(payload)) {
     if (fixed.some((p) => p.test(line))) continue;
-    const g = rule.exec(line)?.groups;
+    const g = element.exec(line)?.groups;
     if (g === undefined) throw outside(line, 'iptables');
-    if (g.cidr !== undefined && g.rfrom !== undefined) throw outside(line, 'iptables');
-    const on = g.chain === 'DOCKFW-IN' ? 'container' : 'host';
-    if (on === 'container' && g.dst === undefined) throw outside(line, 'iptables');
-    const dst = g.dst === undefined ? undefined : parseAs(family, g.dst, line);
-    const [from, to] = checkedPorts(g.from, g.to, line);
-    let source: Interval | 'any' = 'any';
-    if (g.cidr !== undefined) source = cidr(family, parseAs(family, g.cidr, line), g.prefix ?? '', line);
-    if (g.rfrom !== undefined) {
-      source = { start: parseAs(family, g.rfrom, line), end: parseAs(family, g.rto ?? '', line) };
-      if (source.start > source.end) throw new Error(`empty range in ${JSON.stringify(line)}`);
-    }
-    if (g.verdict === 'RETURN') {
-      allows.push({ on, family, dst, protocol: g.proto as Protocol, from, to, source });
-    } else if (source !== 'any') {
-      throw new Error(`a DROP with a source: ${JSON.stringify(line)}`);
-    }
+    const allow = setAllow(family, g.role ?? '', g.e ?? '', line);
+    if (allow !== undefined && g.verb === 'add') allows.push(allow);
   }
   return allows;
 }

@@ -3,7 +3,7 @@
 // (docker-proxy: IPv6 clients of an IPv4-only network, or IPv4 while Docker's
 // DNAT is missing), a missing or foreign binding means an open port.
 import { describe, expect, it } from 'vitest';
-import { renderPreroutingPayload } from '../../src/backends/iptables/render.js';
+import { familySets } from '../../src/backends/iptables/sets.js';
 import { tableSpec } from '../../src/backends/nftables/elements.js';
 import { loadConfig } from '../../src/config/config.js';
 import { readEngineSnapshot } from '../../src/docker/container-cache.js';
@@ -68,12 +68,12 @@ describe('review: a binding is judged by its own container only', () => {
     const desired = desiredState({ containers: [admin, edge], bridges: ['docker0'] }, allow);
     expectAdminJudged(desired.bindings);
     // What reaches the kernel: port 80 lets 2001:db8::10 on and drops everyone else.
-    const payload = renderPreroutingPayload(desired, 6, { parent: 'PREROUTING', positions: [] });
-    const port80 = payload.split('\n').filter((l) => l.includes('--dport 80 '));
-    expect(port80.filter((l) => l.endsWith('-j RETURN'))).toEqual([
-      expect.stringContaining('-s 2001:db8::10/128 '),
-    ]);
-    expect(port80.some((l) => !l.includes(' -s ') && /-j (?:DROP|DOCKFW-DROP)$/.test(l))).toBe(true);
+    const sets = familySets(desired, 6);
+    const port80 = (role: 'boundip' | 'boundany' | 'bound') =>
+      [...(sets.get(role) ?? [])].filter((e) => e.includes(',tcp:80'));
+    // Every address of port 80 lets 2001:db8::10 on; the binding is judged (the rest dropped).
+    expect([...port80('boundany'), ...port80('boundip')]).toEqual(['2001:db8::10,tcp:80']);
+    expect(port80('bound')).toEqual(['::/1,tcp:80', '8000::/1,tcp:80']);
     expect(tableSpec(desired).sets.get('boundallowed6')).toEqual(['::/0 . tcp . 80 . 2001:db8::10']);
   });
 

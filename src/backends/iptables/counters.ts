@@ -1,5 +1,7 @@
 // dockfw's own rule counters, read from `iptables-save -c`: how many packets
-// and bytes each container's DROP rules (and the catch-all) have dropped.
+// and bytes the catch-all has dropped (and, in chains an older dockfw wrote with
+// one rule per container, each container's DROP rules; the set layout drops them
+// all with one lookup, counted per container from the drop records instead).
 import type { Family } from '../../docker/snapshot.js';
 import type { CommandRunner } from '../command.js';
 import { addTraffic as add, NO_TRAFFIC as ZERO, type FamilyCounters, type Traffic } from '../firewall.js';

@@ -4,7 +4,10 @@
 // section all or nothing (`:CHAIN` creates or flushes, `-A`, `-I CHAIN N`, `-D`
 // by rule text, `-X`; a line outside a section is refused, as the real tool
 // does), and every restore is counted, so a test can say "this sync wrote nothing".
+// `ipset` is the namespace's sets (FakeIpset): a set a rule of either family
+// references cannot be destroyed.
 import { CommandError, type CommandRunner } from '../command.js';
+import { FakeIpset } from './fake-ipset.js';
 
 type Table = Map<string, string[]>;
 type TableName = 'filter' | 'mangle';
@@ -23,8 +26,10 @@ export class FakeIptablesKernel {
   private readonly mangles: Record<4 | 6, Table> = { 4: builtinTable('mangle'), 6: builtinTable('mangle') };
   /** Every restore that was applied, in order. */
   readonly restores: { family: 4 | 6; payload: string }[] = [];
-  /** Called after each applied restore (e.g. to play `nft monitor`). */
+  /** Called after each applied restore (e.g. to play `nft monitor`; ipset writes never show there). */
   onWrite: (() => void) | undefined;
+  /** The namespace's ipsets (shared by both families and variants, as in the kernel). */
+  readonly ipset = new FakeIpset((name) => this.references(name));
 
   constructor(private readonly variant: 'nft' | 'legacy' = 'nft') {
     for (const family of [4, 6] as const) {
@@ -37,6 +42,7 @@ export class FakeIptablesKernel {
   }
 
   readonly run: CommandRunner = (file, args, input) => {
+    if (file === 'ipset') return this.ipset.run(file, args, input);
     const match = /^(ip6?)tables-(nft|legacy)-(save|restore)$/.exec(file);
     if (!match || match[2] !== this.variant) {
       return Promise.reject(new CommandError(`${file} not found`, file, args, '', true));
@@ -59,6 +65,14 @@ export class FakeIptablesKernel {
     this.onWrite?.();
     return Promise.resolve({ stdout: '' });
   };
+
+  /** Whether any rule of either family and table looks the set up. */
+  private references(name: string): boolean {
+    const tables = [this.tables[4], this.tables[6], this.mangles[4], this.mangles[6]];
+    return tables.some((table) =>
+      [...table.values()].some((rules) => rules.some((rule) => rule.split(/\s+/).includes(name))),
+    );
+  }
 
   private table(family: 4 | 6, name: TableName): Table {
     return name === 'filter' ? this.tables[family] : this.mangles[family];

@@ -13,6 +13,8 @@ import type {
   RenderOptions,
 } from '../firewall.js';
 import { applyPayload } from './apply.js';
+import { applySetBatch, listSetNames } from './ipset.js';
+import { familySets, renderSetsFull } from './sets.js';
 import { DOCKER_USER, PREROUTING } from './chains.js';
 import { readFamilyCounters } from './counters.js';
 import { iptablesGuardPlan, variantFromVersion } from './guard.js';
@@ -37,6 +39,7 @@ export interface IptablesFirewallOptions extends IptablesReconcilerOptions {
  */
 export function renderIptablesPlan(desired: DesiredState, options: RenderOptions): string {
   const { families, dropRecords } = options;
+  if (options.sets === true) return renderSetBatches(desired, families);
   const render = { records: dropRecords > 0 };
   return families
     .map((family) => {
@@ -49,6 +52,19 @@ export function renderIptablesPlan(desired: DesiredState, options: RenderOptions
       return families.length > 1
         ? `# IPv${family}: ${FAMILY_NAMES[family]}-restore --noflush\n${payload}`
         : payload;
+    })
+    .join('');
+}
+
+/**
+ * The `ipset restore` batch per family that fills the verdict sets the rules
+ * look up (to load before the payloads), as the first sync writes it.
+ */
+function renderSetBatches(desired: DesiredState, families: readonly Family[]): string {
+  return families
+    .map((family) => {
+      const batch = renderSetsFull(family, familySets(desired, family), new Set(), new Set());
+      return families.length > 1 ? `# IPv${family}: ipset restore\n${batch}` : batch;
     })
     .join('');
 }
@@ -88,7 +104,14 @@ export class IptablesFirewall implements Firewall {
         throw error;
       }
       const plan = iptablesGuardPlan(empty, family, table);
-      if (plan.kind === 'install') await applyPayload(run, family, variant, plan.payload);
+      if (plan.kind === 'install') {
+        // The rules look the verdicts up in dockfw's sets: empty ones first, as a sync without
+        // containers leaves them (sets that outlived the chains may hold verdicts of before).
+        const names = await listSetNames(run);
+        const leftovers = new Set([...names].filter((n) => n.startsWith('dockfw-') && n.endsWith('-t')));
+        await applySetBatch(run, family, renderSetsFull(family, familySets(empty, family), names, leftovers));
+        await applyPayload(run, family, variant, plan.payload);
+      }
       outcomes.push({ where, plan });
     }
     return outcomes;

@@ -4,6 +4,7 @@ import type { Family } from '../../docker/snapshot.js';
 import type { IptablesFamilyView, KernelView } from '../../explain/kernel.js';
 import { runCommand } from './command.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type Placement } from './detect.js';
+import { readFamilySets } from './ipset.js';
 import { readFilterTable } from './read.js';
 
 function message(error: unknown): string {
@@ -19,6 +20,7 @@ export async function readIptables(families: readonly Family[]): Promise<KernelV
     parent: placement.parent,
     filter: placement.table,
     mangle: await readFilterTable(runCommand, placement.family, placement.variant, 'mangle'),
+    sets: await readFamilySets(runCommand, placement.family),
   });
   let ipv4: Placement | undefined;
   try {

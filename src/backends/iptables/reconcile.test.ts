@@ -5,7 +5,9 @@ import { desiredState, type DesiredState } from '../../policy/desired.js';
 import { CommandError } from '../command.js';
 import { JUMP_WRONG } from '../firewall.js';
 import { diffOwned, hasDrift } from './drift.js';
-import { fakeIptables, saveText } from './fake-iptables.js';
+import { FakeIpset } from './fake-ipset.js';
+import { fakeIptables, saveText, type FakeIptables } from './fake-iptables.js';
+import { familySets, renderSetsFull } from './sets.js';
 import { parseFilterTable } from './read.js';
 import { DockerChainsMissingError, IptablesReconciler } from './reconcile.js';
 import { renderPreroutingPayload, renderSyncPayload } from './render.js';
@@ -26,9 +28,13 @@ function desired(containers: ContainerSnapshot[] = [WEB]): DesiredState {
 
 /** What iptables-save prints once both tables' payloads are applied and the jumps are first. */
 function installed(state: DesiredState, family: 4 | 6, parentRules: string[] = ['-j DOCKFW']): string {
-  const owned = parseFilterTable(renderSyncPayload(state, family, { parent: 'DOCKER-USER', positions: [] }));
+  // The fake ipset makes the drop record sets, so DOCKFW-DROP records.
+  const records = { records: true };
+  const owned = parseFilterTable(
+    renderSyncPayload(state, family, { parent: 'DOCKER-USER', positions: [] }, records),
+  );
   const pre = parseFilterTable(
-    renderPreroutingPayload(state, family, { parent: 'PREROUTING', positions: [] }),
+    renderPreroutingPayload(state, family, { parent: 'PREROUTING', positions: [] }, records),
     'mangle',
   );
   // iptables-save prints quoted comments exactly as render writes them.
@@ -54,24 +60,50 @@ function installed(state: DesiredState, family: 4 | 6, parentRules: string[] = [
 
 const noLegacy = () => Promise.resolve('');
 
+/** dockfw's sets of `family` as a sync of `state` leaves them. */
+async function fillSets(ipset: FakeIpset | null, state: DesiredState, family: 4 | 6): Promise<void> {
+  const present = new Set(ipset?.names() ?? []);
+  await ipset?.run(
+    'ipset',
+    ['restore'],
+    renderSetsFull(family, familySets(state, family), present, new Set()),
+  );
+}
+
+async function filled(fake: FakeIptables, state: DesiredState, families: readonly (4 | 6)[] = [4, 6]) {
+  for (const family of families) await fillSets(fake.ipset, state, family);
+  fake.ipset?.batches.splice(0);
+  fake.ipset?.writes.splice(0);
+  return fake;
+}
+
 describe('IptablesReconciler', () => {
   it('writes nothing when the kernel already matches the render', async () => {
     const state = desired();
-    const fake = fakeIptables({
-      'iptables-nft-save': installed(state, 4),
-      'ip6tables-nft-save': installed(state, 6),
-    });
+    const fake = await filled(
+      fakeIptables({
+        'iptables-nft-save': installed(state, 4),
+        'ip6tables-nft-save': installed(state, 6),
+      }),
+      state,
+    );
     const reports = await new IptablesReconciler({ run: fake.run, legacyTableNames: noLegacy }).reconcile(
       state,
     );
     expect(reports.map((r) => r.written)).toEqual([false, false]);
     expect(fake.restores).toEqual([]);
+    expect(fake.ipset?.batches).toEqual([]);
+    // Only the drop records' idempotent `create -exist` (as before this layout).
+    expect(fake.ipset?.writes.filter((w) => !w.includes('dockfw-drops'))).toEqual([]);
   });
 
   it('tells a write the desired state asked for from one that repairs drift', async () => {
     const state = desired();
     const v4 = { text: installed(state, 4) };
-    const fake = fakeIptables({ 'iptables-nft-save': '', 'ip6tables-nft-save': installed(state, 6) });
+    const fake = await filled(
+      fakeIptables({ 'iptables-nft-save': '', 'ip6tables-nft-save': installed(state, 6) }),
+      state,
+    );
     const reconciler = new IptablesReconciler({
       run: (file, args, input) =>
         file === 'iptables-nft-save' ? Promise.resolve({ stdout: v4.text }) : fake.run(file, args, input),
@@ -92,25 +124,28 @@ describe('IptablesReconciler', () => {
       'iptables-nft-save': installed(before, 4),
       'ip6tables-nft-save': installed(after, 6),
     });
+    await fillSets(fake.ipset, before, 4);
+    await fillSets(fake.ipset, after, 6);
+    fake.ipset?.batches.splice(0);
     const reports = await new IptablesReconciler({ run: fake.run, legacyTableNames: noLegacy }).reconcile(
       after,
     );
-    expect(fake.restores.map((r) => r.file)).toEqual(['iptables-nft-restore']);
-    // Both tables in one restore, mangle (the published bindings) first.
-    expect(fake.restores[0]?.payload).toBe(
-      renderPreroutingPayload(after, 4, { parent: 'PREROUTING', positions: [1] }) +
-        renderSyncPayload(after, 4, { parent: 'DOCKER-USER', positions: [1] }),
+    // The chains do not change with the labels: only IPv4's set elements, in one batch.
+    expect(fake.restores).toEqual([]);
+    expect(fake.ipset?.batches).toHaveLength(1);
+    expect(fake.ipset?.batches[0]).not.toMatch(/dockfw-[a-z]+6/);
+    expect(fake.ipset?.elements('dockfw-allowed4')).toEqual(
+      [...(familySets(after, 4).get('allowed') ?? [])].sort(),
     );
     const v4 = reports[0];
     expect(v4?.written).toBe(true);
-    expect(v4?.drift.missing).toContain(
-      'DOCKFW-IN -s 203.0.113.10/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m comment --comment dockfw aaaaaaaaaaaa -j RETURN',
-    );
-    expect(v4?.drift.missing).toContain(
-      'DOCKFW-PUBLISHED -s 203.0.113.10/32 -p tcp -m tcp --dport 8080 -m comment --comment dockfw aaaaaaaaaaaa -j RETURN',
-    );
+    expect(reports[1]?.written).toBe(false);
+    expect(v4?.drift.missing).toContain('dockfw-allowed4 172.17.0.2,tcp:80,203.0.113.10');
+    expect(v4?.drift.missing).toContain('dockfw-guarded4 172.17.0.2,tcp:80');
+    expect(v4?.drift.missing).toContain('dockfw-boundany4 203.0.113.10,tcp:8080');
     expect(v4?.drift.unexpected).toEqual([
-      'DOCKFW-IN -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m comment --comment dockfw aaaaaaaaaaaa -j RETURN',
+      'dockfw-allowed4 172.17.0.2,tcp:80,0.0.0.0/1',
+      'dockfw-allowed4 172.17.0.2,tcp:80,128.0.0.0/1',
     ]);
   });
 
@@ -167,6 +202,7 @@ describe('leftovers in the other variant', () => {
       'iptables-legacy-save': stale,
       'ip6tables-legacy-save': saveText({ FORWARD: [] }),
     });
+    await filled(fake, state);
     const reconciler = new IptablesReconciler({
       run: fake.run,
       legacyTableNames: () => Promise.resolve('filter\n'),
@@ -190,7 +226,7 @@ describe('leftovers in the other variant', () => {
 
 describe('diffOwned', () => {
   const state = desired();
-  const payload = renderSyncPayload(state, 4, { parent: 'DOCKER-USER', positions: [1] });
+  const payload = renderSyncPayload(state, 4, { parent: 'DOCKER-USER', positions: [1] }, { records: true });
 
   it('finds no drift in the installed render', () => {
     expect(hasDrift(diffOwned(parseFilterTable(installed(state, 4)), payload, [1]))).toBe(false);
@@ -228,9 +264,10 @@ describe('when Docker’s chains vanish (nft flush ruleset)', () => {
     });
     await reconciler.reconcile(desired());
     const published = (): readonly string[] | undefined => kernel.chain(4, 'DOCKFW-PUBLISHED', 'mangle');
-    expect(published()?.some((r) => r.includes('--dport 8080') && r.includes('-s 203.0.113.10/32'))).toBe(
-      true,
-    );
+    const judged = (): boolean =>
+      (published()?.some((r) => r.includes('--match-set dockfw-boundany4 src,dst -j RETURN')) ?? false) &&
+      (kernel.ipset.elements('dockfw-boundany4')?.includes('203.0.113.10,tcp:8080') ?? false);
+    expect(judged()).toBe(true);
     // Everything flushed: Docker's chains, its DNAT, and dockfw's rules in both tables.
     for (const family of [4, 6] as const) {
       kernel.edit(family, (t) => {
@@ -248,11 +285,123 @@ describe('when Docker’s chains vanish (nft flush ruleset)', () => {
     }
     await expect(reconciler.reconcile(desired())).rejects.toBeInstanceOf(DockerChainsMissingError);
     expect(kernel.chain(4, 'PREROUTING', 'mangle')).toEqual(['-j DOCKFW-PRE']);
-    expect(published()?.some((r) => r.includes('--dport 8080') && r.includes('-s 203.0.113.10/32'))).toBe(
-      true,
-    );
+    expect(judged()).toBe(true);
     expect(kernel.chain(6, 'PREROUTING', 'mangle')).toEqual(['-j DOCKFW-PRE']);
     // Nothing in filter until Docker is back (its chains decide where the jump goes).
     expect(kernel.chain(4, 'DOCKFW')).toBeUndefined();
+  });
+});
+
+describe('drift in the sets', () => {
+  async function synced() {
+    const kernel = new FakeIptablesKernel('nft');
+    const writes: string[] = [];
+    const reconciler = new IptablesReconciler({
+      run: kernel.run,
+      legacyTableNames: noLegacy,
+      onSetWrite: (kind, family) => writes.push(`${kind} ${family}`),
+    });
+    await reconciler.reconcile(desired());
+    writes.splice(0);
+    return { kernel, reconciler, writes };
+  }
+
+  it('a check that finds nothing reads only and writes nothing', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    const restores = kernel.restores.length;
+    const batches = kernel.ipset.batches.length;
+    const reports = await reconciler.reconcile(desired());
+    expect(reports.map((r) => r.written)).toEqual([false, false]);
+    expect(kernel.restores).toHaveLength(restores);
+    expect(kernel.ipset.batches).toHaveLength(batches);
+    expect(writes).toEqual([]);
+  });
+
+  it('removes an element someone else added to an allow set (it opens), and only it', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    kernel.ipset.tamper(['add', 'dockfw-allowed4', '172.17.0.2,tcp:80,192.0.2.0/24']);
+    kernel.ipset.tamper(['add', 'dockfw-boundany4', '192.0.2.0/24,tcp:8080']);
+    const [v4] = await reconciler.reconcile(desired());
+    expect(v4).toMatchObject({ written: true, desiredChanged: false });
+    expect(v4?.drift.unexpected).toEqual([
+      'dockfw-boundany4 192.0.2.0/24,tcp:8080',
+      'dockfw-allowed4 172.17.0.2,tcp:80,192.0.2.0/24',
+    ]);
+    expect(writes).toEqual(['elements 4']);
+    expect(kernel.ipset.batches.at(-1)).toBe(
+      'del -exist dockfw-boundany4 192.0.2.0/24,tcp:8080\ndel -exist dockfw-allowed4 172.17.0.2,tcp:80,192.0.2.0/24\n',
+    );
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(
+      [...(familySets(desired(), 4).get('allowed') ?? [])].sort(),
+    );
+  });
+
+  it('fills a flushed allow set again (a flush only closed)', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    kernel.ipset.tamper(['flush', 'dockfw-allowed4']);
+    const reports = await reconciler.reconcile(desired());
+    expect(reports.map((r) => r.written)).toEqual([true, false]);
+    expect(reports[0]?.drift.missing).toContain('dockfw-allowed4 172.17.0.2,tcp:80,203.0.113.10');
+    expect(writes).toEqual(['elements 4']);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(
+      [...(familySets(desired(), 4).get('allowed') ?? [])].sort(),
+    );
+  });
+
+  it('makes a destroyed set again (swapped in whole) and puts back the chains that referenced it', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    // A set a rule references cannot be destroyed: someone flushed the chain first.
+    expect(() => kernel.ipset.tamper(['destroy', 'dockfw-guarded4'])).toThrow(/in use/);
+    kernel.edit(4, (t) => t.set('DOCKFW-IN', []));
+    kernel.ipset.tamper(['destroy', 'dockfw-guarded4']);
+    const [v4] = await reconciler.reconcile(desired());
+    expect(v4?.written).toBe(true);
+    expect(v4?.drift.structural).toEqual(['set dockfw-guarded4 missing']);
+    expect(writes).toEqual(['swap 4']);
+    expect(kernel.ipset.elements('dockfw-guarded4')).toEqual(['172.17.0.2,tcp:80']);
+    expect(kernel.chain(4, 'DOCKFW-IN')).toContain(
+      '-m set --match-set dockfw-guarded4 dst,dst -j DOCKFW-DROP',
+    );
+    // No temporaries left behind.
+    expect(kernel.ipset.names().filter((n) => n.endsWith('-t'))).toEqual([]);
+    expect((await reconciler.reconcile(desired())).map((r) => r.written)).toEqual([false, false]);
+  });
+
+  it('falls back to the whole family when the element batch fails (a set changed under it)', async () => {
+    const { kernel, writes } = await synced();
+    const changed = desired([{ ...WEB, labels: { 'dockfw.allow': '198.51.100.7' } }]);
+    let failOnce = true;
+    const reconciler = new IptablesReconciler({
+      run: (file, args, input) => {
+        if (file === 'ipset' && args[0] === 'restore' && failOnce && !(input ?? '').includes('swap')) {
+          failOnce = false;
+          return Promise.reject(
+            new CommandError('ipset restore failed', file, args, 'Error in line 1', false),
+          );
+        }
+        return kernel.run(file, args, input);
+      },
+      legacyTableNames: noLegacy,
+      onSetWrite: (kind, family) => writes.push(`${kind} ${family}`),
+    });
+    await reconciler.reconcile(changed);
+    // IPv6's sets do not change (the label lists IPv4 sources only).
+    expect(writes).toEqual(['swap 4']);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(
+      [...(familySets(changed, 4).get('allowed') ?? [])].sort(),
+    );
+  });
+
+  it('adds the established fast path at the top of both judging chains only when asked', async () => {
+    const kernel = new FakeIptablesKernel('nft');
+    await new IptablesReconciler({ run: kernel.run, legacyTableNames: noLegacy, fastPath: true }).reconcile(
+      desired(),
+    );
+    const fast = '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN';
+    expect(kernel.chain(4, 'DOCKFW-IN')?.slice(0, 2)).toEqual(['-m conntrack --ctdir REPLY -j RETURN', fast]);
+    expect(kernel.chain(6, 'DOCKFW-PUBLISHED', 'mangle')?.[1]).toBe(fast);
+    const plain = new FakeIptablesKernel('nft');
+    await new IptablesReconciler({ run: plain.run, legacyTableNames: noLegacy }).reconcile(desired());
+    expect(plain.chain(4, 'DOCKFW-IN')).not.toContain(fast);
   });
 });

@@ -1,6 +1,8 @@
 // One sync for the iptables backend: per family, find where Docker's rules
-// live, read the filter table, render, and write one transaction only when the
-// kernel differs from the render.
+// live, read dockfw's chains (mangle and filter) and its verdict ipsets,
+// and write only what differs: just the set elements that changed (one
+// `ipset restore` batch), or the sets swapped in whole and the chains in one
+// `iptables-restore` transaction. Nothing when the kernel already matches.
 import type { Family } from '../../docker/snapshot.js';
 import type { DesiredState } from '../../policy/desired.js';
 import { applyPayload } from './apply.js';
@@ -12,7 +14,21 @@ import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Pla
 import { diffOwned, hasDrift, mergeDrift, type Drift as IptablesDrift } from './drift.js';
 import { jumpPositions, readFilterTable, type Variant } from './read.js';
 import { ensureRecordSet } from './records.js';
-import { renderPreroutingPayload, renderSyncPayload } from './render.js';
+import { renderPreroutingPayload, renderSyncPayload, type RenderOptions } from './render.js';
+import { applySetBatch, readFamilySets, readLeftovers, SetApplyError } from './ipset.js';
+import {
+  diffLines,
+  diffSets,
+  familySets,
+  renderSetDelta,
+  renderSetsFull,
+  SET_ROLES,
+  SET_TYPES,
+  setName,
+  setsDiffer,
+  type FamilySets,
+  type SetsDiff,
+} from './sets.js';
 import { DEFAULT_DROP_RECORDS } from '../../drops/record.js';
 import { uninstallVariant } from './uninstall.js';
 
@@ -33,19 +49,43 @@ export interface IptablesReconcilerOptions {
   readonly dropRecords?: number;
   /** Called when drops cannot be recorded (no ipset: once; else at each failing sync); they are still dropped. */
   readonly onRecordsUnavailable?: (error: CommandError) => void;
+  /**
+   * Established and related packets skip the lookups. Only when revoking a
+   * source also cuts its live connections; default false.
+   */
+  readonly fastPath?: boolean;
+  /** Called after each set write, e.g. for tests and benchmarks. */
+  readonly onSetWrite?: (kind: 'elements' | 'swap', family: Family, batch: string) => void;
+}
+
+/** The chains' drift and the sets' as one report: set elements as `SET element` lines. */
+function setsDrift(family: Family, diff: SetsDiff): IptablesDrift {
+  return {
+    missing: diffLines(family, diff.add),
+    unexpected: diffLines(family, diff.remove),
+    reordered: false,
+    chainsMissing: [...diff.structural],
+    jumpWrong: false,
+  };
+}
+
+/** What the sets should hold, as one comparable text (for desiredChanged). */
+function setsText(sets: FamilySets): string {
+  return SET_ROLES.map((role) => [...(sets.get(role) ?? [])].join(' ')).join('\n');
 }
 
 export { DockerChainsMissingError };
 
-/** The iptables drift in the shape every backend reports. */
-function neutralDrift(drift: IptablesDrift): Drift {
+/** The chains' and the sets' drift in the shape every backend reports. */
+function neutralDrift(chains: IptablesDrift, sets: IptablesDrift): Drift {
   return {
-    missing: drift.missing,
-    unexpected: drift.unexpected,
-    reordered: drift.reordered,
+    missing: [...sets.missing, ...chains.missing],
+    unexpected: [...sets.unexpected, ...chains.unexpected],
+    reordered: chains.reordered,
     structural: [
-      ...drift.chainsMissing.map((chain) => `chain ${chain}`),
-      ...(drift.jumpWrong ? [JUMP_WRONG] : []),
+      ...sets.chainsMissing.map((problem) => `set ${problem}`),
+      ...chains.chainsMissing.map((chain) => `chain ${chain}`),
+      ...(chains.jumpWrong ? [JUMP_WRONG] : []),
     ],
   };
 }
@@ -100,13 +140,59 @@ export class IptablesReconciler {
   /** The mangle part alone, in the variant each family last had: what judges docker-proxy's path. */
   private async restoreBindings(desired: DesiredState): Promise<void> {
     for (const [family, variant] of this.lastVariant) {
-      const records = { records: await this.recording(family) };
+      const records = await this.renderOptions(family);
+      await this.writeSets(family, familySets(desired, family));
       const mangle = await readFilterTable(this.options.run, family, variant, 'mangle');
       const positions = jumpPositions(mangle, PREROUTING, CHAIN_PRE);
       const payload = renderPreroutingPayload(desired, family, { parent: PREROUTING, positions }, records);
       if (hasDrift(diffOwned(mangle, payload, positions, 'mangle')))
         await applyPayload(this.options.run, family, variant, payload);
     }
+  }
+
+  private async renderOptions(family: Family): Promise<RenderOptions> {
+    return { records: await this.recording(family), fastPath: this.options.fastPath === true };
+  }
+
+  /**
+   * Brings the family's verdict sets to `want`: only the elements that differ
+   * when the sets are there (ordered so no moment admits more than both ends),
+   * else (or when that batch fails) every set filled aside and swapped in.
+   * Resolves with the drift found.
+   */
+  private async writeSets(family: Family, want: FamilySets): Promise<IptablesDrift> {
+    const seen = await readFamilySets(this.options.run, family);
+    const diff = diffSets(family, want, seen);
+    if (!setsDiffer(diff)) return setsDrift(family, diff);
+    const delta = diff.structural.length === 0 ? renderSetDelta(family, diff) : undefined;
+    if (delta !== undefined) {
+      try {
+        await applySetBatch(this.options.run, family, delta);
+        this.options.onSetWrite?.('elements', family, delta);
+        return setsDrift(family, diff);
+      } catch (error) {
+        // Someone changed a set between our read and write: write them whole.
+        if (!(error instanceof SetApplyError)) throw error;
+      }
+    }
+    const again = delta === undefined ? seen : await readFamilySets(this.options.run, family);
+    const present = new Set(SET_ROLES.map((role) => setName(role, family)).filter((name) => again.has(name)));
+    const wrongType = SET_ROLES.filter((role) => {
+      const set = again.get(setName(role, family));
+      return (
+        set !== undefined &&
+        (set.type !== SET_TYPES[role] || set.family !== (family === 4 ? 'inet' : 'inet6'))
+      );
+    });
+    if (wrongType.length > 0)
+      throw new SetApplyError(
+        `ipset ${wrongType.map((role) => setName(role, family)).join(', ')}: not the type dockfw makes; destroy ${wrongType.length === 1 ? 'it' : 'them'} (dockfw makes ${wrongType.length === 1 ? 'it' : 'them'} again)`,
+        family,
+      );
+    const full = renderSetsFull(family, want, present, await readLeftovers(this.options.run, family));
+    await applySetBatch(this.options.run, family, full);
+    this.options.onSetWrite?.('swap', family, full);
+    return setsDrift(family, diff);
   }
 
   /** Whether this family's DOCKFW-DROP can note drops: its ipset exists (made now if not). */
@@ -123,27 +209,30 @@ export class IptablesReconciler {
 
   private async reconcileFamily(desired: DesiredState, placement: Placement): Promise<FamilyReport> {
     const { family, variant, parent, table } = placement;
-    const records = { records: await this.recording(family) };
+    const options = await this.renderOptions(family);
     const mangle = await readFilterTable(this.options.run, family, variant, 'mangle');
     const prePositions = jumpPositions(mangle, PREROUTING, CHAIN_PRE);
     const prePayload = renderPreroutingPayload(
       desired,
       family,
       { parent: PREROUTING, positions: prePositions },
-      records,
+      options,
     );
     const positions = jumpPositions(table, parent, CHAIN_ENTRY);
-    const filterPayload = renderSyncPayload(desired, family, { parent, positions }, records);
-    const drift = mergeDrift(
+    const filterPayload = renderSyncPayload(desired, family, { parent, positions }, options);
+    const chainsDrift = mergeDrift(
       diffOwned(mangle, prePayload, prePositions, 'mangle'),
       diffOwned(table, filterPayload, positions),
     );
-    const written = hasDrift(drift);
+    const sets = familySets(desired, family);
+    // The sets first: the chains look them up (a new chain must find its sets filled).
+    const setDrift = await this.writeSets(family, sets);
+    const written = hasDrift(mergeDrift(setDrift, chainsDrift));
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
     const payload = prePayload + filterPayload;
-    const owned = ownedPart(payload);
+    const owned = `${ownedPart(payload)}\n${setsText(sets)}`;
     const desiredChanged = this.lastDesired.changed(family, owned);
-    if (written) {
+    if (hasDrift(chainsDrift)) {
       try {
         await applyPayload(this.options.run, family, variant, payload);
       } catch (error) {
@@ -158,7 +247,7 @@ export class IptablesReconciler {
     return {
       family,
       placement: { kind: 'iptables', variant, parent },
-      drift: neutralDrift(drift),
+      drift: neutralDrift(chainsDrift, setDrift),
       written,
       desiredChanged,
       ...(removedFrom ? { removedFrom } : {}),

@@ -6,18 +6,17 @@ import { contains } from '../../net/intervals.js';
 import { formatAddress, parseAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import { parseContainerLabels, sourcesFor } from '../../labels/labels.js';
 import { desiredState, type DesiredState } from '../../policy/desired.js';
+import { walkSetRules } from './fake-lookup.js';
 import { RenderError, renderSyncPayload, renderUninstallPayload } from './render.js';
+import { familySets, SET_ROLES, setName, SetRenderError, type FamilySets } from './sets.js';
 
 // The grammar of every line the renderer may emit. Addresses are checked again by
 // the parser below, so a line cannot smuggle anything past the patterns.
 const IFACE = '[A-Za-z0-9_.+-]{1,15}';
 const V4 = '(?:[0-9]{1,3}\\.){3}[0-9]{1,3}';
 const V6 = '[0-9a-f:.]{2,45}';
-const PORTS = '[1-9][0-9]{0,4}(?::[1-9][0-9]{0,4})?';
 
 function grammar(family: Family): RegExp[] {
-  const addr = family === 4 ? V4 : V6;
-  const bits = family === 4 ? '32' : '128';
   return [
     /^\*filter$/,
     /^COMMIT$/,
@@ -25,11 +24,9 @@ function grammar(family: Family): RegExp[] {
     new RegExp(`^-A DOCKFW -i ${IFACE} -j (?:RETURN|DOCKFW-IN)$`),
     /^-A DOCKFW -j DOCKFW-IN$/,
     /^-A DOCKFW-IN -m conntrack --ctdir REPLY -j RETURN$/,
-    new RegExp(
-      `^-A DOCKFW-IN (?:-s (?<cidr>${addr})/(?<prefix>[0-9]{1,3}) )?-d (?<dst>${addr})/${bits} -p (?<proto>tcp|udp|sctp)` +
-        `(?: -m iprange --src-range (?<from>${addr})-(?<to>${addr}))? -m \\k<proto> --dport (?<ports>${PORTS})` +
-        ` -m comment --comment "dockfw [0-9a-f]{12}" -j (?<verdict>RETURN|DOCKFW-DROP)$`,
-    ),
+    /^-A DOCKFW-IN -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN$/,
+    new RegExp(`^-A DOCKFW-IN -m set --match-set dockfw-allowed${family} dst,dst,src -j RETURN$`),
+    new RegExp(`^-A DOCKFW-IN -m set --match-set dockfw-guarded${family} dst,dst -j DOCKFW-DROP$`),
     new RegExp(
       `^-A DOCKFW-IN -o ${IFACE} -m conntrack --ctstate DNAT -m comment --comment "dockfw catch-all" -j DROP$`,
     ),
@@ -39,6 +36,29 @@ function grammar(family: Family): RegExp[] {
     new RegExp(`^-A DOCKFW-DROP -m set --match-set dockfw-drops${family} dst,dst,src -j DROP$`),
     new RegExp(`^-A DOCKFW-DROP -j SET --add-set dockfw-drops${family} dst,dst,src$`),
   ];
+}
+
+// Every element text a set may hold: addresses checked again below.
+function elementGrammar(family: Family): RegExp {
+  const addr = family === 4 ? V4 : V6;
+  const service = '(?:tcp|udp|sctp):[1-9][0-9]{0,4}';
+  return new RegExp(
+    `^(?<a>${addr})(?:/(?<ap>[0-9]{1,3}))?,${service}(?:,(?<b>${addr})(?:/(?<bp>[0-9]{1,3}))?)?$`,
+  );
+}
+
+function assertElements(sets: FamilySets, family: Family): void {
+  const pattern = elementGrammar(family);
+  for (const elements of sets.values()) {
+    for (const element of elements) {
+      const groups = pattern.exec(element)?.groups;
+      if (groups === undefined) throw new Error(`element outside the grammar: ${JSON.stringify(element)}`);
+      for (const key of ['a', 'b'] as const) {
+        const text = groups[key];
+        if (text !== undefined) expect(parseAddress(text)?.family).toBe(family);
+      }
+    }
+  }
 }
 
 function assertGrammar(payload: string, family: Family): void {
@@ -55,33 +75,22 @@ function assertGrammar(payload: string, family: Family): void {
   }
 }
 
-/** First-match walk of a packet from outside through DOCKFW-IN's container rules. */
+/** A packet from outside through DOCKFW-IN's set rules, looked up in the family's sets. */
 function verdict(
   payload: string,
+  sets: FamilySets,
   family: Family,
   source: bigint,
   dst: string,
   protocol: Protocol,
   port: number,
 ) {
-  const rule = grammar(family)[6] as RegExp;
-  const parse = family === 4 ? parseIPv4 : parseIPv6;
-  for (const line of payload.split('\n')) {
-    const g = rule.exec(line)?.groups;
-    if (g === undefined || g.dst !== dst || g.proto !== protocol) continue;
-    const [lo, hi = lo] = (g.ports ?? '').split(':').map(Number);
-    if (lo === undefined || hi === undefined || port < lo || port > hi) continue;
-    if (g.cidr !== undefined) {
-      const base = parse(g.cidr) ?? -1n;
-      const size = 1n << BigInt((family === 4 ? 32 : 128) - Number(g.prefix));
-      if (source < base || source >= base + size) continue;
-    }
-    if (g.from !== undefined && g.to !== undefined) {
-      if (source < (parse(g.from) ?? 0n) || source > (parse(g.to) ?? -1n)) continue;
-    }
-    return g.verdict;
-  }
-  return 'no rule';
+  const byName = (name: string) => {
+    const role = SET_ROLES.find((r) => setName(r, family) === name);
+    return role === undefined ? undefined : { role, elements: sets.get(role) ?? [] };
+  };
+  const destination = (family === 4 ? parseIPv4(dst) : parseIPv6(dst)) ?? -1n;
+  return walkSetRules(payload, 'DOCKFW-IN', byName, { family, source, destination, protocol, port });
 }
 
 const NO_JUMP = { parent: 'DOCKER-USER', positions: [] };
@@ -107,13 +116,21 @@ describe('renderSyncPayload', () => {
     const state = desired([container({ labels: { 'dockfw.allow': '203.0.113.0/24, 2001:db8::/32' } })]);
     const v4 = renderSyncPayload(state, 4, NO_JUMP);
     const v6 = renderSyncPayload(state, 6, NO_JUMP);
-    expect(v4).toContain('-s 203.0.113.0/24 -d 172.17.0.2/32 -p tcp -m tcp --dport 80');
-    expect(v4).not.toContain('2001:db8');
-    expect(v4).not.toContain('fd00');
-    expect(v6).toContain('-s 2001:db8::/32 -d fd00::2/128 -p tcp -m tcp --dport 80');
-    expect(v6).not.toContain('203.0.113');
+    const sets4 = [...familySets(state, 4).values()].flatMap((e) => [...e]).join('\n');
+    const sets6 = [...familySets(state, 6).values()].flatMap((e) => [...e]).join('\n');
+    expect(sets4).toContain('172.17.0.2,tcp:80,203.0.113.0/24');
+    expect(sets4).not.toContain('2001:db8');
+    expect(sets4).not.toContain('fd00');
+    expect(sets6).toContain('fd00::2,tcp:80,2001:db8::/32');
+    expect(sets6).not.toContain('203.0.113');
+    expect(v4).toContain('--match-set dockfw-allowed4 ');
+    expect(v4).not.toMatch(/dockfw-[a-z]+6/);
+    expect(v6).toContain('--match-set dockfw-allowed6 ');
+    expect(v6).not.toMatch(/dockfw-[a-z]+4/);
     assertGrammar(v4, 4);
     assertGrammar(v6, 6);
+    assertElements(familySets(state, 4), 4);
+    assertElements(familySets(state, 6), 6);
   });
 
   it('dispatches on the external interfaces when they are configured', () => {
@@ -169,13 +186,12 @@ describe('renderSyncPayload', () => {
       ...extra,
       rules: [{ ...rule, ...change }],
     });
-    expect(() => renderSyncPayload(tampered({ address: '172.17.0.2 -j ACCEPT' }), 4, NO_JUMP)).toThrow(
-      RenderError,
-    );
-    expect(() => renderSyncPayload(tampered({ containerId: 'x" -j ACCEPT "' }), 4, NO_JUMP)).toThrow(
-      RenderError,
-    );
-    expect(() => renderSyncPayload(tampered({ portFrom: 0 }), 4, NO_JUMP)).toThrow(RenderError);
+    // Addresses, ports and protocols reach the kernel only as set elements; container ids not at all.
+    expect(() => familySets(tampered({ address: '172.17.0.2 -j ACCEPT' }), 4)).toThrow(SetRenderError);
+    expect(() => familySets(tampered({ address: '172.17.0.2,tcp:1' }), 4)).toThrow(SetRenderError);
+    expect(() => familySets(tampered({ portFrom: 0 }), 4)).toThrow(SetRenderError);
+    expect(() => familySets(tampered({ protocol: 'icmp' as 'tcp' }), 4)).toThrow(SetRenderError);
+    expect(renderSyncPayload(tampered({ containerId: 'x" -j ACCEPT "' }), 4, NO_JUMP)).not.toContain('x"');
     expect(() => renderSyncPayload(tampered({}, { bridges: ['br0\n-A INPUT'] }), 4, NO_JUMP)).toThrow(
       RenderError,
     );
@@ -294,10 +310,13 @@ describe('properties of random engines', () => {
         (engine, env, jumps) => {
           const state = desiredState(engine, loadConfig(env));
           for (const family of [4, 6] as const) {
-            assertGrammar(
-              renderSyncPayload(state, family, { parent: 'DOCKER-USER', positions: jumps }),
-              family,
-            );
+            for (const fastPath of [false, true]) {
+              assertGrammar(
+                renderSyncPayload(state, family, { parent: 'DOCKER-USER', positions: jumps }, { fastPath }),
+                family,
+              );
+            }
+            assertElements(familySets(state, family), family);
           }
         },
       ),
@@ -327,6 +346,7 @@ describe('properties of random engines', () => {
         // Names and ids may repeat in random data; compare what reaches the kernel.
         for (const family of [4, 6] as const) {
           expect(renderSyncPayload(b, family, NO_JUMP)).toBe(renderSyncPayload(a, family, NO_JUMP));
+          expect(familySets(b, family)).toEqual(familySets(a, family));
         }
       }),
       { numRuns: 200 },
@@ -360,6 +380,7 @@ describe('properties of random engines', () => {
         const config = loadConfig(env);
         const state = desiredState(engine, config);
         const payloads = { 4: renderSyncPayload(state, 4, NO_JUMP), 6: renderSyncPayload(state, 6, NO_JUMP) };
+        const sets = { 4: familySets(state, 4), 6: familySets(state, 6) };
         const running = engine.containers.filter((c) => c.running);
         for (const p of probes) {
           const c = running[p.container % Math.max(running.length, 1)];
@@ -393,6 +414,7 @@ describe('properties of random engines', () => {
           expect(
             verdict(
               payloads[p.family],
+              sets[p.family],
               p.family,
               source.value,
               dstText,

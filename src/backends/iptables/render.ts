@@ -1,11 +1,10 @@
-// DesiredState → `iptables-restore --noflush` payload for one family (pure).
-// Rules are spelled the way iptables-save prints them, so a read-back compares equal.
-// The layout is specified in docs/design.md.
+// DesiredState → `iptables-restore --noflush` payload for one family (pure):
+// dockfw's chains, whose rules look the verdicts up in the family's ipsets
+// (sets.ts), so they change with the bridges and interfaces, never with the
+// containers. Rules are spelled the way iptables-save prints them, so a
+// read-back compares equal. The layout is specified in docs/design.md.
 import type { Family } from '../../docker/snapshot.js';
-import { formatInterval } from '../../net/intervals.js';
-import { parseIPv4, parseIPv6 } from '../../net/ip.js';
-import type { DesiredBinding, DesiredRule, DesiredState, RuleSources } from '../../policy/desired.js';
-import type { Protocol } from '../../docker/snapshot.js';
+import type { DesiredState } from '../../policy/desired.js';
 import {
   CATCH_ALL_COMMENT,
   CHAIN_DROP,
@@ -13,18 +12,20 @@ import {
   CHAIN_IN,
   CHAIN_PRE,
   CHAIN_PUBLISHED,
-  containerComment,
   OWNED_CHAINS,
   OWNED_MANGLE_CHAINS,
   OWNED_PREFIX,
   RECORD_IPSETS,
 } from './chains.js';
+import { SET_MATCH, setName, type SetRole } from './sets.js';
 
-/** Per family: whether DOCKFW-DROP notes each drop in the family's record ipset (it must exist first). */
 export interface RenderOptions {
+  /** Whether DOCKFW-DROP notes each drop in the family's record ipset (it must exist first). */
   readonly records?: boolean;
   /** Declare the jump's parent chain too (it does not exist yet: declaring an existing chain flushes it). */
   readonly declareParent?: boolean;
+  /** Established and related packets skip the lookups (only where revoking cuts live connections). */
+  readonly fastPath?: boolean;
 }
 
 /** Where the jump to CHAIN_ENTRY is now: parent chain and 1-based rule numbers of `-j DOCKFW` rules. */
@@ -42,7 +43,6 @@ export interface InstalledState {
 
 const INTERFACE = /^[A-Za-z0-9_.+-]{1,15}$/;
 const CHAIN = /^[A-Za-z0-9_.-]{1,28}$/;
-const CONTAINER_ID = /^[0-9a-f]{12,64}$/;
 
 /** Thrown when something that would reach the kernel is not what the core promises. */
 export class RenderError extends Error {
@@ -52,18 +52,6 @@ export class RenderError extends Error {
 function checked(pattern: RegExp, text: string, what: string): string {
   if (!pattern.test(text)) throw new RenderError(`refusing to render ${what} ${JSON.stringify(text)}`);
   return text;
-}
-
-function checkedAddress(family: Family, text: string): string {
-  const ok = family === 4 ? parseIPv4(text) !== undefined : parseIPv6(text) !== undefined;
-  if (!ok) throw new RenderError(`refusing to render IPv${family} address ${JSON.stringify(text)}`);
-  return text;
-}
-
-function checkedPort(port: number): number {
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new RenderError(`refusing to render port ${port}`);
-  return port;
 }
 
 /**
@@ -99,39 +87,21 @@ function entryRules(desired: DesiredState, entry: string, judge: string): string
   ];
 }
 
-interface Judged {
-  readonly chain: string;
-  readonly family: Family;
-  /** `-d …` or '' for every address. */
-  readonly destination: string;
-  readonly protocol: Protocol;
-  readonly portFrom: number;
-  readonly portTo: number;
-  readonly sources: RuleSources;
-  readonly containerId: string;
+/** `-m set` lookups of one family's verdict set (the sets are in sets.ts). */
+function lookup(role: SetRole, family: Family): string {
+  return `-m set --match-set ${setName(role, family)} ${SET_MATCH[role]}`;
 }
 
-/** RETURN for each allowed source, then DROP for everyone else (RETURN alone for `any`). */
-function judgedRules(j: Judged): string[] {
-  const from = checkedPort(j.portFrom);
-  const to = checkedPort(j.portTo);
-  const ports = from === to ? `${from}` : `${from}:${to}`;
-  const proto = j.protocol;
-  if (proto !== 'tcp' && proto !== 'udp' && proto !== 'sctp')
-    throw new RenderError(`refusing protocol ${String(proto)}`);
-  const comment = `-m comment --comment "${containerComment(checked(CONTAINER_ID, j.containerId, 'container id'))}"`;
-  const portMatch = `-m ${proto} --dport ${ports}`;
-  const destination = j.destination === '' ? '' : `${j.destination} `;
-  if (j.sources === 'any') {
-    return [`-A ${j.chain} ${destination}-p ${proto} ${portMatch} ${comment} -j RETURN`];
-  }
-  const allows = j.sources.map((interval) => {
-    const source = formatInterval(j.family, interval);
-    return source.kind === 'cidr'
-      ? `-A ${j.chain} -s ${source.text} ${destination}-p ${proto} ${portMatch} ${comment} -j RETURN`
-      : `-A ${j.chain} ${destination}-p ${proto} -m iprange --src-range ${source.text} ${portMatch} ${comment} -j RETURN`;
-  });
-  return [...allows, `-A ${j.chain} ${destination}-p ${proto} ${portMatch} ${comment} -j ${CHAIN_DROP}`];
+/**
+ * Packets of connections already let in (or related to them: ICMP errors)
+ * skip the lookups. Only where revoking a source also cuts its live
+ * connections (otherwise a revoked source would keep its connection): nothing
+ * new passes here, a new connection is judged on its first packet.
+ */
+function fastPathRules(chain: string, options: RenderOptions): string[] {
+  return options.fastPath === true
+    ? [`-A ${chain} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`]
+    : [];
 }
 
 /**
@@ -153,15 +123,7 @@ function dropRules(family: Family, options: RenderOptions): string[] {
   return [...record, `-A ${CHAIN_DROP} -j DROP`];
 }
 
-function hostRoute(family: Family, address: string): string {
-  return `-d ${checkedAddress(family, address)}/${family === 4 ? 32 : 128}`;
-}
-
-function containerRules(rule: DesiredRule): string[] {
-  return judgedRules({ ...rule, chain: CHAIN_IN, destination: hostRoute(rule.family, rule.address) });
-}
-
-function inRules(desired: DesiredState, family: Family): string[] {
+function inRules(desired: DesiredState, family: Family, options: RenderOptions): string[] {
   // Bridges unknown (boot guard): every interface, so custom bridge names are closed too.
   const outs =
     desired.bridgesUnknown === true ? [''] : catchAllPatterns(desired.bridges).map((n) => `-o ${n} `);
@@ -171,22 +133,19 @@ function inRules(desired: DesiredState, family: Family): string[] {
   );
   return [
     `-A ${CHAIN_IN} -m conntrack --ctdir REPLY -j RETURN`,
-    ...desired.rules.filter((r) => r.family === family).flatMap(containerRules),
+    ...fastPathRules(CHAIN_IN, options),
+    // The container address and port from an allowed source; judged ones from anyone else are dropped.
+    `-A ${CHAIN_IN} ${lookup('allowed', family)} -j RETURN`,
+    `-A ${CHAIN_IN} ${lookup('guarded', family)} -j ${CHAIN_DROP}`,
     ...catchAll,
   ];
 }
 
-/** A binding open to everyone needs no rule: nothing in the chain drops it. */
-function bindingRules(binding: DesiredBinding): string[] {
-  if (binding.sources === 'any') return [];
-  const destination = binding.hostAddress === undefined ? '' : hostRoute(binding.family, binding.hostAddress);
-  return judgedRules({ ...binding, chain: CHAIN_PUBLISHED, destination });
-}
-
-function publishedRules(desired: DesiredState, family: Family): string[] {
+function publishedRules(family: Family, options: RenderOptions): string[] {
   return [
     // Replies to connections the host or its containers opened.
     `-A ${CHAIN_PUBLISHED} -m conntrack --ctdir REPLY -j RETURN`,
+    ...fastPathRules(CHAIN_PUBLISHED, options),
     // Only packets routed on to another unicast address carry no binding. A local
     // address does (Docker's DNAT and docker-proxy), and so do broadcast, multicast
     // and anycast ones: docker-proxy's UDP sockets on 0.0.0.0/:: take those too.
@@ -195,7 +154,10 @@ function publishedRules(desired: DesiredState, family: Family): string[] {
     family === 4
       ? `-A ${CHAIN_PUBLISHED} -m addrtype --dst-type UNICAST -j RETURN`
       : `-A ${CHAIN_PUBLISHED} ! -d ff00::/8 -m addrtype ! --dst-type LOCAL -m addrtype ! --dst-type ANYCAST -j RETURN`,
-    ...desired.bindings.filter((b) => b.family === family).flatMap(bindingRules),
+    // A one-address binding from an allowed source, an every-address one (keyed on its port), else dropped.
+    `-A ${CHAIN_PUBLISHED} ${lookup('boundip', family)} -j RETURN`,
+    `-A ${CHAIN_PUBLISHED} ${lookup('boundany', family)} -j RETURN`,
+    `-A ${CHAIN_PUBLISHED} ${lookup('bound', family)} -j ${CHAIN_DROP}`,
   ];
 }
 
@@ -219,7 +181,7 @@ export function renderSyncPayload(
     ...(options.declareParent === true ? [`:${checked(CHAIN, jump.parent, 'chain')} - [0:0]`] : []),
     ...OWNED_CHAINS.map((chain) => `:${chain} - [0:0]`),
     ...entryRules(desired, CHAIN_ENTRY, CHAIN_IN),
-    ...inRules(desired, family),
+    ...inRules(desired, family, options),
     ...dropRules(family, options),
     ...jumpLines(jump, CHAIN_ENTRY),
     'COMMIT',
@@ -243,7 +205,7 @@ export function renderPreroutingPayload(
     '*mangle',
     ...OWNED_MANGLE_CHAINS.map((chain) => `:${chain} - [0:0]`),
     ...entryRules(desired, CHAIN_PRE, CHAIN_PUBLISHED),
-    ...publishedRules(desired, family),
+    ...publishedRules(family, options),
     ...dropRules(family, options),
     ...jumpLines(jump, CHAIN_PRE),
     'COMMIT',

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FakeIpset } from './fake-ipset.js';
 import { fakeIptables, saveText } from './fake-iptables.js';
 import { parseFilterTable } from './read.js';
 import { uninstall, uninstallPayloads } from './uninstall.js';
@@ -50,5 +51,15 @@ describe('uninstall', () => {
       'iptables-legacy-restore',
       'ip6tables-legacy-restore',
     ]);
+  });
+
+  it('destroys dockfw’s ipsets once no rule references them, and no one else’s', async () => {
+    const ipset = new FakeIpset();
+    for (const name of ['dockfw-allowed4', 'dockfw-guarded6-t', 'docker-ext-bridges-v4', 'other'])
+      ipset.tamper(['create', name, 'hash:ip,port']);
+    ipset.tamper(['create', 'dockfw-drops4', 'hash:ip,port,ip']);
+    const fake = fakeIptables({ 'iptables-nft-save': saveText({ FORWARD: [] }) }, undefined, ipset);
+    await uninstall({ run: fake.run, legacyTableNames: () => Promise.resolve('') });
+    expect(ipset.names()).toEqual(['docker-ext-bridges-v4', 'other']);
   });
 });

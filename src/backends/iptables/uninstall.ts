@@ -1,12 +1,14 @@
 // Removing everything dockfw owns: its jumps and its chains, in every variant
-// and family where they exist. Nothing else is touched.
+// and family where they exist, then its ipsets. Nothing else is touched.
 import type { Family } from '../../docker/snapshot.js';
 import { applyPayload } from './apply.js';
 import { CHAIN_ENTRY, CHAIN_PRE, DOCKER_USER, FORWARD, OWNED_PREFIX, PREROUTING } from './chains.js';
 import { CommandError, type CommandRunner } from '../command.js';
 import { procLegacyTableNames, variantsInUse } from './detect.js';
 import { jumpPositions, readFilterTable, type FilterTable, type Variant } from './read.js';
+import { destroySets } from './ipset.js';
 import { destroyRecordSets } from './records.js';
+import { allSetNames } from './sets.js';
 import { renderUninstallPayload } from './render.js';
 
 /** Payloads that remove dockfw from one table, in order; empty when nothing is there. */
@@ -90,7 +92,8 @@ export async function uninstall(deps: UninstallDeps): Promise<UninstallReport[]>
     }
   }
   if (!anyVariantRead && firstMissing) throw firstMissing;
-  // Last: a set cannot be destroyed while a rule references it.
+  // Last: a set cannot be destroyed while a rule references it. Only dockfw's own names.
+  await destroySets(deps.run, allSetNames());
   await destroyRecordSets(deps.run);
   return reports;
 }
