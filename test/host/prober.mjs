@@ -95,10 +95,11 @@ function stop() {
   const wait = setInterval(() => {
     if (inFlight > 0 && Date.now() < deadline) return;
     clearInterval(wait);
+    // Exit once the line is written: a large one to a pipe is written asynchronously.
     process.stdout.write(
       `${JSON.stringify({ from, intervalMs, startedAt, stoppedAt, inFlight, targets: stats })}\n`,
+      () => process.exit(0),
     );
-    process.exit(0);
   }, 10);
 }
 process.on('SIGTERM', stop);
