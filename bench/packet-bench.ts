@@ -130,15 +130,11 @@ async function flow(topology: Topology, seconds: number): Promise<number> {
   return json.end.sum_received.bits_per_second;
 }
 
-const PACKET_MISSED = `Why: every packet of the flow in the original direction (only replies return early)
-is looked up in allowed4, a set of concatenations with intervals (nft's "pipapo" set type);
-its lookup walks bitmaps whose size grows with the number of elements (23,000 for 1,000
-containers), so the per-packet cost is not flat after all: compare the figure with 5x the
-containers. The machine's load adds noise between rounds.
-What would meet it: judge a connection once: \`ct state established\` return before the
-lookups, so only a flow's first packet pays (then removing a source stops new connections,
-not ones already open, as with Docker's own rules), or an exact-match (hash) set for
-single-address sources, which most labels use, with the interval set only for ranges.`;
+const PACKET_MISSED = `Why: the rules are as dockfw writes them where conntrack works: an established
+connection returns before the lookups, so only a flow's first packets pay for the sets. What
+is left is the cost of the chains being in the path at all (the hook, a conntrack state
+match, for iptables the jump from DOCKER-USER) and noise between rounds on a small shared
+machine: compare the figure at 5x the containers, which shows whether it grows with them.`;
 
 type Flavour = { label: string; backend: 'iptables' | 'nftables'; variant: Variant; others: number };
 
@@ -162,15 +158,12 @@ export async function packetBench(
     `Packet path: one TCP flow to a published port, dockfw rules for ${options.others} other containers present`,
   );
   const { others } = options;
-  const flavours: Flavour[] = [
-    { label: 'iptables-nft', backend: 'iptables', variant: 'nft', others },
-    { label: 'iptables-legacy', backend: 'iptables', variant: 'legacy', others },
-    // The iptables layout looks sets up too: the same with 5x the containers.
-    { label: 'iptables-nft', backend: 'iptables', variant: 'nft', others: others * 5 },
-    { label: 'nftables', backend: 'nftables', variant: 'nft', others },
-    // Does a packet's cost grow with the set's elements? The same with 5x the containers.
-    { label: 'nftables', backend: 'nftables', variant: 'nft', others: others * 5 },
-  ];
+  // Does a packet's cost grow with the sets' elements? Each backend with 5x the containers too.
+  const flavours: Flavour[] = [others, others * 5].flatMap((n) => [
+    { label: 'iptables-nft', backend: 'iptables' as const, variant: 'nft' as const, others: n },
+    { label: 'iptables-legacy', backend: 'iptables' as const, variant: 'legacy' as const, others: n },
+    { label: 'nftables', backend: 'nftables' as const, variant: 'nft' as const, others: n },
+  ]);
   let allRefused = true;
   for (const flavour of flavours) {
     const topology = await buildTopology();
@@ -196,7 +189,7 @@ export async function packetBench(
         flavour.backend === 'nftables'
           ? // As dockfw writes it where conntrack works: established packets take the fast path.
             renderTablePayload({ ...tableSpec(state), fastPath: true })
-          : renderSyncPayload(state, 4, { parent: 'DOCKER-USER', positions: [] });
+          : renderSyncPayload(state, 4, { parent: 'DOCKER-USER', positions: [] }, { fastPath: true });
       await sleep(300);
       const without: number[] = [];
       const withRules: number[] = [];
@@ -223,17 +216,13 @@ export async function packetBench(
         .catch(() => true);
       const ratio = median(withRules) / median(without);
       const gbit = (bps: number): string => `${(bps / 1e9).toFixed(2)} Gbit/s`;
-      const nft = flavour.backend === 'nftables' && flavour.others === others;
+      const wanted = flavour.others === others ? 0.95 : 0.9;
       report.figure({
         name: `${flavour.label}, ${flavour.others} others: with / without dockfw's rules (median of ${options.rounds} × ${options.seconds} s each)`,
         value: `${ratio.toFixed(3)} (${gbit(median(withRules))} / ${gbit(median(without))})`,
-        target: nft ? 'at least 0.95' : '',
-        ...(nft
-          ? {
-              met: ratio >= 0.95,
-              ifMissed: PACKET_MISSED,
-            }
-          : {}),
+        target: `at least ${wanted}`,
+        met: ratio >= wanted,
+        ifMissed: PACKET_MISSED,
       });
       allRefused &&= refused;
       if (!refused)

@@ -54,6 +54,7 @@ export function createBackend(name: BackendName, options: BackendOptions = {}): 
     run: runCommand,
     ...(dropRecords === undefined ? {} : { dropRecords }),
     ...(options.iptablesVariant ? { guardVariant: options.iptablesVariant } : {}),
+    ...(options.fastPath === true ? { fastPath: true } : {}),
     onIpv6Unavailable: (error) =>
       logger?.warn({ error: error.message }, 'ip6tables not available: IPv6 not managed'),
     onRecordsUnavailable: (error) =>
