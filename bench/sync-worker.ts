@@ -14,7 +14,7 @@ import { type CommandRunner } from '../src/backends/command.js';
 import { runCommand } from '../src/backends/iptables/command.js';
 import { CHAIN_IN } from '../src/backends/iptables/chains.js';
 import { restoreCommand } from '../src/backends/iptables/read.js';
-import { tokenizeRule } from '../src/backends/iptables/read.js';
+import { SET_ROLES, SET_TYPES, setName } from '../src/backends/iptables/sets.js';
 import { IptablesReconciler } from '../src/backends/iptables/reconcile.js';
 import { runNft } from '../src/backends/nftables/command.js';
 import { NftablesReconciler } from '../src/backends/nftables/reconcile.js';
@@ -45,6 +45,7 @@ export interface SyncSpec {
 
 interface Command {
   readonly file: string;
+  readonly args: readonly string[];
   readonly write: boolean;
   readonly ms: number;
   readonly endedAt: number;
@@ -93,7 +94,11 @@ const log: Command[] = [];
 const NAIVE_BUDGET_MS = 10_000;
 
 function isWrite(file: string, args: readonly string[]): boolean {
-  return file.endsWith('-restore') || (file === 'nft' && args.includes('-f'));
+  return (
+    file.endsWith('-restore') ||
+    (file === 'nft' && args.includes('-f')) ||
+    (file === 'ipset' && args[0] === 'restore')
+  );
 }
 
 /** The real runners, counted and timed. */
@@ -105,7 +110,7 @@ const counted: CommandRunner = async (file, args, input) => {
   } finally {
     const endedAt = wallNow();
     const write = isWrite(file, args);
-    log.push({ file, write, ms: endedAt - started, endedAt, input: write ? input : undefined });
+    log.push({ file, args, write, ms: endedAt - started, endedAt, input: write ? input : undefined });
   }
 };
 
@@ -160,37 +165,46 @@ async function timed(action: () => Promise<unknown>): Promise<PhaseSample> {
   return sample;
 }
 
-/** Removes dockfw's per-container rules behind its back (not counted), so the next sync writes them all. */
+/**
+ * Removes dockfw's per-container verdicts behind its back (not counted), so the
+ * next sync writes them all: the nftables table; the iptables IPv4 verdict sets'
+ * elements (and DOCKFW-IN's constant rules).
+ */
 async function removeOwnedRules(spec: SyncSpec): Promise<void> {
-  if (spec.backend === 'nftables') await runNft('nft', ['delete', 'table', 'inet', 'dockfw']);
-  else
-    await runCommand(
-      restoreCommand(4, spec.variant),
-      ['--noflush', '-w'],
-      `*filter\n:${CHAIN_IN} - [0:0]\nCOMMIT\n`,
-    );
+  if (spec.backend === 'nftables') {
+    await runNft('nft', ['delete', 'table', 'inet', 'dockfw']);
+    return;
+  }
+  for (const role of SET_ROLES) await runCommand('ipset', ['flush', setName(role, 4)]);
+  await runCommand(
+    restoreCommand(4, spec.variant),
+    ['--noflush', '-w'],
+    `*filter\n:${CHAIN_IN} - [0:0]\nCOMMIT\n`,
+  );
 }
 
-/** One command per rule for a sample of the payload's rules; ms per rule. */
+/** One `ipset add` per element for a sample of the batch's elements, into a set of their own; ms per element. */
 async function naiveIptables(
   spec: SyncSpec,
   payload: string,
 ): Promise<{ sampled: number; perRuleMs: number }> {
-  const tool = `iptables-${spec.variant}`;
-  const lines = payload.split('\n').filter((l) => l.startsWith(`-A ${CHAIN_IN} `));
-  await runCommand(tool, ['-w', '-N', 'DOCKFW-NAIVE']);
+  const allowed = setName('allowed', 4);
+  const elements = payload
+    .split('\n')
+    .map((line) => /^add (?:-exist )?(\S+) (\S+)/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null && m[1]?.startsWith(allowed) === true)
+    .map((m) => m[2] ?? '');
+  await runCommand('ipset', ['create', 'dockfw-naive', SET_TYPES.allowed, 'maxelem', '1048576']);
   const deadline = Date.now() + NAIVE_BUDGET_MS;
   let done = 0;
   const started = wallNow();
-  for (const line of lines.slice(0, spec.naiveSample)) {
-    const args = tokenizeRule(line.slice(`-A ${CHAIN_IN} `.length));
-    await runCommand(tool, ['-w', '-A', 'DOCKFW-NAIVE', ...args]);
+  for (const element of elements.slice(0, spec.naiveSample)) {
+    await runCommand('ipset', ['add', '-exist', 'dockfw-naive', element]);
     done++;
     if (Date.now() > deadline) break;
   }
   const perRuleMs = (wallNow() - started) / done;
-  await runCommand(tool, ['-w', '-F', 'DOCKFW-NAIVE']);
-  await runCommand(tool, ['-w', '-X', 'DOCKFW-NAIVE']);
+  await runCommand('ipset', ['destroy', 'dockfw-naive']);
   return { sampled: done, perRuleMs };
 }
 
@@ -227,7 +241,8 @@ async function naiveNft(spec: SyncSpec, payload: string): Promise<{ sampled: num
 }
 
 function ruleCount(spec: SyncSpec, payload: string): number {
-  if (spec.backend === 'iptables') return payload.split('\n').filter((l) => l.startsWith('-A ')).length;
+  if (spec.backend === 'iptables')
+    return payload.split('\n').filter((l) => l.startsWith('-A ') || l.startsWith('add ')).length;
   return payload.split('\n').filter((l) => /^\t\t\t\d/.test(l)).length;
 }
 
@@ -270,7 +285,7 @@ async function starts(spec: SyncSpec, firewall: Firewall): Promise<StartSample[]
         spec.socket,
         '/_bench/start',
       );
-      const needle = spec.backend === 'nftables' ? `${address} . ` : `${address}/32`;
+      const needle = spec.backend === 'nftables' ? `${address} . ` : ` ${address},`;
       const holds = (c: Command): boolean => c.write && c.input?.includes(needle) === true;
       await waitFor(() => log.some(holds), 120_000, `rules for ${address}`);
       const write = log.find(holds);
@@ -298,11 +313,19 @@ async function starts(spec: SyncSpec, firewall: Firewall): Promise<StartSample[]
 async function elementAdds(spec: SyncSpec): Promise<number[]> {
   const samples: number[] = [];
   for (let i = 0; i < spec.elementAdds; i++) {
-    const element = `10.255.${i >> 8}.${i & 255} . tcp . 9 . 192.0.2.1`;
+    const address = `10.255.${i >> 8}.${i & 255}`;
     const started = wallNow();
-    await runNft('nft', ['add', 'element', 'inet', 'dockfw', 'allowed4', `{ ${element} }`]);
-    samples.push(wallNow() - started);
-    await runNft('nft', ['delete', 'element', 'inet', 'dockfw', 'allowed4', `{ ${element} }`]);
+    if (spec.backend === 'nftables') {
+      const element = `{ ${address} . tcp . 9 . 192.0.2.1 }`;
+      await runNft('nft', ['add', 'element', 'inet', 'dockfw', 'allowed4', element]);
+      samples.push(wallNow() - started);
+      await runNft('nft', ['delete', 'element', 'inet', 'dockfw', 'allowed4', element]);
+    } else {
+      const element = `${address},tcp:9,192.0.2.1`;
+      await runCommand('ipset', ['add', setName('allowed', 4), element]);
+      samples.push(wallNow() - started);
+      await runCommand('ipset', ['del', setName('allowed', 4), element]);
+    }
   }
   return samples;
 }
@@ -325,24 +348,24 @@ async function main(): Promise<void> {
   const first = await timed(() => sync(reasons));
   const full: PhaseSample[] = [];
   let payload = '';
+  let writes: Command[] = [];
   for (let i = 0; i < spec.repeats; i++) {
     await removeOwnedRules(spec);
     full.push(
       await timed(async () => {
         await sync(reasons);
-        payload = log.find((c) => c.write)?.input ?? payload;
+        const written = log.filter((c) => c.write);
+        if (written.length > 0) writes = written;
+        payload = written.map((c) => c.input ?? '').join('');
       }),
     );
   }
+  // The floor: the same writes (iptables: the ipset batch and the chains) replayed alone.
   const floorMs: number[] = [];
-  const [file, args] =
-    spec.backend === 'nftables'
-      ? (['nft', ['-f', '-']] as const)
-      : ([restoreCommand(4, spec.variant), ['--noflush', '-w']] as const);
   for (let i = 0; i < spec.repeats; i++) {
     await removeOwnedRules(spec);
     const started = wallNow();
-    await (file === 'nft' ? runNft : runCommand)(file, args, payload);
+    for (const w of writes) await (w.file === 'nft' ? runNft : runCommand)(w.file, w.args, w.input);
     floorMs.push(wallNow() - started);
   }
   const check: PhaseSample[] = [];
