@@ -9,24 +9,24 @@ import {
   CHAIN_PUBLISHED,
   containerComment,
   PREROUTING,
-} from '../backends/iptables/chains.js';
+} from './iptables/chains.js';
 import {
   jumpPositions,
   normalizeRule,
   tokenizeRule,
   type FilterTable,
   type Variant,
-} from '../backends/iptables/read.js';
-import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
-import { tableSpec } from '../backends/nftables/elements.js';
-import { BASE_CHAINS, CHAIN, PRE_CHAIN, type SetName } from '../backends/nftables/names.js';
-import type { TableSeen } from '../backends/nftables/read.js';
-import { chainRules, publishedRules, ruleComment } from '../backends/nftables/render.js';
+} from './iptables/read.js';
+import { renderPreroutingPayload, renderSyncPayload } from './iptables/render.js';
+import { tableSpec } from './nftables/elements.js';
+import { BASE_CHAINS, CHAIN, PRE_CHAIN, type SetName } from './nftables/names.js';
+import type { TableSeen } from './nftables/read.js';
+import { chainRules, publishedRules, ruleComment } from './nftables/render.js';
 import type { Family } from '../docker/snapshot.js';
 import type { Interval } from '../net/intervals.js';
 import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../net/ip.js';
 import type { DesiredState } from '../policy/desired.js';
-import type { Judgement } from './decide.js';
+import type { Judgement } from '../explain/decide.js';
 
 export type KernelStatus = 'holds' | 'missing' | 'not-needed' | 'not-checked';
 
