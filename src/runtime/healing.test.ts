@@ -314,7 +314,9 @@ describe('self-healing (runner + sync + nftables firewall, fake kernel)', () => 
     runner.request('startup');
     await clock.advance(200);
     const rules = kernel.chain('forward');
-    kernel.outside('insert rule inet dockfw forward ip daddr @guarded4 accept comment "opens"\n');
+    kernel.outside(
+      'insert rule inet dockfw forward ip daddr . meta l4proto . th dport @guarded4 accept comment "opens"\n',
+    );
     runner.request('periodic');
     await clock.advance(200);
     expect(kernel.chain('forward')).toEqual(rules);

@@ -139,11 +139,37 @@ const overlap = (a: readonly Range[], b: readonly Range[]): boolean =>
     return o !== undefined && r[0] <= o[1] && o[0] <= r[1];
   });
 
+const inside = (point: readonly bigint[], box: readonly Range[]): boolean =>
+  box.every((r, i) => {
+    const p = point[i];
+    return p !== undefined && r[0] <= p && p <= r[1];
+  });
+
+/**
+ * Whether an interval element may not join one held. One field (nft's own
+ * check): any overlap. Concatenations (the kernel's pipapo set): only when the
+ * new element's first or last point lies inside the held one; other overlaps
+ * are taken.
+ */
+function clashes(held: readonly Range[], added: readonly Range[]): boolean {
+  if (added.length === 1) return overlap(held, added);
+  return (
+    inside(
+      added.map((r) => r[0]),
+      held,
+    ) ||
+    inside(
+      added.map((r) => r[1]),
+      held,
+    )
+  );
+}
+
 function addElement(set: FakeSet, text: string): void {
   const ranges = elementRanges(set, text);
   for (const [, existing] of set.elements) {
     if (same(existing, ranges)) return; // `add` of an element already there is no error
-    if (set.flags.includes('interval') && overlap(existing, ranges))
+    if (set.flags.includes('interval') && clashes(existing, ranges))
       throw new Rejection(`interval overlaps with an existing one: ${text}`);
   }
   if (set.size !== undefined && set.elements.size >= set.size)
@@ -206,7 +232,13 @@ function checkRule(table: FakeTable, text: string): void {
   if (tokens.length === 0) throw new Rejection('syntax error, empty rule');
   tokens.forEach((token, i) => {
     if (token.startsWith('@')) {
-      if (!table.sets.has(token.slice(1))) throw new Rejection(`Set '${token.slice(1)}' does not exist`);
+      const set = table.sets.get(token.slice(1));
+      if (!set) throw new Rejection(`Set '${token.slice(1)}' does not exist`);
+      const types = tokens[i - 1] === 'update' ? keyTypes(tokens, i + 2, 1) : keyTypes(tokens, i - 1, -1);
+      if (types.join(' . ') !== set.type.join(' . '))
+        throw new Rejection(
+          `datatype mismatch, expected ${set.type.join(' . ')}, expression has type ${types.join(' . ')}`,
+        );
     } else if (tokens[i - 1] === 'jump') {
       if (!table.chains.has(token)) throw new Rejection(`Could not process rule: No such file or directory`);
       if (table.chains.get(token)?.base)
@@ -215,6 +247,39 @@ function checkRule(table: FakeTable, text: string): void {
       throw new Rejection(`syntax error, unexpected ${token}`);
     }
   });
+}
+
+/** The datatype of each selector a rule's rules use. */
+const SELECTOR_TYPES: Readonly<Record<string, string>> = {
+  'ip daddr': 'ipv4_addr',
+  'ip saddr': 'ipv4_addr',
+  'ip6 daddr': 'ipv6_addr',
+  'ip6 saddr': 'ipv6_addr',
+  'meta l4proto': 'inet_proto',
+  'th dport': 'inet_service',
+  iifname: 'ifname',
+  oifname: 'ifname',
+};
+
+/**
+ * The types of the `a . b . c` key next to a set reference: read backwards from
+ * `at` (a lookup: `KEY [!=] @set`) or forwards (an update: `@set { KEY }`).
+ */
+function keyTypes(tokens: readonly string[], at: number, step: 1 | -1): string[] {
+  const types: string[] = [];
+  let i = at;
+  if (step === -1 && tokens[i] === '!=') i--;
+  for (;;) {
+    const one = tokens[i] ?? '';
+    const two = step === 1 ? `${one} ${tokens[i + 1] ?? ''}` : `${tokens[i - 1] ?? ''} ${one}`;
+    const type = SELECTOR_TYPES[two] ?? SELECTOR_TYPES[one];
+    if (type === undefined) break;
+    types.push(type);
+    i += SELECTOR_TYPES[two] === undefined ? step : 2 * step;
+    if (tokens[i] !== '.') break;
+    i += step;
+  }
+  return step === 1 ? types : types.reverse();
 }
 
 /** `TEXT comment "C"` → the rule text and its comment. */
@@ -498,7 +563,8 @@ export class FakeNftKernel {
           type: set.type.length === 1 ? set.type[0] : set.type,
           handle: handle++,
           ...(set.size === undefined ? {} : { size: set.size }),
-          flags: set.flags,
+          // The kernel keeps `dynamic` but does not list it.
+          flags: set.flags.filter((f) => f !== 'dynamic'),
           ...(set.timeout === undefined ? {} : { timeout: set.timeout }),
           ...(set.counter ? { stmt: [{ counter: null }] } : {}),
           ...(terse || elem.length === 0 ? {} : { elem }),
