@@ -6,19 +6,23 @@ import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { Family } from '../docker/snapshot.js';
-import type { KernelView } from '../explain/kernel.js';
 import type { DockerClient } from '../docker/docker-client.js';
 import type { HostInterface } from '../policy/judge-flow.js';
+import type { CommandRunner } from './command.js';
 import { Conntrack } from './conntrack.js';
 import type { BackendName, Firewall, FirewallSync, IptablesVariant } from './firewall.js';
 import { DOCKER_USER, FORWARD, OWNED_PREFIX } from './iptables/chains.js';
 import { runCommand } from './iptables/command.js';
 import { IptablesFirewall } from './iptables/firewall.js';
 import { readIptables } from './iptables/kernel-view.js';
+import { readIpsetRecords } from './iptables/records.js';
+import type { KernelView } from './kernel-check.js';
 import { runNft } from './nftables/command.js';
 import { TABLE_NAME } from './nftables/names.js';
 import { readTable } from './nftables/read.js';
+import { readNftRecords } from './nftables/records.js';
 import { NftablesFirewall } from './nftables/firewall.js';
+import type { RecordSets } from './record-sets.js';
 import { RevokingFirewall } from './revocation.js';
 import { SelectedFirewall } from './select.js';
 
@@ -66,6 +70,27 @@ export function createBackend(name: BackendName, options: BackendOptions = {}): 
 export async function readKernelView(backend: BackendName, families: readonly Family[]): Promise<KernelView> {
   if (backend === 'nftables') return { backend, table: await readTable(runNft) };
   return readIptables(families);
+}
+
+/**
+ * What `dockfw explain` compares a judgement with: the kernel view and its
+ * check, spelled by each backend's own renderers (src/backends/kernel-check.ts).
+ */
+export {
+  checkJudgement,
+  overallStatus,
+  type KernelCheck,
+  type KernelStatus,
+  type KernelView,
+} from './kernel-check.js';
+
+/**
+ * A backend's drop records (nftables: its record sets in table inet dockfw;
+ * iptables: the record ipsets). `run`: the tool runner (default: the real one).
+ */
+export function readBackendRecords(backend: BackendName, run?: CommandRunner): Promise<RecordSets> {
+  if (backend === 'nftables') return readNftRecords(run ?? runNft);
+  return readIpsetRecords(run ?? runCommand);
 }
 
 /** Every backend, for what must look everywhere (`dockfw uninstall`). */

@@ -10,7 +10,7 @@ import type { DockerClient } from '../docker/docker-client.js';
 import { createDockerClient } from '../docker/dockerode-client.js';
 import type { EngineSnapshot } from '../docker/snapshot.js';
 import { explain, type Explanation } from '../explain/decide.js';
-import type { KernelView } from '../explain/kernel.js';
+import type { KernelView } from '../backends/create.js';
 import { formatTarget, parseQuery, QueryError } from '../explain/query.js';
 import { buildReport, exitCode, renderText, toJson } from '../explain/report.js';
 import { desiredState } from '../policy/desired.js';

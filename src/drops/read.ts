@@ -1,10 +1,7 @@
 // Reads the drop records of whichever backend holds them.
 import type { Config } from '../config/config.js';
 import { CommandError, type CommandRunner } from '../backends/command.js';
-import { runCommand } from '../backends/iptables/command.js';
-import { readIpsetRecords } from '../backends/iptables/records.js';
-import { runNft } from '../backends/nftables/command.js';
-import { readNftRecords } from '../backends/nftables/records.js';
+import { readBackendRecords } from '../backends/create.js';
 import type { Family } from '../docker/snapshot.js';
 import type { DropRecord } from './record.js';
 
@@ -53,7 +50,7 @@ export async function readDropRecords(
       throw error;
     }
   };
-  await attempt('nftables', () => readNftRecords(runners.nft ?? runNft));
-  await attempt('iptables', () => readIpsetRecords(runners.ipset ?? runCommand));
+  await attempt('nftables', () => readBackendRecords('nftables', runners.nft));
+  await attempt('iptables', () => readBackendRecords('iptables', runners.ipset));
   return { records, sources };
 }

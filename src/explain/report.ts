@@ -8,7 +8,7 @@ import {
   type KernelCheck,
   type KernelStatus,
   type KernelView,
-} from './kernel.js';
+} from '../backends/create.js';
 
 export interface KernelSummary {
   /** The backend read, or undefined when the kernel was not read. */

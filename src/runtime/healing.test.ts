@@ -1,9 +1,12 @@
-// Self-healing with the real runner, sync and iptables reconciler against a
-// stateful fake of the kernel table: checks that find nothing write nothing,
-// outside damage is repaired once and logged as drift, and the ruleset watch
-// cannot feed on dockfw's own writes.
+// Self-healing with the real runner, sync and each backend's reconciler against
+// a stateful fake of the kernel (iptables tables, nftables' table inet dockfw):
+// checks that find nothing write nothing, outside damage is repaired once and
+// logged as drift, and the ruleset watch cannot feed on dockfw's own writes.
 import { describe, expect, it } from 'vitest';
+import type { FirewallSync } from '../backends/firewall.js';
 import { IptablesReconciler } from '../backends/iptables/reconcile.js';
+import { FakeNftKernel } from '../backends/nftables/fake-nft-kernel.js';
+import { NftablesFirewall } from '../backends/nftables/firewall.js';
 import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
@@ -63,7 +66,33 @@ class KernelMonitor implements MonitorProcess {
 
 const WEB_ID = 'a'.repeat(64);
 
+/** A fake kernel: it calls `onWrite` after each write dockfw makes. */
+interface WatchedKernel {
+  onWrite: (() => void) | undefined;
+}
+
+function iptablesBackend() {
+  const kernel = new FakeIptablesKernel('nft');
+  const firewall = new IptablesReconciler({ run: kernel.run, legacyTableNames: () => Promise.resolve('') });
+  return { kernel, firewall };
+}
+
+function nftablesBackend() {
+  const kernel = new FakeNftKernel();
+  return { kernel, firewall: new NftablesFirewall({ run: kernel.run }) };
+}
+
 function setup(options: { watch?: boolean; daemon?: boolean } = {}) {
+  const made = iptablesBackend();
+  return { ...wire(made.kernel, made.firewall, options), kernel: made.kernel };
+}
+
+function setupNft(options: { watch?: boolean; daemon?: boolean } = {}) {
+  const made = nftablesBackend();
+  return { ...wire(made.kernel, made.firewall, options), kernel: made.kernel };
+}
+
+function wire(kernel: WatchedKernel, firewall: FirewallSync, options: { watch?: boolean; daemon?: boolean }) {
   const clock = new FakeClock();
   const { logger, records } = memoryLogger();
   const docker = new FakeDockerClient();
@@ -71,8 +100,6 @@ function setup(options: { watch?: boolean; daemon?: boolean } = {}) {
     WEB_ID,
     inspectJson({ id: WEB_ID, name: 'web', labels: { 'dockfw.allow': '203.0.113.10' } }),
   );
-  const kernel = new FakeIptablesKernel('nft');
-  const firewall = new IptablesReconciler({ run: kernel.run, legacyTableNames: () => Promise.resolve('') });
   const drifts: number[] = [];
   const sync = createSync({
     docker,
@@ -104,7 +131,7 @@ function setup(options: { watch?: boolean; daemon?: boolean } = {}) {
     await runner.stop();
     await daemon?.stop();
   };
-  return { clock, records, kernel, runner, monitor, drifts, daemon, stop };
+  return { clock, records, runner, monitor, drifts, daemon, stop };
 }
 
 describe('self-healing (runner + sync + iptables reconciler, fake kernel)', () => {
@@ -220,6 +247,170 @@ describe('self-healing (runner + sync + iptables reconciler, fake kernel)', () =
     runner.request('startup');
     await clock.advance(10_000);
     expect(kernel.restores).toHaveLength(2);
+    expect(runner.syncs).toBe(2);
+    await stop();
+  });
+});
+
+describe('self-healing (runner + sync + nftables firewall, fake kernel)', () => {
+  const WEB_SOURCE = '203.0.113.10';
+  const allowsWeb = (elements: string[] | undefined) => elements?.some((e) => e.endsWith(` . ${WEB_SOURCE}`));
+
+  it('periodic checks write nothing while nothing drifted', async () => {
+    const { clock, records, kernel, runner, stop } = setupNft();
+    runner.request('startup');
+    await clock.advance(200);
+    expect(kernel.writes).toHaveLength(1);
+    for (let i = 0; i < 5; i++) {
+      runner.request('periodic');
+      await clock.advance(2000);
+    }
+    expect(runner.syncs).toBe(6);
+    expect(kernel.writes).toHaveLength(1);
+    expect(kernel.rejected).toEqual([]);
+    expect(records.filter((r) => r.msg === 'firewall in sync' && r.family === 'ipv4')).toHaveLength(5);
+    await stop();
+  });
+
+  it('repairs an outside flush of the forward chain once, logs what was missing, counts it, then writes nothing again', async () => {
+    const { clock, records, kernel, runner, drifts, stop } = setupNft();
+    runner.request('startup');
+    await clock.advance(200);
+    const rules = kernel.chain('forward');
+    expect(rules?.length).toBeGreaterThan(3);
+    kernel.outside('flush chain inet dockfw forward\n');
+    runner.request('periodic');
+    await clock.advance(200);
+    expect(kernel.writes).toHaveLength(2);
+    expect(kernel.chain('forward')).toEqual(rules);
+    const drift = records.find((r) => r.msg === 'drift found: re-applied the rules');
+    expect(drift).toMatchObject({ level: 40, family: 'ipv4', reasons: ['periodic'] });
+    expect(drift?.missing).toContain('rule dockfw catch-all');
+    expect(drifts).toEqual([4]);
+    runner.request('periodic');
+    await clock.advance(200);
+    expect(kernel.writes).toHaveLength(2);
+    expect(kernel.rejected).toEqual([]);
+    await stop();
+  });
+
+  it('takes out a foreign element that opens a port, and puts back a deleted one, writing only elements', async () => {
+    const { clock, kernel, runner, drifts, stop } = setupNft();
+    runner.request('startup');
+    await clock.advance(200);
+    const allowed = kernel.elements('allowed4');
+    expect(allowsWeb(allowed)).toBe(true);
+    const guarded = kernel.elements('guarded4') ?? [];
+    const web = guarded[0] ?? '';
+    kernel.outside(`add element inet dockfw allowed4 { ${web} . 198.51.100.7 }\n`);
+    kernel.outside(`delete element inet dockfw guarded4 { ${web} }\n`);
+    runner.request('periodic');
+    await clock.advance(200);
+    expect(kernel.elements('allowed4')).toEqual(allowed);
+    expect(kernel.elements('guarded4')).toEqual(guarded);
+    expect(kernel.writes.at(-1)).toMatch(/^delete element inet dockfw allowed4 /);
+    expect(drifts).toEqual([4]);
+    expect(kernel.rejected).toEqual([]);
+    await stop();
+  });
+
+  it('rewrites the table around a foreign rule, and re-creates a deleted table', async () => {
+    const { clock, kernel, runner, drifts, stop } = setupNft();
+    runner.request('startup');
+    await clock.advance(200);
+    const rules = kernel.chain('forward');
+    kernel.outside(
+      'insert rule inet dockfw forward ip daddr . meta l4proto . th dport @guarded4 accept comment "opens"\n',
+    );
+    runner.request('periodic');
+    await clock.advance(200);
+    expect(kernel.chain('forward')).toEqual(rules);
+    kernel.outside('delete table inet dockfw\n');
+    expect(kernel.exists).toBe(false);
+    runner.request('periodic');
+    await clock.advance(200);
+    expect(kernel.chain('forward')).toEqual(rules);
+    expect(allowsWeb(kernel.elements('allowed4'))).toBe(true);
+    expect(kernel.writes).toHaveLength(3);
+    expect(drifts).toEqual([4, 4]);
+    await stop();
+  });
+
+  it('a write the kernel refuses (the table deleted between read and write) falls back to the whole table', async () => {
+    const { clock, kernel, runner, stop } = setupNft();
+    runner.request('startup');
+    await clock.advance(200);
+    const guarded = kernel.elements('guarded4') ?? [];
+    kernel.outside(`delete element inet dockfw guarded4 { ${guarded[0] ?? ''} }\n`);
+    // Someone deletes the table right after dockfw's read: its element write is refused.
+    let raced = false;
+    const apply = kernel.apply.bind(kernel);
+    kernel.apply = (payload: string) => {
+      if (!raced && payload.startsWith('add element')) {
+        raced = true;
+        apply('delete table inet dockfw\n');
+      }
+      apply(payload);
+    };
+    runner.request('periodic');
+    await clock.advance(200);
+    expect(raced).toBe(true);
+    expect(kernel.rejected).toHaveLength(1);
+    expect(kernel.rejected[0]).toMatch(/^add element inet dockfw guarded4 /);
+    expect(kernel.writes.at(-1)).toMatch(/^add table inet dockfw\ndelete table inet dockfw\n/);
+    expect(kernel.elements('guarded4')).toEqual(guarded);
+    await stop();
+  });
+
+  it('the daemon’s ruleset watch repairs without a periodic check and skips commits of its own writers', async () => {
+    const { clock, kernel, monitor, drifts, daemon, stop } = setupNft({ daemon: true });
+    daemon?.start();
+    await clock.advance(10_000);
+    expect(kernel.writes).toHaveLength(1);
+    expect(daemon?.syncs).toBe(1);
+
+    const rules = kernel.chain('published');
+    kernel.outside('flush chain inet dockfw published\n');
+    monitor.changed();
+    await clock.advance(1000);
+    expect(kernel.chain('published')).toEqual(rules);
+    expect(drifts).toEqual([4]);
+    await clock.advance(30_000);
+    expect(kernel.writes).toHaveLength(2);
+    expect(daemon?.syncs).toBe(2);
+    await stop();
+  });
+
+  it('an outside flush landing right after dockfw’s own write is repaired by the watch', async () => {
+    const { clock, kernel, monitor, drifts, daemon, stop } = setupNft({ daemon: true });
+    daemon?.start();
+    await clock.advance(10_000);
+    expect(kernel.writes).toHaveLength(1);
+    const rules = kernel.chain('forward');
+    let flushAfterWrite = true;
+    kernel.onWrite = () => {
+      monitor.changed(OWN_WRITER);
+      if (!flushAfterWrite) return;
+      flushAfterWrite = false;
+      kernel.outside('flush chain inet dockfw forward\n');
+      monitor.changed(SOMEONE_ELSE);
+    };
+    kernel.outside('flush chain inet dockfw forward\n');
+    monitor.changed();
+    await clock.advance(1000);
+    expect(kernel.chain('forward')).toEqual(rules);
+    expect(drifts).toEqual([4, 4]);
+    await clock.advance(30_000);
+    expect(kernel.writes).toHaveLength(3);
+    expect(daemon?.syncs).toBe(3);
+    await stop();
+  });
+
+  it('a bare watch (no own-writer pids) still cannot loop: its own writes cost one read', async () => {
+    const { clock, kernel, runner, stop } = setupNft({ watch: true });
+    runner.request('startup');
+    await clock.advance(10_000);
+    expect(kernel.writes).toHaveLength(1);
     expect(runner.syncs).toBe(2);
     await stop();
   });

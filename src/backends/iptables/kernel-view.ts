@@ -1,7 +1,7 @@
 // What `dockfw explain` checks its verdict against in iptables: per family,
 // where Docker's rules are and dockfw's filter and mangle tables as they are now.
 import type { Family } from '../../docker/snapshot.js';
-import type { IptablesFamilyView, KernelView } from '../../explain/kernel.js';
+import type { IptablesFamilyView, KernelView } from '../kernel-check.js';
 import { runCommand } from './command.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type Placement } from './detect.js';
 import { readFamilySets } from './ipset.js';

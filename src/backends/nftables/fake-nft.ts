@@ -30,7 +30,7 @@ function jsonField(type: string, text: string): unknown {
   return dash < 0 ? text : { range: [text.slice(0, dash), text.slice(dash + 1)] };
 }
 
-function jsonElement(types: readonly string[], text: string): unknown {
+export function jsonElement(types: readonly string[], text: string): unknown {
   const parts = text.split(' . ');
   if (types.length === 1) return jsonField(types[0] ?? '', text);
   return { concat: parts.map((p, i) => jsonField(types[i] ?? '', p)) };

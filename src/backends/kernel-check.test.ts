@@ -1,18 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { parseFilterTable } from '../backends/iptables/read.js';
-import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
-import { familySets, SET_TYPES, setName } from '../backends/iptables/sets.js';
-import { tableSpec } from '../backends/nftables/elements.js';
-import type { TableSeen } from '../backends/nftables/read.js';
-import { chainRules, publishedRules, ruleComment } from '../backends/nftables/render.js';
-import { BASE_CHAINS } from '../backends/nftables/names.js';
+import { parseFilterTable } from './iptables/read.js';
+import { renderPreroutingPayload, renderSyncPayload } from './iptables/render.js';
+import { familySets, SET_TYPES, setName } from './iptables/sets.js';
+import { tableSpec } from './nftables/elements.js';
+import type { TableSeen } from './nftables/read.js';
+import { chainRules, publishedRules, ruleComment } from './nftables/render.js';
+import { BASE_CHAINS } from './nftables/names.js';
 import { loadConfig } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot } from '../docker/snapshot.js';
 import { desiredState, type DesiredState } from '../policy/desired.js';
-import { explain } from './decide.js';
-import { intervalOf, type KernelView } from './kernel.js';
-import { formatTarget, parseQuery } from './query.js';
-import { buildReport, exitCode, renderText, toJson } from './report.js';
+import { explain } from '../explain/decide.js';
+import { intervalOf, type KernelView } from './kernel-check.js';
+import { formatTarget, parseQuery } from '../explain/query.js';
+import { buildReport, exitCode, renderText, toJson } from '../explain/report.js';
 
 const web: ContainerSnapshot = {
   id: 'ab'.repeat(32),

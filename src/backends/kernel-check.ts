@@ -2,31 +2,19 @@
 // reads the kernel, this compares). The expected rule or element text comes
 // from the backends' own renderers for just that binding or rule, so it is
 // spelled exactly as a sync writes it and as the kernel lists it back.
-import {
-  CHAIN_ENTRY,
-  CHAIN_IN,
-  CHAIN_PRE,
-  CHAIN_PUBLISHED,
-  PREROUTING,
-} from '../backends/iptables/chains.js';
-import { jumpPositions, normalizeRule, type FilterTable, type Variant } from '../backends/iptables/read.js';
-import {
-  familySets,
-  setName,
-  type FamilySets,
-  type SetRole,
-  type SetSeen,
-} from '../backends/iptables/sets.js';
-import { renderPreroutingPayload, renderSyncPayload } from '../backends/iptables/render.js';
-import { tableSpec } from '../backends/nftables/elements.js';
-import { BASE_CHAINS, CHAIN, PRE_CHAIN, type SetName } from '../backends/nftables/names.js';
-import type { TableSeen } from '../backends/nftables/read.js';
-import { chainRules, publishedRules, ruleComment } from '../backends/nftables/render.js';
+import { CHAIN_ENTRY, CHAIN_IN, CHAIN_PRE, CHAIN_PUBLISHED, PREROUTING } from './iptables/chains.js';
+import { jumpPositions, normalizeRule, type FilterTable, type Variant } from './iptables/read.js';
+import { familySets, setName, type FamilySets, type SetRole, type SetSeen } from './iptables/sets.js';
+import { renderPreroutingPayload, renderSyncPayload } from './iptables/render.js';
+import { tableSpec } from './nftables/elements.js';
+import { BASE_CHAINS, CHAIN, PRE_CHAIN, type SetName } from './nftables/names.js';
+import type { TableSeen } from './nftables/read.js';
+import { chainRules, publishedRules, ruleComment } from './nftables/render.js';
 import type { Family } from '../docker/snapshot.js';
 import type { Interval } from '../net/intervals.js';
 import { FAMILY_BITS, parseIPv4, parseIPv6 } from '../net/ip.js';
 import type { DesiredState } from '../policy/desired.js';
-import type { Judgement } from './decide.js';
+import type { Judgement } from '../explain/decide.js';
 
 export type KernelStatus = 'holds' | 'missing' | 'not-needed' | 'not-checked';
 
