@@ -112,7 +112,19 @@ function hostInterfaces(): HostInterface[] {
   );
 }
 
-/** Can the connection table be read (the tool installed, the kernel's netlink interface there)? */
+/**
+ * Whether `dockfw run` here would cut revoked connections, and so write the fast
+ * path: the connection table can be read (the tool installed, the kernel's
+ * netlink interface there). `plan` asks it too, to print what run applies.
+ */
+export async function fastPathAvailable(conntrack: Conntrack = new Conntrack()): Promise<boolean> {
+  return conntrack.list(4).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Can the connection table be read? Says why not, once. */
 async function conntrackWorks(conntrack: Conntrack, logger: Logger): Promise<boolean> {
   try {
     await conntrack.list(4);

@@ -159,6 +159,8 @@ export interface RenderOptions {
   readonly dropRecords: number;
   /** iptables: the `ipset restore` batches that fill the verdict sets, instead of the rules. */
   readonly sets?: boolean;
+  /** Established packets skip the lookups, as `dockfw run` writes it where conntrack works. */
+  readonly fastPath?: boolean;
 }
 
 /** What `dockfw guard` did, or would do, at one place. */

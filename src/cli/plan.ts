@@ -1,7 +1,7 @@
 // `dockfw plan`: the exact payloads a sync would apply, plus a human summary.
 // Payloads go to stdout (pipeable into iptables-restore --test), the summary to stderr.
 import { readFile } from 'node:fs/promises';
-import { createBackend } from '../backends/create.js';
+import { createBackend, fastPathAvailable } from '../backends/create.js';
 import type { BackendName } from '../backends/firewall.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { parseInspectArray } from '../docker/inspect.js';
@@ -64,8 +64,9 @@ export function renderPayloads(
   dropRecords = 0,
   backend: BackendName = 'iptables',
   sets = false,
+  fastPath = false,
 ): string {
-  return createBackend(backend).render(desired, { families, dropRecords, sets });
+  return createBackend(backend).render(desired, { families, dropRecords, sets, fastPath });
 }
 
 /** Consecutive ports of one protocol with the same answer, as one line. */
@@ -146,8 +147,11 @@ export async function run(argv: string[]): Promise<number> {
         ? { containers: await readInspectFile(input), bridges: [] }
         : await readLiveSnapshot(config);
     const desired = desiredState(snapshot, config);
+    // As run would write it on this host: with the fast path where conntrack works.
+    const fastPath = await fastPathAvailable();
+    const backend = planBackend(config);
     process.stdout.write(
-      renderPayloads(desired, families, config.dropRecords, planBackend(config), values.sets === true),
+      renderPayloads(desired, families, config.dropRecords, backend, values.sets === true, fastPath),
     );
     process.stderr.write(renderSummary(desired));
     return 0;

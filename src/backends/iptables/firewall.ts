@@ -40,7 +40,7 @@ export interface IptablesFirewallOptions extends IptablesReconcilerOptions {
 export function renderIptablesPlan(desired: DesiredState, options: RenderOptions): string {
   const { families, dropRecords } = options;
   if (options.sets === true) return renderSetBatches(desired, families);
-  const render = { records: dropRecords > 0 };
+  const render = { records: dropRecords > 0, fastPath: options.fastPath === true };
   return families
     .map((family) => {
       const needs =

@@ -36,7 +36,8 @@ export class NftablesFirewall implements Firewall {
 
   /** One `nft -f` payload serves both families: `families` does not split it. */
   render(desired: DesiredState, options: RenderOptions): string {
-    return renderTablePayload(tableSpec(desired, options.dropRecords));
+    const spec = tableSpec(desired, options.dropRecords);
+    return renderTablePayload(options.fastPath === true ? { ...spec, fastPath: true } : spec);
   }
 
   async guard(empty: DesiredState): Promise<GuardOutcome[]> {
