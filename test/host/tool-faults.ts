@@ -39,6 +39,8 @@ export const REAL_TOOLS: Readonly<Record<string, string>> = Object.fromEntries(
     'iptables',
     'ip6tables',
     'nft',
+    // The iptables backend keeps its verdicts in ipsets.
+    'ipset',
   ].map((tool) => [tool, `/usr/sbin/${tool}`]),
 );
 
@@ -54,6 +56,12 @@ function wrapper(tool: string, real: string, modeFile: string): string {
     ...(tool === 'nft'
       ? [
           `  fail-restore) case " $* " in *" -f "*) echo '/dev/stdin:2:1-5: Error: injected failure' >&2; exit 1 ;; esac ;;`,
+        ]
+      : []),
+    // ipset writes with restore (the batch on stdin); save and list keep working.
+    ...(tool === 'ipset'
+      ? [
+          `  fail-restore) case " $* " in *" restore "*) echo 'ipset v7.17: Error in line 1: injected failure' >&2; exit 1 ;; esac ;;`,
         ]
       : []),
     `  hang) exec /bin/sleep ${HANG_SECONDS} ;;`,
