@@ -1,6 +1,7 @@
 // The rendered payloads against a real kernel: iptables-restore accepts them in both
-// variants (nft and legacy), iptables-save prints our rules back exactly as rendered,
-// the jump is repaired, and uninstall leaves nothing. Runs in throwaway network
+// variants (nft and legacy) once the verdict sets they look up are loaded, iptables-save
+// prints our rules back exactly as rendered, ipset save holds exactly the rendered
+// elements, the jump is repaired, and uninstall leaves nothing. Runs in throwaway network
 // namespaces only (needs root).
 import { execa } from 'execa';
 import fc from 'fast-check';
@@ -10,6 +11,15 @@ import {
   renderSyncPayload,
   renderUninstallPayload,
 } from '../../src/backends/iptables/render.js';
+import {
+  diffSets,
+  familySets,
+  parseSetSave,
+  renderSetsFull,
+  SET_ROLES,
+  setName,
+  setsDiffer,
+} from '../../src/backends/iptables/sets.js';
 import type { Family } from '../../src/docker/snapshot.js';
 import { loadConfig } from '../../src/config/config.js';
 import { desiredState, type DesiredState } from '../../src/policy/desired.js';
@@ -37,6 +47,27 @@ async function applyPayload(ns: string, family: Family, variant: Variant, payloa
     [tool(family, variant, '-restore'), '--noflush', '-w', ...(test ? ['--test'] : [])],
     payload,
   );
+}
+
+/** The family's verdict sets as the first sync writes them (the payloads' rules look them up). */
+async function loadSets(ns: string, family: Family, desired: DesiredState): Promise<void> {
+  await inNetns(
+    ns,
+    ['ipset', 'restore'],
+    renderSetsFull(family, familySets(desired, family), new Set(), new Set()),
+  );
+}
+
+/** What differs between the family's sets in the kernel and the ones rendered for `desired`. */
+async function setsDiff(ns: string, family: Family, desired: DesiredState) {
+  const names = SET_ROLES.map((role) => setName(role, family));
+  const text = (await Promise.all(names.map((name) => inNetns(ns, ['ipset', 'save', name])))).join('\n');
+  return diffSets(family, familySets(desired, family), parseSetSave(text, new Set(names)));
+}
+
+/** dockfw's sets in the namespace. */
+async function ownSets(ns: string): Promise<string[]> {
+  return (await inNetns(ns, ['ipset', 'list', '-n'])).split('\n').filter((n) => n.startsWith('dockfw-'));
 }
 
 /** Our lines and the parent chain's rules, as iptables-save prints them. */
@@ -147,12 +178,19 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
         });
       }
     }
+    // The sets last: a set still referenced by a rule cannot be destroyed.
+    for (const name of await ownSets(ns)) {
+      await execa('ip', ['netns', 'exec', ns, 'ipset', 'destroy', name], { env: { PATH }, reject: false });
+    }
+    expect(await ownSets(ns)).toEqual([]);
   }
 
   afterEach(reset);
 
   it.each(CASES)('%s: applies, reads back exactly, and repairs the jump', async (_name, desired) => {
     for (const family of [4, 6] as const) {
+      await loadSets(ns, family, desired);
+      expect(setsDiffer(await setsDiff(ns, family, desired))).toBe(false);
       const first = renderSyncPayload(desired, family, { parent: 'DOCKER-USER', positions: [] });
       await applyPayload(ns, family, variant, first, true);
       await applyPayload(ns, family, variant, first);
@@ -228,12 +266,24 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
       );
       now = await saved(ns, family, variant);
       expect(now).toEqual({ chains: [], owned: [], parent: ['-A DOCKER-USER -p udp -j DROP'] });
+      // No rule looks the sets up any more: every one of them can go.
+      for (const role of SET_ROLES) await inNetns(ns, ['ipset', 'destroy', setName(role, family)]);
+      expect(await ownSets(ns)).toEqual([]);
     }
   });
 
   it('rejects a whole payload when one line fails, changing nothing', async () => {
     const desired = CASES[0]?.[1];
     if (desired === undefined) throw new Error('no case');
+    // The sets are there, so only the deletions below can make it fail.
+    await loadSets(ns, 4, desired);
+    await applyPayload(
+      ns,
+      4,
+      variant,
+      renderSyncPayload(desired, 4, { parent: 'DOCKER-USER', positions: [] }),
+      true,
+    );
     // Two deletions but no jump installed: the whole transaction must fail.
     const payload = renderSyncPayload(desired, 4, { parent: 'DOCKER-USER', positions: [1, 2] });
     await expect(applyPayload(ns, 4, variant, payload)).rejects.toThrow();
