@@ -122,7 +122,9 @@ describe('dockfw explain: Docker 28.5.2, iptables-nft and nftables backends', ()
 
       it('says kernel: missing once the rule is deleted behind its back', async () => {
         if (backend === 'iptables') {
-          await host.iptables(4, ['-t', 'mangle', '-F', 'DOCKFW-PUBLISHED']);
+          // The verdict is an element of the binding's admit set: deleting it is the damage.
+          const deleted = await host.exec('ipset', ['del', 'dockfw-boundany4', `${ALLOWED},tcp:8081`]);
+          expect(deleted.exitCode, deleted.stderr).toBe(0);
         } else {
           await host.nft([
             'delete',
@@ -133,13 +135,15 @@ describe('dockfw explain: Docker 28.5.2, iptables-nft and nftables backends', ()
             `{ 0.0.0.0/0 . tcp . 8081 . ${ALLOWED} }`,
           ]);
         }
+        // The damage is real: the allowed source is no longer answered (closed, never widened).
+        expect(await host.reachableFrom({ to: HOST_A, port: 8081 }, [ALLOWED, DENIED])).toEqual([]);
         const after = await explain(ALLOWED, `${HOST_A}:8081`);
         // The verdict is dockfw's; the kernel line says it is not enforced as decided.
         expect(after.exitCode, after.stdout).toBe(0);
         expect(after.stdout).toContain('kernel: missing');
         expect(after.stdout).toMatch(
           backend === 'iptables'
-            ? /missing: DOCKFW-PUBLISHED -s 203\.0\.113\.10\/32/
+            ? /missing: dockfw-boundany4: 203\.0\.113\.10,tcp:8081/
             : /missing: boundallowed4: 0\.0\.0\.0\/0 \. tcp \. 8081 \. 203\.0\.113\.10/,
         );
         const json = JSON.parse((await explain(ALLOWED, `${HOST_A}:8081`, '--json')).stdout) as {
