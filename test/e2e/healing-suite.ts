@@ -130,9 +130,14 @@ async function flushEverything(host: TestHost): Promise<void> {
     const tool = family === 4 ? 'iptables-legacy' : 'ip6tables-legacy';
     const names = await host.exec('cat', [`/proc/net/ip${family === 4 ? '' : '6'}_tables_names`]);
     for (const table of names.stdout.split('\n').filter((t) => t !== '')) {
-      for (const action of ['-F', '-X']) {
-        const result = await host.exec(tool, ['-w', '-t', table, action]);
-        if (result.exitCode !== 0) throw new Error(`${tool} -t ${table} ${action}: ${result.stderr}`);
+      // A reload is one step; these are two, and dockfw may repair in between (the
+      // chains then still referenced: "Too many links"): flush again, as a reload would.
+      for (let attempt = 1; ; attempt++) {
+        await host.exec(tool, ['-w', '-t', table, '-F']);
+        const result = await host.exec(tool, ['-w', '-t', table, '-X']);
+        if (result.exitCode === 0) break;
+        if (attempt >= 5 || !/Too many links/.test(result.stderr))
+          throw new Error(`${tool} -t ${table} -X: ${result.stderr}`);
       }
     }
   }
