@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds a dockfw image WITHOUT a registry or a node base image, for machines
 # that have neither (the test host). It assembles a root filesystem from this
-# machine's own binaries: node, the iptables (nft and legacy) and nft tools with
-# the shared libraries ldd finds, dist/ and production node_modules; then
+# machine's own binaries: node, the iptables (nft and legacy), nft, ipset and
+# conntrack tools with the shared libraries ldd finds, dist/ and production node_modules; then
 # `docker import`s it and adds the image metadata with a one-stage `docker build`
 # FROM that local image.
 #
@@ -27,9 +27,11 @@ log() { printf 'build-image: %s\n' "$*" >&2; }
 [ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npm run build --silent)
 
 NODE_BIN="$(readlink -f "$(command -v node)")"
-SBIN_TOOLS=(xtables-nft-multi xtables-legacy-multi nft)
+# ipset holds the iptables backend's verdict sets (without it that backend
+# cannot write); conntrack cuts revoked connections, as in the Dockerfile.
+SBIN_TOOLS=(xtables-nft-multi xtables-legacy-multi nft ipset conntrack)
 for tool in "${SBIN_TOOLS[@]}"; do
-  [ -x "/usr/sbin/$tool" ] || { log "/usr/sbin/$tool missing: install iptables and nftables"; exit 1; }
+  [ -x "/usr/sbin/$tool" ] || { log "/usr/sbin/$tool missing: install iptables, nftables, ipset and conntrack"; exit 1; }
 done
 
 # Everything the image is made of; the same inputs give the same tarball.
@@ -115,7 +117,7 @@ VERSION="$(node -p "require('$REPO/package.json').version")"
 # (Without the buildx plugin the CLI warns that the legacy builder is deprecated.)
 "$DOCKER" build -q -t "$TAG" - 2> >(grep -v -e 'legacy builder is deprecated' -e 'buildx' -e '^ *$' >&2) >/dev/null <<DOCKERFILE
 FROM $BASE
-ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_ENV=production DOCKFW_LISTEN=127.0.0.1:9811
+ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_ENV=production DOCKFW_LISTEN=127.0.0.1:9811 NODE_OPTIONS=--max-semi-space-size=1
 WORKDIR /app
 LABEL org.opencontainers.image.title="dockfw" \\
       org.opencontainers.image.description="Keeps a Docker host's firewall in step with its containers' labels" \\

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderPreroutingPayload } from '../../src/backends/iptables/render.js';
+import { familySets, renderSetsFull } from '../../src/backends/iptables/sets.js';
 import { tableSpec } from '../../src/backends/nftables/elements.js';
 import { renderTablePayload } from '../../src/backends/nftables/render.js';
 import { loadConfig } from '../../src/config/config.js';
@@ -198,6 +199,14 @@ const BACKENDS = [
     name: 'iptables-nft',
     async load() {
       await sh(HOST, 'nft', ['delete', 'table', 'inet', 'dockfw']).catch(() => undefined);
+      // The layer's rules look the bindings up in dockfw's sets: those come first.
+      for (const family of [4, 6] as const)
+        await sh(
+          HOST,
+          'ipset',
+          ['restore'],
+          renderSetsFull(family, familySets(desired, family), new Set(), new Set()),
+        );
       await sh(
         HOST,
         'iptables-nft-restore',

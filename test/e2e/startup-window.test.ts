@@ -36,7 +36,11 @@ describe('start-up window on the docker-proxy path (Docker 28.5.2, iptables-nft)
 
   /** Whether the kernel holds dockfw's IPv6 binding for `port` (its published binding layer). */
   async function bindingHeld(backend: 'iptables' | 'nftables', port: number): Promise<boolean> {
-    if (backend === 'iptables') return (await host.iptablesSave(6, 'mangle')).includes(`--dport ${port} `);
+    if (backend === 'iptables') {
+      // The binding layer's rules are constant; the binding is an element of its judged set.
+      const saved = (await host.exec('ipset', ['save', 'dockfw-bound6'])).stdout;
+      return new RegExp(`,tcp:${port}$`, 'm').test(saved);
+    }
     const listed = await host.nft(['list', 'set', 'inet', 'dockfw', 'bound6']).catch(() => '');
     return listed.includes(`. tcp . ${port}`);
   }
