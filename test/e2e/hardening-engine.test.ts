@@ -25,6 +25,8 @@ import {
 
 const WEB_PORT = 8080;
 const WARN = 40;
+/** The periodic check runs once a minute (the default resync): a full read comes within this. */
+const FULL_READ_MS = 75_000;
 /** Read-only endpoints dockfw may call (optional API version prefix stripped by the proxy). */
 const READ_ENDPOINTS = [
   /^\/_ping$/,
@@ -77,12 +79,18 @@ describe('a misbehaving Engine API: rules stay, blocked stays blocked, dockfw on
     const from = dockfw.records.length;
     proxy.fault = { kind: 'status', status: 500, path: /^\/containers\/json$/ };
     const latePort = await startLate('late-500');
-    const line = await waitForRecord(dockfw, 'a failed sync', (r) => r.level >= WARN, from);
+    // An event sync inspects only the container its events name: no list, so the late one is judged.
+    await waitUntil('the late container judged without a list', lateJudged(latePort));
+    // The list is read by full reads (startup, reconnect, retry, ruleset watch, the periodic
+    // check once a minute): the next one meets the 500.
+    const line = await waitForRecord(dockfw, 'a failed sync', (r) => r.level >= WARN, from, FULL_READ_MS);
     expect(line.msg).toBe('sync failed: cannot read containers from docker');
     expect(String(line.error)).toMatch(/500/);
     const retry = await waitForRecord(dockfw, 'a retry', (r) => r.msg === 'sync failed again', from);
     expect(retry.retryInMs).toBeGreaterThan(line.retryInMs as number);
-    await expectHeld(host, dockfw, rules, ownedIptables, WEB_PORT, latePort);
+    // Rules kept: the chains as they were, the late container as its labels say.
+    await expectHeld(host, dockfw, rules, ownedIptables, WEB_PORT);
+    expect(await reachers(host, latePort, [LATE_ALLOWED, OTHER])).toEqual([LATE_ALLOWED]);
     // One warning however many retries.
     expect(dockfw.records.slice(from).filter((r) => r.level >= WARN)).toHaveLength(1);
     proxy.fault = undefined;
@@ -135,20 +143,42 @@ describe('a misbehaving Engine API: rules stay, blocked stays blocked, dockfw on
     proxy.fault = { kind: 'ghost', id: 'f'.repeat(64) };
     const latePort = await startLate('late-ghost');
     await waitUntil('the late container judged', lateJudged(latePort), 20_000);
+    // Only a full read lists (an event sync inspects the evented container): wait for one.
+    const full = await waitForRecord(
+      dockfw,
+      'a full read',
+      (r) => r.msg === 'containers read' && r.full === true,
+      from,
+      FULL_READ_MS,
+    );
     // dockfw did ask the engine about the ghost, and the engine said 404.
     expect(proxy.calls.some((c) => c.path === `/containers/${'f'.repeat(64)}/json`)).toBe(true);
+    // That sync went on to the firewall.
+    await waitForRecord(
+      dockfw,
+      'the full sync finished',
+      (r) => r.msg === 'firewall in sync' || r.msg === 'rules applied',
+      dockfw.records.indexOf(full) + 1,
+    );
     proxy.fault = undefined;
     expect(dockfw.records.slice(from).filter((r) => r.level >= WARN)).toEqual([]);
     expect(await reachers(host, WEB_PORT, [ALLOWED, OTHER])).toEqual([ALLOWED]);
+    expect(await reachers(host, latePort, [LATE_ALLOWED, OTHER])).toEqual([LATE_ALLOWED]);
   });
 
   it('stops and removes containers, then: every call it made was a read', async () => {
     const { v4 } = await host.containerAddresses('late-500');
+    // Its verdicts live in the iptables backend's sets (`add dockfw-allowed4 ADDR,tcp:80,…`).
+    expect(v4.length).toBeGreaterThan(0);
+    const named = async () => {
+      const sets = await host.exec('ipset', ['save']);
+      if (sets.exitCode !== 0) throw new Error(`ipset save failed: ${sets.stderr}`);
+      return sets.stdout.split('\n').filter((l) => v4.some((a) => l.includes(` ${a},`)));
+    };
+    expect(await named()).not.toEqual([]);
     await host.docker(['stop', '-t', '1', 'late-500']);
     await host.docker(['rm', 'late-500', 'late-slow', '--force']);
-    await waitUntil('the removed container forgotten', async () =>
-      (await ownedIptables(host)).every((l) => !v4.some((a) => l.includes(`-d ${a}/32`))),
-    );
+    await waitUntil('the removed container forgotten', async () => (await named()).length === 0);
     const calls = proxy.calls.map((c) => `${c.method} ${c.path}`);
     const counts = new Map<string, number>();
     for (const call of calls.map((c) => c.replace(/[0-9a-f]{64}/, '{id}')))

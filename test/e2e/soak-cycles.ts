@@ -36,15 +36,40 @@ export interface SoakOptions {
   readonly onBatch?: (sample: SoakSample, result: { slowestMatchMs: number }) => void;
 }
 
-/** dockfw's rules as iptables-save prints them (IPv4: every container has an IPv4 address here). */
+/** dockfw's verdict sets (not the temporaries a full write swaps in). */
+const VERDICT_SET = /^dockfw-(?:bound|boundip|boundany|allowed|guarded)[46]$/;
+
+/**
+ * dockfw's rules as iptables-save prints them (IPv4: every container has an
+ * IPv4 address here), then its verdict sets' elements as `ipset save` prints them.
+ */
 async function ownedRules(host: TestHost): Promise<string[]> {
   const save = await host.iptablesSave(4, 'filter');
-  return save.split('\n').filter((l) => /^(?::DOCKFW|-A DOCKFW|-A DOCKER-USER -j DOCKFW$)/.test(l));
+  const chains = save.split('\n').filter((l) => /^(?::DOCKFW|-A DOCKFW|-A DOCKER-USER -j DOCKFW$)/.test(l));
+  const sets = await host.exec('ipset', ['save']);
+  if (sets.exitCode !== 0) throw new Error(`ipset save failed (${sets.exitCode}): ${sets.stderr}`);
+  const elements = sets.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('add ') && VERDICT_SET.test(l.split(' ')[1] ?? ''))
+    .sort();
+  return [...chains, ...elements];
 }
 
-/** Short ids the rules judge (their comments). */
-function judgedIds(rules: readonly string[]): Set<string> {
-  return new Set(rules.flatMap((l) => /--comment "dockfw ([0-9a-f]{12})"/.exec(l)?.[1] ?? []));
+/** Container addresses the rules judge (the guarded set: judged, everyone else dropped). */
+function judgedAddresses(rules: readonly string[]): Set<string> {
+  return new Set(rules.flatMap((l) => /^add dockfw-guarded4 ([0-9.]+),/.exec(l)?.[1] ?? []));
+}
+
+/** The IPv4 addresses of the running containers (each publishes a port under a dockfw.allow label). */
+async function runningAddresses(host: TestHost, ids: ReadonlySet<string>): Promise<Set<string>> {
+  if (ids.size === 0) return new Set();
+  const { stdout } = await host.docker([
+    'inspect',
+    '--format',
+    '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}',
+    ...ids,
+  ]);
+  return new Set(stdout.split(/\s+/).filter(Boolean));
 }
 
 async function runningIds(host: TestHost): Promise<Set<string>> {
@@ -65,12 +90,15 @@ function same(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
 async function rulesMatchPs(host: TestHost, timeoutMs: number, when: string): Promise<number> {
   const started = Date.now();
   for (;;) {
-    const [running, rules] = await Promise.all([runningIds(host), ownedRules(host)]);
-    const judged = judgedIds(rules);
-    if (same(running, judged)) return Date.now() - started;
+    const [ids, rules] = await Promise.all([runningIds(host), ownedRules(host)]);
+    // A container stopped between the two reads: ask again.
+    const running = await runningAddresses(host, ids).catch(() => undefined);
+    const judged = judgedAddresses(rules);
+    if (running !== undefined && same(running, judged)) return Date.now() - started;
     if (Date.now() - started > timeoutMs) {
       throw new Error(
-        `missed container ${when}: docker ps has ${[...running].join(' ')}; rules judge ${[...judged].join(' ')}`,
+        `missed container ${when}: docker ps has ${[...ids].join(' ')} at ${[...(running ?? [])].join(' ')}; ` +
+          `rules judge ${[...judged].join(' ')}`,
       );
     }
     await sleep(100);
