@@ -167,9 +167,7 @@ export async function syncBench(report: Report, options: SyncBenchOptions): Prom
       });
       if (r.naive) {
         const what =
-          flavour.backend === 'nftables'
-            ? '`nft add element` per element'
-            : `\`iptables-${flavour.variant}\` per rule`;
+          flavour.backend === 'nftables' ? '`nft add element` per element' : '`ipset add` per element';
         report.figure({
           name: `${count}: naive, one ${what} (sampled ${r.naive.sampled}, extrapolated to ${r.rules})`,
           value: `${ms(r.naive.perRuleMs)} each → ${r.naive.extrapolatedS.toFixed(0)} s for the whole set (${((r.naive.extrapolatedS * 1000) / full).toFixed(0)}x the full sync)`,
