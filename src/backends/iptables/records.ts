@@ -5,6 +5,7 @@ import type { Family, Protocol } from '../../docker/snapshot.js';
 import type { DropRecord } from '../../drops/record.js';
 import { formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import { RECORD_IPSETS } from './chains.js';
+import { destroySets } from './ipset.js';
 import { CommandError, type CommandRunner } from '../command.js';
 import { readRecordSets, type RecordSets } from '../record-sets.js';
 
@@ -53,21 +54,9 @@ export async function ensureRecordSet(
 }
 
 /** Destroys both record sets; call only once no rule references them. Resolves with the ones destroyed. */
-export async function destroyRecordSets(run: CommandRunner): Promise<string[]> {
-  const destroyed: string[] = [];
-  for (const name of [RECORD_IPSETS[4], RECORD_IPSETS[6]]) {
-    try {
-      await run('ipset', ['destroy', name]);
-      destroyed.push(name);
-    } catch (error) {
-      if (!(error instanceof CommandError)) throw error;
-      if (error.missing) return destroyed;
-      // Gone already, or still referenced by rules someone else wrote: leave it.
-      if (/does not exist|in use/.test(error.stderr)) continue;
-      throw error;
-    }
-  }
-  return destroyed;
+export function destroyRecordSets(run: CommandRunner): Promise<string[]> {
+  // Gone already, or still referenced by rules someone else wrote: left as it is.
+  return destroySets(run, [RECORD_IPSETS[4], RECORD_IPSETS[6]]);
 }
 
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
