@@ -117,25 +117,27 @@ function hostInterfaces(): HostInterface[] {
  * path: the connection table can be read (the tool installed, the kernel's
  * netlink interface there). `plan` asks it too, to print what run applies.
  */
-export async function fastPathAvailable(conntrack: Conntrack = new Conntrack()): Promise<boolean> {
+export async function fastPathAvailable(
+  conntrack: Conntrack = new Conntrack(),
+  onUnusable: (error: unknown) => void = () => {},
+): Promise<boolean> {
   return conntrack.list(4).then(
     () => true,
-    () => false,
+    (error: unknown) => {
+      onUnusable(error);
+      return false;
+    },
   );
 }
 
 /** Can the connection table be read? Says why not, once. */
-async function conntrackWorks(conntrack: Conntrack, logger: Logger): Promise<boolean> {
-  try {
-    await conntrack.list(4);
-    return true;
-  } catch (error) {
+function conntrackWorks(conntrack: Conntrack, logger: Logger): Promise<boolean> {
+  return fastPathAvailable(conntrack, (error) =>
     logger.warn(
       { error: error instanceof Error ? error.message : String(error) },
       'conntrack not usable: revoked connections are not cut, so every packet is judged (no fast path)',
-    );
-    return false;
-  }
+    ),
+  );
 }
 
 export interface RunFirewall {
