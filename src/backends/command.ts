@@ -24,6 +24,17 @@ export class CommandError extends Error {
 }
 
 const TIMEOUT_MS = 30_000;
+/**
+ * Added per MB of the text a call moves (its input, or the largest answer this
+ * runner has read so far): a whole table of 20,000 containers is 32 MB to
+ * write and 62 MB to list, which takes nft about 24 s and 18 s on an idle
+ * host. Only a big host waits longer for a stuck tool.
+ */
+const TIMEOUT_MS_PER_MB = 1_000;
+
+function timeoutFor(bytes: number): number {
+  return TIMEOUT_MS + Math.floor(bytes / 1_048_576) * TIMEOUT_MS_PER_MB;
+}
 
 /** Told the pid of a program started to write (given input on stdin: a restore, `nft -f -`). */
 export type WriteSpawnListener = (pid: number) => void;
@@ -42,10 +53,12 @@ export function onWriteSpawned(listener: WriteSpawnListener): () => void {
 
 /** A runner for one tool; `missingHint` says what to install when it is not on PATH. */
 export function commandRunner(missingHint: string): CommandRunner {
+  let largestAnswer = 0;
   return async (file, args, input) => {
+    const timeout = timeoutFor(Math.max(input?.length ?? 0, largestAnswer));
     const child = execa(file, [...args], {
       reject: false,
-      timeout: TIMEOUT_MS,
+      timeout,
       stripFinalNewline: false,
       ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
     });
@@ -53,13 +66,16 @@ export function commandRunner(missingHint: string): CommandRunner {
     if (input !== undefined && child.pid !== undefined)
       for (const listener of writeListeners) listener(child.pid);
     const result = await child;
-    if (!result.failed) return { stdout: result.stdout };
+    if (!result.failed) {
+      largestAnswer = Math.max(largestAnswer, result.stdout.length);
+      return { stdout: result.stdout };
+    }
     const shown = [file, ...args].join(' ');
     if (result.code === 'ENOENT') {
       throw new CommandError(`${file} not found: ${missingHint}`, file, args, '', true);
     }
     const message = result.timedOut
-      ? `${shown} timed out after ${TIMEOUT_MS / 1000} s`
+      ? `${shown} timed out after ${timeout / 1000} s`
       : `${shown} failed (exit ${result.exitCode ?? '?'}): ${result.stderr.trim() || result.shortMessage}`;
     throw new CommandError(message, file, args, result.stderr, false);
   };

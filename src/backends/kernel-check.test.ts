@@ -195,14 +195,14 @@ describe('kernel check, nftables', () => {
     expect(allowed.checks[0]?.map((c) => c.expected)).toEqual([
       [
         'chain published: rule "dockfw bound-allowed4"',
-        'boundallowed4: 0.0.0.0/0 . tcp . 8080 . 203.0.113.0/24',
+        'boundallowed4: 8080 . tcp . 0.0.0.0/0 . 203.0.113.0/24',
       ],
       ['chain forward: rule "dockfw allowed4"', 'allowed4: 172.17.0.2 . tcp . 80 . 203.0.113.0/24'],
     ]);
     expect(allowed.kernel).toEqual({ backend: 'nftables', status: 'holds' });
     const denied = report('198.51.100.7', '203.0.113.1:8080', nftView(desired));
     expect(denied.checks[0]?.map((c) => c.expected.at(-1))).toEqual([
-      'bound4: 0.0.0.0/0 . tcp . 8080',
+      'bound4: 8080 . tcp . 0.0.0.0/0',
       'guarded4: 172.17.0.2 . tcp . 80',
     ]);
     expect(denied.kernel.status).toBe('holds');
@@ -212,7 +212,7 @@ describe('kernel check, nftables', () => {
     const deleted = nftView(desired, (set) => set === 'boundallowed4');
     const r = report('203.0.113.7', '203.0.113.1:8080', deleted);
     expect(r.kernel.status).toBe('missing');
-    expect(r.checks[0]?.[0]?.missing).toEqual(['boundallowed4: 0.0.0.0/0 . tcp . 8080 . 203.0.113.0/24']);
+    expect(r.checks[0]?.[0]?.missing).toEqual(['boundallowed4: 8080 . tcp . 0.0.0.0/0 . 203.0.113.0/24']);
     const gone = report('203.0.113.7', '203.0.113.1:8080', { backend: 'nftables', table: undefined });
     expect(gone.checks[0]?.[0]).toMatchObject({
       status: 'missing',

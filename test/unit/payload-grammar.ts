@@ -180,6 +180,8 @@ const NFT_FIXED: RegExp[] = [
   /^table inet dockfw \{$/,
   /^\tset (?:bridges|dnatbridges|outside|allowed4|guarded4|allowed6|guarded6|bound4|boundallowed4|bound6|boundallowed6) \{$/,
   /^\t\ttype (?:ifname|ipv4_addr \. inet_proto \. inet_service(?: \. ipv4_addr)?|ipv6_addr \. inet_proto \. inet_service(?: \. ipv6_addr)?)$/,
+  // The binding sets: host port first.
+  /^\t\ttype inet_service \. inet_proto \. (?:ipv4_addr(?: \. ipv4_addr)?|ipv6_addr(?: \. ipv6_addr)?)$/,
   /^\t\tflags interval$/,
   // The drop record sets: declared only, never given elements by a payload.
   /^\tset drops[46] \{$/,
@@ -216,8 +218,9 @@ function nftElement(family: Family, withSource: boolean, on: PayloadAllow['on'])
   const addr = family === 4 ? V4 : V6;
   const source = withSource ? ` \\. (?<s>${addr})(?:/(?<prefix>[0-9]{1,3})|-(?<e>${addr}))?` : '';
   // A binding on every local address is the whole family as an interval.
-  const every = on === 'host' ? '(?<every>/0)?' : '';
-  return new RegExp(`^(?<a>${addr})${every} \\. (?<proto>tcp|udp|sctp) \\. ${NFT_PORTS}${source}$`);
+  if (on === 'host')
+    return new RegExp(`^${NFT_PORTS} \\. (?<proto>tcp|udp|sctp) \\. (?<a>${addr})(?<every>/0)?${source}$`);
+  return new RegExp(`^(?<a>${addr}) \\. (?<proto>tcp|udp|sctp) \\. ${NFT_PORTS}${source}$`);
 }
 
 /** Checks one element of a judging set; returns the allow it grants, if any. */

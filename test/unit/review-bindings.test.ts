@@ -74,7 +74,7 @@ describe('review: a binding is judged by its own container only', () => {
     // Every address of port 80 lets 2001:db8::10 on; the binding is judged (the rest dropped).
     expect([...port80('boundany'), ...port80('boundip')]).toEqual(['2001:db8::10,tcp:80']);
     expect(port80('bound')).toEqual(['::/1,tcp:80', '8000::/1,tcp:80']);
-    expect(tableSpec(desired).sets.get('boundallowed6')).toEqual(['::/0 . tcp . 80 . 2001:db8::10']);
+    expect(tableSpec(desired).sets.get('boundallowed6')).toEqual(['80 . tcp . ::/0 . 2001:db8::10']);
   });
 
   it('a created container that never started does not replace a running container’s binding', () => {

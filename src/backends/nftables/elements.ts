@@ -155,7 +155,7 @@ const WHOLE: Readonly<Record<Family, Interval>> = {
   6: { start: 0n, end: (1n << 128n) - 1n },
 };
 
-/** bound and boundallowed elements of the published bindings (host address . proto . host port). */
+/** bound and boundallowed elements of the published bindings (host port . proto . host address). */
 function bindingElements(desired: DesiredState, sets: Map<SetName, string[]>): void {
   for (const binding of desired.bindings) {
     // Open to everyone: no element, nothing in the chain drops it.
@@ -165,7 +165,7 @@ function bindingElements(desired: DesiredState, sets: Map<SetName, string[]>): v
       binding.hostAddress === undefined
         ? intervalElement(family, WHOLE[family])
         : addressElement(family, binding.hostAddress);
-    const target = `${address} . ${protocolElement(binding.protocol)} . ${portElement(binding.portFrom, binding.portTo)}`;
+    const target = `${portElement(binding.portFrom, binding.portTo)} . ${protocolElement(binding.protocol)} . ${address}`;
     const allowed = sets.get(family === 4 ? 'boundallowed4' : 'boundallowed6') ?? [];
     for (const source of sourceElements(family, binding.sources)) allowed.push(`${target} . ${source}`);
     sets.get(family === 4 ? 'bound4' : 'bound6')?.push(target);

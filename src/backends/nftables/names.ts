@@ -55,10 +55,13 @@ export const SET_TYPES: Readonly<Record<SetName, readonly string[]>> = {
   bridges: ['ifname'],
   dnatbridges: ['ifname'],
   outside: ['ifname'],
-  bound4: ['ipv4_addr', 'inet_proto', 'inet_service'],
-  boundallowed4: ['ipv4_addr', 'inet_proto', 'inet_service', 'ipv4_addr'],
-  bound6: ['ipv6_addr', 'inet_proto', 'inet_service'],
-  boundallowed6: ['ipv6_addr', 'inet_proto', 'inet_service', 'ipv6_addr'],
+  // Host port first: most bindings share one host address (every local one),
+  // and a set whose elements share their first field costs the kernel's insert
+  // time quadratic in its size (52,500 elements: 60 s with the address first, 0.8 s so).
+  bound4: ['inet_service', 'inet_proto', 'ipv4_addr'],
+  boundallowed4: ['inet_service', 'inet_proto', 'ipv4_addr', 'ipv4_addr'],
+  bound6: ['inet_service', 'inet_proto', 'ipv6_addr'],
+  boundallowed6: ['inet_service', 'inet_proto', 'ipv6_addr', 'ipv6_addr'],
   allowed4: ['ipv4_addr', 'inet_proto', 'inet_service', 'ipv4_addr'],
   guarded4: ['ipv4_addr', 'inet_proto', 'inet_service'],
   allowed6: ['ipv6_addr', 'inet_proto', 'inet_service', 'ipv6_addr'],

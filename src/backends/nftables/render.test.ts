@@ -204,6 +204,7 @@ const LINE_PATTERNS: RegExp[] = [
   /^table inet dockfw \{$/,
   /^\tset (?:bridges|dnatbridges|outside|bound4|boundallowed4|bound6|boundallowed6|allowed4|guarded4|allowed6|guarded6) \{$/,
   /^\t\ttype (?:ifname|ipv4_addr \. inet_proto \. inet_service(?: \. ipv4_addr)?|ipv6_addr \. inet_proto \. inet_service(?: \. ipv6_addr)?)$/,
+  /^\t\ttype inet_service \. inet_proto \. (?:ipv4_addr(?: \. ipv4_addr)?|ipv6_addr(?: \. ipv6_addr)?)$/,
   /^\t\tflags interval$/,
   /^\t\telements = \{$/,
   /^\t\t\t"[A-Za-z0-9_.-]{1,15}\*?",?$/,
@@ -212,6 +213,13 @@ const LINE_PATTERNS: RegExp[] = [
   ),
   new RegExp(
     `^\\t\\t\\t(?<a>${V6})(?:/0)? \\. (?:tcp|udp|sctp) \\. ${PORTS}(?: \\. (?<s>${V6})(?:/[0-9]{1,3}|-(?<e>${V6}))?)?,?$`,
+  ),
+  // Published bindings: host port first.
+  new RegExp(
+    `^\\t\\t\\t${PORTS} \\. (?:tcp|udp|sctp) \\. (?<a>${V4})(?:/0)?(?: \\. (?<s>${V4})(?:/[0-9]{1,2}|-(?<e>${V4}))?)?,?$`,
+  ),
+  new RegExp(
+    `^\\t\\t\\t${PORTS} \\. (?:tcp|udp|sctp) \\. (?<a>${V6})(?:/0)?(?: \\. (?<s>${V6})(?:/[0-9]{1,3}|-(?<e>${V6}))?)?,?$`,
   ),
   /^\t\t\}$/,
   /^\t\}$/,
@@ -397,7 +405,7 @@ describe('the fast path (only where revoked connections are cut)', () => {
     expect(texts).toContain('ct direction reply ip6 daddr . meta l4proto . th dport != @guarded6 return');
     expect(texts).not.toContain('ct direction reply return');
     expect(renderTablePayload(spec(true))).toContain(
-      'ct direction reply ip daddr . meta l4proto . th dport != @bound4 return comment "dockfw pre-replies4"',
+      'ct direction reply th dport . meta l4proto . ip daddr != @bound4 return comment "dockfw pre-replies4"',
     );
   });
 });

@@ -80,19 +80,23 @@ function fastPathRules(spec: RuleShape, prefix = ''): ChainRule[] {
  * entry, the server's next packet makes a new one in its own direction, and the
  * cut client's packets would pass as its replies.
  */
-function replyRules(spec: RuleShape, prefix: string, sets: { 4: string; 6: string }): ChainRule[] {
+function replyRules(
+  spec: RuleShape,
+  prefix: string,
+  sets: { 4: string; 6: string },
+  key: (ip: 'ip' | 'ip6') => string,
+): ChainRule[] {
   if (spec.fastPath !== true) return [{ role: `${prefix}replies`, text: 'ct direction reply return' }];
   return [
-    {
-      role: `${prefix}replies4`,
-      text: `ct direction reply ip daddr . meta l4proto . th dport != @${sets[4]} return`,
-    },
-    {
-      role: `${prefix}replies6`,
-      text: `ct direction reply ip6 daddr . meta l4proto . th dport != @${sets[6]} return`,
-    },
+    { role: `${prefix}replies4`, text: `ct direction reply ${key('ip')} != @${sets[4]} return` },
+    { role: `${prefix}replies6`, text: `ct direction reply ${key('ip6')} != @${sets[6]} return` },
   ];
 }
+
+/** The key of a guarded target: container address . proto . container port. */
+const targetKey = (ip: 'ip' | 'ip6'): string => `${ip} daddr . meta l4proto . th dport`;
+/** The key of a published binding: host port first (see SET_TYPES) . proto . host address. */
+const bindingKey = (ip: 'ip' | 'ip6'): string => `th dport . meta l4proto . ${ip} daddr`;
 
 /**
  * The prerouting chain's rules: each published binding (host address, or every
@@ -103,20 +107,20 @@ export function publishedRules(spec: RuleShape): ChainRule[] {
   return [
     ...fastPathRules(spec, 'pre-'),
     ...entryRules(spec, 'pre-'),
-    ...replyRules(spec, 'pre-', { 4: 'bound4', 6: 'bound6' }),
+    ...replyRules(spec, 'pre-', { 4: 'bound4', 6: 'bound6' }, bindingKey),
     // Only packets routed on to another unicast address carry no binding; local,
     // broadcast, multicast and anycast ones do (docker-proxy's UDP sockets take them).
     { role: 'routed-on', text: 'fib daddr type unicast return' },
     {
       role: 'bound-allowed4',
-      text: 'ip daddr . meta l4proto . th dport . ip saddr @boundallowed4 return',
+      text: `${bindingKey('ip')} . ip saddr @boundallowed4 return`,
     },
     {
       role: 'bound-allowed6',
-      text: 'ip6 daddr . meta l4proto . th dport . ip6 saddr @boundallowed6 return',
+      text: `${bindingKey('ip6')} . ip6 saddr @boundallowed6 return`,
     },
-    { role: 'bound4', text: `ip daddr . meta l4proto . th dport @bound4 counter ${dropVerdict(spec, 4)}` },
-    { role: 'bound6', text: `ip6 daddr . meta l4proto . th dport @bound6 counter ${dropVerdict(spec, 6)}` },
+    { role: 'bound4', text: `${bindingKey('ip')} @bound4 counter ${dropVerdict(spec, 4)}` },
+    { role: 'bound6', text: `${bindingKey('ip6')} @bound6 counter ${dropVerdict(spec, 6)}` },
   ];
 }
 
@@ -155,16 +159,16 @@ export function chainRules(spec: RuleShape): ChainRule[] {
     ...fastPathRules(spec),
     ...entryRules(spec),
     // Replies to connections the containers opened themselves.
-    ...replyRules(spec, '', { 4: 'guarded4', 6: 'guarded6' }),
-    { role: 'allowed4', text: 'ip daddr . meta l4proto . th dport . ip saddr @allowed4 return' },
-    { role: 'allowed6', text: 'ip6 daddr . meta l4proto . th dport . ip6 saddr @allowed6 return' },
+    ...replyRules(spec, '', { 4: 'guarded4', 6: 'guarded6' }, targetKey),
+    { role: 'allowed4', text: `${targetKey('ip')} . ip saddr @allowed4 return` },
+    { role: 'allowed6', text: `${targetKey('ip6')} . ip6 saddr @allowed6 return` },
     {
       role: 'guarded4',
-      text: `ip daddr . meta l4proto . th dport @guarded4 counter ${dropVerdict(spec, 4)}`,
+      text: `${targetKey('ip')} @guarded4 counter ${dropVerdict(spec, 4)}`,
     },
     {
       role: 'guarded6',
-      text: `ip6 daddr . meta l4proto . th dport @guarded6 counter ${dropVerdict(spec, 6)}`,
+      text: `${targetKey('ip6')} @guarded6 counter ${dropVerdict(spec, 6)}`,
     },
     // Fail closed: a published port of a container dockfw has not judged yet
     // (`@dnatbridges` also holds docker0 and br-*: a wildcard that closes is safe).
