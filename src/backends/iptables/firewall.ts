@@ -11,6 +11,7 @@ import type {
   Placement,
   Removal,
   RenderOptions,
+  ReconcileOptions,
 } from '../firewall.js';
 import { applyPayload } from './apply.js';
 import { applySetBatch, listSetNames } from './ipset.js';
@@ -77,8 +78,8 @@ export class IptablesFirewall implements Firewall {
     this.reconciler = new IptablesReconciler(options);
   }
 
-  reconcile(desired: DesiredState): Promise<FamilyReport[]> {
-    return this.reconciler.reconcile(desired);
+  reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<FamilyReport[]> {
+    return this.reconciler.reconcile(desired, options);
   }
 
   render(desired: DesiredState, options: RenderOptions): string {

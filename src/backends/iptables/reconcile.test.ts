@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultConfig } from '../../config/config.js';
+import { defaultConfig, loadConfig } from '../../config/config.js';
 import type { ContainerSnapshot } from '../../docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../policy/desired.js';
 import { CommandError } from '../command.js';
@@ -403,5 +403,119 @@ describe('drift in the sets', () => {
     const plain = new FakeIptablesKernel('nft');
     await new IptablesReconciler({ run: plain.run, legacyTableNames: noLegacy }).reconcile(desired());
     expect(plain.chain(4, 'DOCKFW-IN')).not.toContain(fast);
+  });
+});
+
+describe('after container events alone (trustLastSync)', () => {
+  const NEW: ContainerSnapshot = {
+    ...WEB,
+    id: 'b'.repeat(64),
+    name: 'new',
+    networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
+    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8081 }],
+  };
+
+  async function synced() {
+    const kernel = new FakeIptablesKernel('nft');
+    let reads = 0;
+    const writes: string[] = [];
+    const reconciler = new IptablesReconciler({
+      run: (file, args, input) => {
+        if (input === undefined) reads++;
+        return kernel.run(file, args, input);
+      },
+      legacyTableNames: noLegacy,
+      onSetWrite: (kind, family) => writes.push(`${kind} ${family}`),
+    });
+    await reconciler.reconcile(desired());
+    writes.splice(0);
+    return { kernel, reconciler, writes, reads: () => reads };
+  }
+
+  const sorted = (state: DesiredState, role: 'allowed' | 'guarded' | 'boundany', family: 4 | 6 = 4) =>
+    [...(familySets(state, family).get(role) ?? [])].sort();
+
+  it('writes the element difference from what the last sync left, reading nothing', async () => {
+    const { kernel, reconciler, writes, reads } = await synced();
+    const before = reads();
+    const restores = kernel.restores.length;
+    const reports = await reconciler.reconcile(desired([WEB, NEW]), { trustLastSync: true });
+    expect(reads()).toBe(before);
+    expect(kernel.restores).toHaveLength(restores);
+    expect(writes).toEqual(['elements 4', 'elements 6']);
+    expect(reports.map((r) => [r.written, r.desiredChanged])).toEqual([
+      [true, true],
+      [true, true],
+    ]);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(sorted(desired([WEB, NEW]), 'allowed'));
+    expect(kernel.ipset.elements('dockfw-boundany4')).toEqual(sorted(desired([WEB, NEW]), 'boundany'));
+    // And back, still without a read; the kernel is then what a full sync leaves.
+    await reconciler.reconcile(desired(), { trustLastSync: true });
+    expect(reads()).toBe(before);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(sorted(desired(), 'allowed'));
+    expect(kernel.ipset.elements('dockfw-guarded4')).toEqual(sorted(desired(), 'guarded'));
+    const check = await reconciler.reconcile(desired());
+    expect(check.map((r) => [r.written, r.desiredChanged])).toEqual([
+      [false, false],
+      [false, false],
+    ]);
+  });
+
+  it('writes nothing and reads nothing when the events changed nothing', async () => {
+    const { kernel, reconciler, writes, reads } = await synced();
+    const before = reads();
+    const batches = kernel.ipset.batches.length;
+    const reports = await reconciler.reconcile(desired(), { trustLastSync: true });
+    expect(reads()).toBe(before);
+    expect(kernel.ipset.batches).toHaveLength(batches);
+    expect(writes).toEqual([]);
+    expect(reports.map((r) => r.written)).toEqual([false, false]);
+  });
+
+  it('reads first when nothing is known yet and whenever the sync is not trusted', async () => {
+    const kernel = new FakeIptablesKernel('nft');
+    let reads = 0;
+    const reconciler = new IptablesReconciler({
+      run: (file, args, input) => {
+        if (input === undefined) reads++;
+        return kernel.run(file, args, input);
+      },
+      legacyTableNames: noLegacy,
+    });
+    await reconciler.reconcile(desired(), { trustLastSync: true });
+    expect(reads).toBeGreaterThan(0);
+    // Someone flushed an allow set: only an untrusted sync can see it, and it does.
+    kernel.ipset.tamper(['flush', 'dockfw-allowed4']);
+    const after = reads;
+    const [v4] = await reconciler.reconcile(desired());
+    expect(reads).toBeGreaterThan(after);
+    expect(v4).toMatchObject({ written: true, desiredChanged: false });
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(sorted(desired(), 'allowed'));
+  });
+
+  it('reads and writes the family whole when the delta fails (a set changed behind dockfw)', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    // The chains flushed and a set destroyed: only the trusted batch notices, by failing.
+    kernel.edit(4, (t) => t.set('DOCKFW-IN', []));
+    kernel.ipset.tamper(['destroy', 'dockfw-guarded4']);
+    const reports = await reconciler.reconcile(desired([WEB, NEW]), { trustLastSync: true });
+    expect(writes).toContain('swap 4');
+    expect(reports[0]?.drift.structural).toContain('set dockfw-guarded4 missing');
+    expect(kernel.ipset.elements('dockfw-guarded4')).toEqual(sorted(desired([WEB, NEW]), 'guarded'));
+    expect(kernel.chain(4, 'DOCKFW-IN')).toContain(
+      '-m set --match-set dockfw-guarded4 dst,dst -j DOCKFW-DROP',
+    );
+  });
+
+  it('reads and compares when the chains would change (a configuration change)', async () => {
+    const { kernel, reconciler, reads } = await synced();
+    const before = reads();
+    const outside = desiredState(
+      { containers: [WEB], bridges: ['docker0'] },
+      loadConfig({ DOCKFW_EXTERNAL_INTERFACES: 'eth0' }),
+    );
+    await reconciler.reconcile(outside, { trustLastSync: true });
+    expect(reads()).toBeGreaterThan(before);
+    expect(kernel.chain(4, 'DOCKFW')?.some((r) => r.includes('-i eth0'))).toBe(true);
   });
 });

@@ -8,8 +8,13 @@ import type { DesiredState } from '../../policy/desired.js';
 import { applyPayload } from './apply.js';
 import { CHAIN_ENTRY, CHAIN_PRE, PREROUTING } from './chains.js';
 import { CommandError, type CommandRunner } from '../command.js';
-import { DesiredMemo } from '../desired-memo.js';
-import { DockerChainsMissingError, JUMP_WRONG, type Drift, type FamilyReport } from '../firewall.js';
+import {
+  DockerChainsMissingError,
+  JUMP_WRONG,
+  type Drift,
+  type FamilyReport,
+  type ReconcileOptions,
+} from '../firewall.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Placement } from './detect.js';
 import { diffOwned, hasDrift, mergeDrift, type Drift as IptablesDrift } from './drift.js';
 import { jumpPositions, readFilterTable, type Variant } from './read.js';
@@ -17,6 +22,7 @@ import { ensureRecordSet } from './records.js';
 import { renderPreroutingPayload, renderSyncPayload, type RenderOptions } from './render.js';
 import { applySetBatch, readFamilySets, readLeftovers, SetApplyError } from './ipset.js';
 import {
+  capacityFor,
   diffLines,
   diffSets,
   familySets,
@@ -27,6 +33,7 @@ import {
   setName,
   setsDiffer,
   type FamilySets,
+  type SetRole,
   type SetsDiff,
 } from './sets.js';
 import { DEFAULT_DROP_RECORDS } from '../../drops/record.js';
@@ -69,12 +76,48 @@ function setsDrift(family: Family, diff: SetsDiff): IptablesDrift {
   };
 }
 
-/** What the sets should hold, as one comparable text (for desiredChanged). */
-function setsText(sets: FamilySets): string {
-  return SET_ROLES.map((role) => [...(sets.get(role) ?? [])].join(' ')).join('\n');
+/** Whether two families' sets hold the same elements. */
+function sameSets(a: FamilySets, b: FamilySets): boolean {
+  return SET_ROLES.every((role) => {
+    const x = a.get(role) ?? new Set<string>();
+    const y = b.get(role) ?? new Set<string>();
+    if (x === y) return true;
+    if (x.size !== y.size) return false;
+    for (const element of x) if (!y.has(element)) return false;
+    return true;
+  });
+}
+
+/** Per role, what `want` has and `have` lacks. */
+function minusSets(want: FamilySets, have: FamilySets): Map<SetRole, string[]> {
+  const out = new Map<SetRole, string[]>();
+  for (const role of SET_ROLES) {
+    const w = want.get(role) ?? new Set<string>();
+    const h = have.get(role) ?? new Set<string>();
+    out.set(role, w === h ? [] : [...w].filter((e) => !h.has(e)));
+  }
+  return out;
+}
+
+/** What one family's last sync left in the kernel (and asked for). */
+interface KnownFamily {
+  readonly placement: Placement;
+  /** The owned chains' rules (jump positions aside). */
+  readonly chains: string;
+  readonly sets: FamilySets;
+  /** The smallest maxelem among the family's sets. */
+  readonly capacity: number;
 }
 
 export { DockerChainsMissingError };
+
+const NO_DRIFT: IptablesDrift = {
+  missing: [],
+  unexpected: [],
+  reordered: false,
+  chainsMissing: [],
+  jumpWrong: false,
+};
 
 /** The chains' and the sets' drift in the shape every backend reports. */
 function neutralDrift(chains: IptablesDrift, sets: IptablesDrift): Drift {
@@ -93,7 +136,10 @@ function neutralDrift(chains: IptablesDrift, sets: IptablesDrift): Drift {
 export class IptablesReconciler {
   private readonly deps: DetectDeps;
   private ipv6Unavailable = false;
-  private readonly lastDesired = new DesiredMemo();
+  /** Per family, what the last sync left; cleared by any sync that does not finish. */
+  private readonly known = new Map<Family, KnownFamily>();
+  /** Per family, what the last sync asked for (to tell an expected write from a repair). */
+  private readonly lastWant = new Map<Family, { readonly chains: string; readonly sets: FamilySets }>();
   /** Families whose record ipset is known to exist. */
   private readonly recordSets = new Set<Family>();
   private noIpset = false;
@@ -118,7 +164,12 @@ export class IptablesReconciler {
   }
 
   /** Throws DockerChainsMissingError before Docker made its chains. */
-  async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+  async reconcile(desired: DesiredState, options: ReconcileOptions = {}): Promise<FamilyReport[]> {
+    if (options.trustLastSync === true) {
+      const reports = await this.reconcileTrusted(desired);
+      if (reports !== undefined) return reports;
+    }
+    this.known.clear();
     const ipv4 = await detectIpv4(this.deps);
     if (!ipv4) {
       // Docker's chains are gone (an `nft flush ruleset`, an engine starting): its DNAT
@@ -135,6 +186,67 @@ export class IptablesReconciler {
       ),
     ]);
     return v6 ? [v4, v6] : [v4];
+  }
+
+  /** The owned chains' rules for `desired`, as one text (the jump's position aside). */
+  private chainsText(desired: DesiredState, family: Family, parent: string, options: RenderOptions): string {
+    const first = { positions: [1] };
+    return ownedPart(
+      renderPreroutingPayload(desired, family, { parent: PREROUTING, ...first }, options) +
+        renderSyncPayload(desired, family, { parent, ...first }, options),
+    );
+  }
+
+  /**
+   * After container events alone, what the last sync left is what the kernel
+   * holds: write each family's element difference without reading anything
+   * back. Undefined (then the caller reads and compares) when nothing is known,
+   * the chains would change, a set would outgrow its size, or the batch fails.
+   */
+  private async reconcileTrusted(desired: DesiredState): Promise<FamilyReport[] | undefined> {
+    const known = [...this.known.values()];
+    if (!this.known.has(4)) return undefined;
+    this.known.clear();
+    const plans = [];
+    for (const last of known) {
+      const { family, parent } = last.placement;
+      const options = await this.renderOptions(family);
+      if (this.chainsText(desired, family, parent, options) !== last.chains) return undefined;
+      const want = familySets(desired, family);
+      if (SET_ROLES.some((role) => (want.get(role)?.size ?? 0) > last.capacity)) return undefined;
+      const diff: SetsDiff = {
+        structural: [],
+        add: minusSets(want, last.sets),
+        remove: minusSets(last.sets, want),
+      };
+      plans.push({ last, want, diff });
+    }
+    try {
+      await Promise.all(
+        plans.map(async ({ last, diff }) => {
+          const delta = renderSetDelta(last.placement.family, diff) ?? '';
+          await applySetBatch(this.options.run, last.placement.family, delta);
+          if (delta !== '') this.options.onSetWrite?.('elements', last.placement.family, delta);
+        }),
+      );
+    } catch (error) {
+      // Someone changed a set behind dockfw's back: read and compare.
+      if (error instanceof SetApplyError) return undefined;
+      throw error;
+    }
+    return plans.map(({ last, want, diff }) => {
+      const { family, variant, parent } = last.placement;
+      this.known.set(family, { ...last, sets: want });
+      this.lastWant.set(family, { chains: last.chains, sets: want });
+      const written = setsDiffer(diff);
+      return {
+        family,
+        placement: { kind: 'iptables', variant, parent },
+        drift: neutralDrift(NO_DRIFT, setsDrift(family, diff)),
+        written,
+        desiredChanged: written,
+      };
+    });
   }
 
   /** The mangle part alone, in the variant each family last had: what judges docker-proxy's path. */
@@ -160,16 +272,20 @@ export class IptablesReconciler {
    * else (or when that batch fails) every set filled aside and swapped in.
    * Resolves with the drift found.
    */
-  private async writeSets(family: Family, want: FamilySets): Promise<IptablesDrift> {
+  private async writeSets(
+    family: Family,
+    want: FamilySets,
+  ): Promise<{ drift: IptablesDrift; capacity: number }> {
     const seen = await readFamilySets(this.options.run, family);
     const diff = diffSets(family, want, seen);
-    if (!setsDiffer(diff)) return setsDrift(family, diff);
+    const seenCapacity = Math.min(...SET_ROLES.map((role) => seen.get(setName(role, family))?.maxelem ?? 0));
+    if (!setsDiffer(diff)) return { drift: setsDrift(family, diff), capacity: seenCapacity };
     const delta = diff.structural.length === 0 ? renderSetDelta(family, diff) : undefined;
     if (delta !== undefined) {
       try {
         await applySetBatch(this.options.run, family, delta);
         this.options.onSetWrite?.('elements', family, delta);
-        return setsDrift(family, diff);
+        return { drift: setsDrift(family, diff), capacity: seenCapacity };
       } catch (error) {
         // Someone changed a set between our read and write: write them whole.
         if (!(error instanceof SetApplyError)) throw error;
@@ -192,7 +308,7 @@ export class IptablesReconciler {
     const full = renderSetsFull(family, want, present, await readLeftovers(this.options.run, family));
     await applySetBatch(this.options.run, family, full);
     this.options.onSetWrite?.('swap', family, full);
-    return setsDrift(family, diff);
+    return { drift: setsDrift(family, diff), capacity: capacityFor(want) };
   }
 
   /** Whether this family's DOCKFW-DROP can note drops: its ipset exists (made now if not). */
@@ -226,12 +342,13 @@ export class IptablesReconciler {
     );
     const sets = familySets(desired, family);
     // The sets first: the chains look them up (a new chain must find its sets filled).
-    const setDrift = await this.writeSets(family, sets);
+    const { drift: setDrift, capacity } = await this.writeSets(family, sets);
     const written = hasDrift(mergeDrift(setDrift, chainsDrift));
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
     const payload = prePayload + filterPayload;
-    const owned = `${ownedPart(payload)}\n${setsText(sets)}`;
-    const desiredChanged = this.lastDesired.changed(family, owned);
+    const chains = this.chainsText(desired, family, parent, options);
+    const last = this.lastWant.get(family);
+    const desiredChanged = last === undefined || last.chains !== chains || !sameSets(last.sets, sets);
     if (hasDrift(chainsDrift)) {
       try {
         await applyPayload(this.options.run, family, variant, payload);
@@ -241,9 +358,10 @@ export class IptablesReconciler {
         throw error;
       }
     }
-    this.lastDesired.remember(family, owned);
+    this.lastWant.set(family, { chains, sets });
     this.lastVariant.set(family, variant);
     const removedFrom = await this.removeLeftovers(placement);
+    this.known.set(family, { placement, chains, sets, capacity });
     return {
       family,
       placement: { kind: 'iptables', variant, parent },

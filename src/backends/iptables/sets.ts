@@ -373,6 +373,11 @@ function maxelem(size: number): number {
   return m;
 }
 
+/** The maxelem a full write gives the family's smallest set for `want`. */
+export function capacityFor(want: FamilySets): number {
+  return Math.min(...SET_ROLES.map((role) => maxelem(want.get(role)?.size ?? 0)));
+}
+
 function createLine(name: string, role: SetRole, family: Family, size: number): string {
   return `create ${name} ${SET_TYPES[role]} family ${familyLabel(family)} maxelem ${maxelem(size)}`;
 }
