@@ -519,3 +519,49 @@ describe('after container events alone (trustLastSync)', () => {
     expect(kernel.chain(4, 'DOCKFW')?.some((r) => r.includes('-i eth0'))).toBe(true);
   });
 });
+
+describe('after container events alone, with sets past the smallest size', () => {
+  it('stays trusted while each set is within its own maxelem', async () => {
+    const ports = Array.from({ length: 34_000 }, (_, i) => ({
+      containerPort: i + 1,
+      protocol: 'tcp' as const,
+      hostIp: '127.0.0.1',
+      hostPort: i + 1,
+    }));
+    const big: ContainerSnapshot = {
+      ...WEB,
+      labels: { 'dockfw.allow': '203.0.113.10' },
+      networks: [
+        { network: 'bridge', ipv4: '172.17.0.2' },
+        { network: 'other', ipv4: '172.18.0.2' },
+      ],
+      ports,
+    };
+    const kernel = new FakeIptablesKernel('nft');
+    let reads = 0;
+    const reconciler = new IptablesReconciler({
+      run: (file, args, input) => {
+        if (input === undefined) reads++;
+        return kernel.run(file, args, input);
+      },
+      legacyTableNames: noLegacy,
+    });
+    const first = desired([big]);
+    expect(familySets(first, 4).get('guarded')?.size).toBe(68_000);
+    await reconciler.reconcile(first);
+    const before = reads;
+    const more = desired([
+      big,
+      {
+        ...WEB,
+        id: 'c'.repeat(64),
+        name: 'more',
+        networks: [{ network: 'bridge', ipv4: '172.17.0.9' }],
+        ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 40_000 }],
+      },
+    ]);
+    await reconciler.reconcile(more, { trustLastSync: true });
+    expect(reads).toBe(before);
+    expect(kernel.ipset.elements('dockfw-guarded4')).toContain('172.17.0.9,tcp:80');
+  }, 30_000);
+});

@@ -105,8 +105,8 @@ interface KnownFamily {
   /** The owned chains' rules (jump positions aside). */
   readonly chains: string;
   readonly sets: FamilySets;
-  /** The smallest maxelem among the family's sets. */
-  readonly capacity: number;
+  /** Each set's maxelem. */
+  readonly capacity: ReadonlyMap<SetRole, number>;
 }
 
 export { DockerChainsMissingError };
@@ -213,7 +213,8 @@ export class IptablesReconciler {
       const options = await this.renderOptions(family);
       if (this.chainsText(desired, family, parent, options) !== last.chains) return undefined;
       const want = familySets(desired, family);
-      if (SET_ROLES.some((role) => (want.get(role)?.size ?? 0) > last.capacity)) return undefined;
+      if (SET_ROLES.some((role) => (want.get(role)?.size ?? 0) > (last.capacity.get(role) ?? 0)))
+        return undefined;
       const diff: SetsDiff = {
         structural: [],
         add: minusSets(want, last.sets),
@@ -275,10 +276,12 @@ export class IptablesReconciler {
   private async writeSets(
     family: Family,
     want: FamilySets,
-  ): Promise<{ drift: IptablesDrift; capacity: number }> {
+  ): Promise<{ drift: IptablesDrift; capacity: ReadonlyMap<SetRole, number> }> {
     const seen = await readFamilySets(this.options.run, family);
     const diff = diffSets(family, want, seen);
-    const seenCapacity = Math.min(...SET_ROLES.map((role) => seen.get(setName(role, family))?.maxelem ?? 0));
+    const seenCapacity = new Map(
+      SET_ROLES.map((role) => [role, seen.get(setName(role, family))?.maxelem ?? 0] as const),
+    );
     if (!setsDiffer(diff)) return { drift: setsDrift(family, diff), capacity: seenCapacity };
     const delta = diff.structural.length === 0 ? renderSetDelta(family, diff) : undefined;
     if (delta !== undefined) {

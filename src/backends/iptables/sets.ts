@@ -373,9 +373,9 @@ function maxelem(size: number): number {
   return m;
 }
 
-/** The maxelem a full write gives the family's smallest set for `want`. */
-export function capacityFor(want: FamilySets): number {
-  return Math.min(...SET_ROLES.map((role) => maxelem(want.get(role)?.size ?? 0)));
+/** The maxelem a full write gives each of the family's sets for `want`. */
+export function capacityFor(want: FamilySets): ReadonlyMap<SetRole, number> {
+  return new Map(SET_ROLES.map((role) => [role, maxelem(want.get(role)?.size ?? 0)] as const));
 }
 
 function createLine(name: string, role: SetRole, family: Family, size: number): string {
