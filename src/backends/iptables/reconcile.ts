@@ -21,6 +21,7 @@ import { jumpPositions, readFilterTable, type Variant } from './read.js';
 import { ensureRecordSet } from './records.js';
 import { renderPreroutingPayload, renderSyncPayload, type RenderOptions } from './render.js';
 import { applySetBatch, readFamilySets, readLeftovers, SetApplyError } from './ipset.js';
+import { SetTracker, type SetsUpdate } from './set-tracker.js';
 import {
   capacityFor,
   diffLines,
@@ -76,35 +77,11 @@ function setsDrift(family: Family, diff: SetsDiff): IptablesDrift {
   };
 }
 
-/** Whether two families' sets hold the same elements. */
-function sameSets(a: FamilySets, b: FamilySets): boolean {
-  return SET_ROLES.every((role) => {
-    const x = a.get(role) ?? new Set<string>();
-    const y = b.get(role) ?? new Set<string>();
-    if (x === y) return true;
-    if (x.size !== y.size) return false;
-    for (const element of x) if (!y.has(element)) return false;
-    return true;
-  });
-}
-
-/** Per role, what `want` has and `have` lacks. */
-function minusSets(want: FamilySets, have: FamilySets): Map<SetRole, string[]> {
-  const out = new Map<SetRole, string[]>();
-  for (const role of SET_ROLES) {
-    const w = want.get(role) ?? new Set<string>();
-    const h = have.get(role) ?? new Set<string>();
-    out.set(role, w === h ? [] : [...w].filter((e) => !h.has(e)));
-  }
-  return out;
-}
-
 /** What one family's last sync left in the kernel (and asked for). */
 interface KnownFamily {
   readonly placement: Placement;
   /** The owned chains' rules (jump positions aside). */
   readonly chains: string;
-  readonly sets: FamilySets;
   /** Each set's maxelem. */
   readonly capacity: ReadonlyMap<SetRole, number>;
 }
@@ -138,8 +115,12 @@ export class IptablesReconciler {
   private ipv6Unavailable = false;
   /** Per family, what the last sync left; cleared by any sync that does not finish. */
   private readonly known = new Map<Family, KnownFamily>();
-  /** Per family, what the last sync asked for (to tell an expected write from a repair). */
-  private readonly lastWant = new Map<Family, { readonly chains: string; readonly sets: FamilySets }>();
+  /** Per family, the verdict sets as asked for, kept from sync to sync. */
+  private readonly trackers = new Map<Family, SetTracker>();
+  /** Per family, the chains the last sync asked for (to tell an expected write from a repair). */
+  private readonly lastChains = new Map<Family, string>();
+  /** Families whose desired content changed in a sync that did not finish. */
+  private readonly unfinished = new Set<Family>();
   /** Families whose record ipset is known to exist. */
   private readonly recordSets = new Set<Family>();
   private noIpset = false;
@@ -212,15 +193,10 @@ export class IptablesReconciler {
       const { family, parent } = last.placement;
       const options = await this.renderOptions(family);
       if (this.chainsText(desired, family, parent, options) !== last.chains) return undefined;
-      const want = familySets(desired, family);
-      if (SET_ROLES.some((role) => (want.get(role)?.size ?? 0) > (last.capacity.get(role) ?? 0)))
+      const { sets, add, remove } = this.want(desired, family);
+      if (SET_ROLES.some((role) => (sets.get(role)?.size ?? 0) > (last.capacity.get(role) ?? 0)))
         return undefined;
-      const diff: SetsDiff = {
-        structural: [],
-        add: minusSets(want, last.sets),
-        remove: minusSets(last.sets, want),
-      };
-      plans.push({ last, want, diff });
+      plans.push({ last, diff: { structural: [], add, remove } satisfies SetsDiff });
     }
     try {
       await Promise.all(
@@ -235,19 +211,33 @@ export class IptablesReconciler {
       if (error instanceof SetApplyError) return undefined;
       throw error;
     }
-    return plans.map(({ last, want, diff }) => {
+    return plans.map(({ last, diff }) => {
       const { family, variant, parent } = last.placement;
-      this.known.set(family, { ...last, sets: want });
-      this.lastWant.set(family, { chains: last.chains, sets: want });
+      this.known.set(family, last);
       const written = setsDiffer(diff);
+      const desiredChanged = written || this.unfinished.has(family);
+      this.unfinished.delete(family);
       return {
         family,
         placement: { kind: 'iptables', variant, parent },
         drift: neutralDrift(NO_DRIFT, setsDrift(family, diff)),
         written,
-        desiredChanged: written,
+        desiredChanged,
       };
     });
+  }
+
+  /** The family's sets for `desired`, and what changed since the last sync asked (noted until one finishes). */
+  private want(desired: DesiredState, family: Family): SetsUpdate {
+    let tracker = this.trackers.get(family);
+    if (tracker === undefined) {
+      tracker = new SetTracker(family);
+      this.trackers.set(family, tracker);
+    }
+    const update = tracker.update(desired);
+    if ([...update.add.values(), ...update.remove.values()].some((e) => e.length > 0))
+      this.unfinished.add(family);
+    return update;
   }
 
   /** The mangle part alone, in the variant each family last had: what judges docker-proxy's path. */
@@ -343,15 +333,14 @@ export class IptablesReconciler {
       diffOwned(mangle, prePayload, prePositions, 'mangle'),
       diffOwned(table, filterPayload, positions),
     );
-    const sets = familySets(desired, family);
+    const { sets } = this.want(desired, family);
     // The sets first: the chains look them up (a new chain must find its sets filled).
     const { drift: setDrift, capacity } = await this.writeSets(family, sets);
     const written = hasDrift(mergeDrift(setDrift, chainsDrift));
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
     const payload = prePayload + filterPayload;
     const chains = this.chainsText(desired, family, parent, options);
-    const last = this.lastWant.get(family);
-    const desiredChanged = last === undefined || last.chains !== chains || !sameSets(last.sets, sets);
+    const desiredChanged = this.unfinished.has(family) || this.lastChains.get(family) !== chains;
     if (hasDrift(chainsDrift)) {
       try {
         await applyPayload(this.options.run, family, variant, payload);
@@ -361,10 +350,11 @@ export class IptablesReconciler {
         throw error;
       }
     }
-    this.lastWant.set(family, { chains, sets });
+    this.lastChains.set(family, chains);
+    this.unfinished.delete(family);
     this.lastVariant.set(family, variant);
     const removedFrom = await this.removeLeftovers(placement);
-    this.known.set(family, { placement, chains, sets, capacity });
+    this.known.set(family, { placement, chains, capacity });
     return {
       family,
       placement: { kind: 'iptables', variant, parent },

@@ -8,7 +8,7 @@ import type { Family, Protocol } from '../../docker/snapshot.js';
 import { intervalToCidrs } from '../../net/cidrs.js';
 import { mergeIntervals, type Interval } from '../../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
-import type { DesiredState } from '../../policy/desired.js';
+import type { DesiredState, RuleSources } from '../../policy/desired.js';
 
 /**
  * What each set holds (per family; `ipset` sets are one family each):
@@ -148,49 +148,90 @@ function emptySets(): Map<SetRole, Set<string>> {
   return new Map(SET_ROLES.map((role) => [role, new Set<string>()]));
 }
 
-function put(sets: Map<SetRole, Set<string>>, role: SetRole, element: string): void {
-  sets.get(role)?.add(element);
+/**
+ * What one judged target puts in the sets: a published binding's host address
+ * (or every address) and service, or a container address and service. Its
+ * elements depend only on the key and the sources, so a unit whose sources are
+ * the same list as last time holds the same elements.
+ */
+export interface SetUnit {
+  readonly key: string;
+  /** A binding's unit (bindings are settled to one per target already). */
+  readonly binding: boolean;
+  readonly sources: RuleSources;
+  elements(): (readonly [SetRole, string])[];
 }
 
 /**
- * One family's sets for a DesiredState. Container rules: one verdict per
- * (address, protocol, port), the first rule in DesiredState order winning (as
+ * Every unit of one family's sets, in DesiredState order. Container rules: one
+ * verdict per (address, protocol, port), the first rule in order winning (as
  * the first matching rule of a chain would), so two claims never widen each
- * other. Bindings are one claim per port already (settleBindings).
+ * other; `visit` sees a later claim and must skip it. Bindings are one claim
+ * per port already (settleBindings).
  */
-export function familySets(desired: DesiredState, family: Family): FamilySets {
-  const sets = emptySets();
+export function unitsOf(desired: DesiredState, family: Family, visit: (unit: SetUnit) => void): void {
   for (const binding of desired.bindings) {
     if (binding.family !== family) continue;
+    const sources = binding.sources;
     // Open to everyone: no element, nothing drops it.
-    if (binding.sources === 'any') {
+    if (sources === 'any') {
       services(binding.protocol, binding.portFrom, binding.portTo);
       continue;
     }
     const host = binding.hostAddress === undefined ? undefined : address(family, binding.hostAddress);
-    const nets = sourceNets(family, binding.sources);
     for (const service of services(binding.protocol, binding.portFrom, binding.portTo)) {
-      for (const net of host === undefined ? halves(family) : [host]) put(sets, 'bound', `${net},${service}`);
-      for (const source of nets) {
-        if (host === undefined) put(sets, 'boundany', `${source},${service}`);
-        else put(sets, 'boundip', `${host},${service},${source}`);
-      }
+      visit({
+        key: `b ${host ?? '*'},${service}`,
+        binding: true,
+        sources,
+        elements: () => {
+          const out: (readonly [SetRole, string])[] = [];
+          for (const net of host === undefined ? halves(family) : [host])
+            out.push(['bound', `${net},${service}`]);
+          for (const source of sourceNets(family, sources)) {
+            if (host === undefined) out.push(['boundany', `${source},${service}`]);
+            else out.push(['boundip', `${host},${service},${source}`]);
+          }
+          return out;
+        },
+      });
     }
   }
-  const seen = new Set<string>();
   for (const rule of desired.rules) {
     if (rule.family !== family) continue;
     const target = address(family, rule.address);
-    const nets = rule.sources === 'any' ? halves(family) : sourceNets(family, rule.sources);
+    const sources = rule.sources;
     for (const service of services(rule.protocol, rule.portFrom, rule.portTo)) {
       const key = `${target},${service}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      for (const source of nets) put(sets, 'allowed', `${key},${source}`);
-      // `any`: allowed from everywhere and not judged, like the RETURN without -s it replaces.
-      if (rule.sources !== 'any') put(sets, 'guarded', key);
+      visit({
+        key: `r ${key}`,
+        binding: false,
+        sources,
+        elements: () => {
+          const nets = sources === 'any' ? halves(family) : sourceNets(family, sources);
+          const out: (readonly [SetRole, string])[] = nets.map(
+            (source) => ['allowed', `${key},${source}`] as const,
+          );
+          // `any`: allowed from everywhere and not judged, like the RETURN without -s it replaces.
+          if (sources !== 'any') out.push(['guarded', key]);
+          return out;
+        },
+      });
     }
   }
+}
+
+/** One family's sets for a DesiredState (every unit, the first claim on a container target winning). */
+export function familySets(desired: DesiredState, family: Family): FamilySets {
+  const sets = emptySets();
+  const claimed = new Set<string>();
+  unitsOf(desired, family, (unit) => {
+    if (!unit.binding) {
+      if (claimed.has(unit.key)) return;
+      claimed.add(unit.key);
+    }
+    for (const [role, element] of unit.elements()) sets.get(role)?.add(element);
+  });
   return sets;
 }
 

@@ -1,0 +1,110 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../config/config.js';
+import type { ContainerSnapshot, Protocol } from '../../docker/snapshot.js';
+import { desiredState } from '../../policy/desired.js';
+import { SetTracker } from './set-tracker.js';
+import { familySets, SET_ROLES, type FamilySets } from './sets.js';
+
+const sources = fc.constantFrom(
+  'any',
+  'none',
+  '203.0.113.0/24',
+  '198.51.100.7, 198.51.100.9-198.51.100.30',
+  '2001:db8::/48, 203.0.113.128/25',
+  '0.0.0.0/0',
+);
+
+/** Containers that share addresses and host ports now and then: claims meet. */
+const container: fc.Arbitrary<ContainerSnapshot> = fc.record({
+  id: fc.stringMatching(/^[0-9a-f]{64}$/),
+  name: fc.stringMatching(/^[a-z]{2,6}$/),
+  running: fc.boolean(),
+  labels: fc.dictionary(fc.constantFrom('dockfw.allow', 'dockfw.allow.80', 'dockfw.allow.53/udp'), sources, {
+    maxKeys: 2,
+  }),
+  networks: fc.array(
+    fc.record({
+      network: fc.constantFrom('a', 'b'),
+      ipv4: fc.constantFrom('172.17.0.2', '172.17.0.3', '172.18.0.9'),
+      ipv6: fc.constantFrom('fd00::2', '2001:db8:50::5'),
+    }),
+    { minLength: 1, maxLength: 2 },
+  ),
+  ports: fc.array(
+    fc.record({
+      containerPort: fc.constantFrom(53, 80, 81, 443),
+      protocol: fc.constantFrom<Protocol>('tcp', 'udp'),
+      hostIp: fc.constantFrom('', '0.0.0.0', '127.0.0.1', '::'),
+      hostPort: fc.constantFrom(8080, 8081, 8443, 5353),
+    }),
+    { maxLength: 3 },
+  ),
+});
+
+const copy = (sets: FamilySets): Map<string, string[]> =>
+  new Map(SET_ROLES.map((role) => [role, [...(sets.get(role) ?? [])].sort()]));
+
+describe('SetTracker', () => {
+  it('holds what familySets computes after every step, and hands out exactly the elements that came and went', () => {
+    fc.assert(
+      fc.property(
+        fc.array(container, { minLength: 1, maxLength: 8 }),
+        // Each step: which containers of the pool run now (the same objects from step to step).
+        fc.array(fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }), { minLength: 1, maxLength: 6 }),
+        fc.constantFrom<4 | 6>(4, 6),
+        fc.constantFrom('allow', 'deny'),
+        (pool, steps, family, policy) => {
+          const config = loadConfig({ DOCKFW_DEFAULT_POLICY: policy });
+          const tracker = new SetTracker(family);
+          let before = new Map<string, string[]>(SET_ROLES.map((role) => [role, []]));
+          for (const step of steps) {
+            const containers = pool.filter((_, i) => step[i] === true);
+            const desired = desiredState({ containers, bridges: ['docker0'] }, config);
+            const update = tracker.update(desired);
+            const want = copy(familySets(desired, family));
+            expect(copy(update.sets)).toEqual(want);
+            for (const role of SET_ROLES) {
+              const had = new Set(before.get(role));
+              const has = new Set(want.get(role));
+              expect([...(update.add.get(role) ?? [])].sort()).toEqual(
+                [...has].filter((e) => !had.has(e)).sort(),
+              );
+              expect([...(update.remove.get(role) ?? [])].sort()).toEqual(
+                [...had].filter((e) => !has.has(e)).sort(),
+              );
+            }
+            before = want;
+          }
+        },
+      ),
+      { numRuns: 300, seed: 14 },
+    );
+  });
+
+  it('spells only the units whose sources changed', () => {
+    const config = loadConfig({});
+    const web: ContainerSnapshot = {
+      id: 'a'.repeat(64),
+      name: 'web',
+      running: true,
+      labels: { 'dockfw.allow': '203.0.113.10' },
+      networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+    };
+    const other: ContainerSnapshot = {
+      ...web,
+      id: 'b'.repeat(64),
+      name: 'other',
+      networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8081 }],
+    };
+    const tracker = new SetTracker(4);
+    tracker.update(desiredState({ containers: [web], bridges: [] }, config));
+    const next = tracker.update(desiredState({ containers: [web, other], bridges: [] }, config));
+    expect(next.add.get('allowed')).toEqual(['172.17.0.3,tcp:80,203.0.113.10']);
+    expect(next.add.get('guarded')).toEqual(['172.17.0.3,tcp:80']);
+    expect(next.add.get('boundany')).toEqual(['203.0.113.10,tcp:8081']);
+    expect([...next.remove.values()].flat()).toEqual([]);
+  });
+});

@@ -1,0 +1,111 @@
+// One family's verdict sets kept from sync to sync, so a change costs what
+// changed: the sets are cut into units (one per judged target: a binding's host
+// address and service, a container address and service), each unit's elements
+// spelled once and kept while its sources are the same list (a container the
+// cache did not re-read keeps its lists). A sync walks the units, not the
+// elements, and hands back the elements that came and went.
+import type { Family } from '../../docker/snapshot.js';
+import type { DesiredState, RuleSources } from '../../policy/desired.js';
+import { familySets, SET_ROLES, unitsOf, type FamilySets, type SetRole, type SetUnit } from './sets.js';
+
+/** Per role, the elements that came or went. */
+export type SetChanges = ReadonlyMap<SetRole, readonly string[]>;
+
+export interface SetsUpdate {
+  /** The family's sets now: the tracker's own, valid until its next update. */
+  readonly sets: FamilySets;
+  readonly add: SetChanges;
+  readonly remove: SetChanges;
+}
+
+interface Kept {
+  readonly sources: RuleSources;
+  readonly elements: readonly (readonly [SetRole, string])[];
+}
+
+/** Every element of the units, per role. */
+function collect(units: ReadonlyMap<string, Kept>): FamilySets {
+  const sets = new Map<SetRole, Set<string>>(SET_ROLES.map((role) => [role, new Set()]));
+  for (const unit of units.values()) for (const [role, e] of unit.elements) sets.get(role)?.add(e);
+  return sets;
+}
+
+function perRole(): Map<SetRole, string[]> {
+  return new Map(SET_ROLES.map((role) => [role, []]));
+}
+
+export class SetTracker {
+  private units = new Map<string, Kept>();
+  /** False until the units describe `sets` (at first, and after a rebuild). */
+  private unitsKnown = false;
+  private sets = new Map<SetRole, Set<string>>(SET_ROLES.map((role) => [role, new Set()]));
+
+  constructor(private readonly family: Family) {}
+
+  /** Brings the sets to `desired`; returns them and what changed since the last update. */
+  update(desired: DesiredState): SetsUpdate {
+    const next = new Map<string, Kept>();
+    let exact = true;
+    unitsOf(desired, this.family, (unit: SetUnit) => {
+      const seen = next.get(unit.key);
+      if (seen !== undefined) {
+        // Units are one per target; a second one for the same target means the
+        // desired state broke that rule: compute everything the long way.
+        if (unit.binding) exact = false;
+        return;
+      }
+      const old = this.units.get(unit.key);
+      next.set(
+        unit.key,
+        old !== undefined && old.sources === unit.sources
+          ? old
+          : { sources: unit.sources, elements: unit.elements() },
+      );
+    });
+    if (!exact) return this.rebuild(familySets(desired, this.family));
+    if (!this.unitsKnown) {
+      const fresh = this.rebuild(collect(next));
+      this.units = next;
+      this.unitsKnown = true;
+      return fresh;
+    }
+    return this.apply(next);
+  }
+
+  private apply(next: Map<string, Kept>): SetsUpdate {
+    const add = perRole();
+    const remove = perRole();
+    for (const [key, unit] of next) {
+      const old = this.units.get(key);
+      if (old === unit) continue;
+      const before = new Set((old?.elements ?? []).map(([role, e]) => `${role} ${e}`));
+      const after = new Set(unit.elements.map(([role, e]) => `${role} ${e}`));
+      for (const [role, e] of unit.elements) if (!before.has(`${role} ${e}`)) add.get(role)?.push(e);
+      for (const [role, e] of old?.elements ?? []) if (!after.has(`${role} ${e}`)) remove.get(role)?.push(e);
+    }
+    for (const [key, unit] of this.units) {
+      if (next.has(key)) continue;
+      for (const [role, e] of unit.elements) remove.get(role)?.push(e);
+    }
+    for (const [role, elements] of remove) for (const e of elements) this.sets.get(role)?.delete(e);
+    for (const [role, elements] of add) for (const e of elements) this.sets.get(role)?.add(e);
+    this.units = next;
+    return { sets: this.sets, add, remove };
+  }
+
+  /** The sets replaced by `fresh`, compared element by element; the units are then unknown. */
+  private rebuild(fresh: FamilySets): SetsUpdate {
+    const add = perRole();
+    const remove = perRole();
+    for (const role of SET_ROLES) {
+      const want = fresh.get(role) ?? new Set<string>();
+      const have = this.sets.get(role) ?? new Set<string>();
+      for (const e of want) if (!have.has(e)) add.get(role)?.push(e);
+      for (const e of have) if (!want.has(e)) remove.get(role)?.push(e);
+    }
+    this.sets = new Map(SET_ROLES.map((role) => [role, new Set(fresh.get(role))]));
+    this.units = new Map();
+    this.unitsKnown = false;
+    return { sets: this.sets, add, remove };
+  }
+}
