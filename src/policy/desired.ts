@@ -265,6 +265,21 @@ function intersectSources(a: RuleSources, b: RuleSources): RuleSources {
  * Consecutive host ports of one container with the same sources are joined
  * (`--dport a:b`).
  */
+// The same two bindings joined give the same object, sync after sync: what is
+// derived from a binding can be remembered by its identity.
+const JOINED = new WeakMap<
+  DesiredBinding,
+  { readonly next: DesiredBinding; readonly joined: DesiredBinding }
+>();
+
+function joinedBinding(last: DesiredBinding, next: DesiredBinding): DesiredBinding {
+  const known = JOINED.get(last);
+  if (known?.next === next) return known.joined;
+  const joined = { ...last, portTo: next.portTo };
+  JOINED.set(last, { next, joined });
+  return joined;
+}
+
 function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
   const portOf = (b: DesiredBinding): string => `${b.family} ${b.protocol} ${b.portFrom}`;
   const everyAddress = new Set(planned.filter((b) => b.hostAddress === undefined).map(portOf));
@@ -292,7 +307,7 @@ function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
       last.portTo + 1 === b.portFrom &&
       sameSources(last.sources, b.sources)
     ) {
-      joined[joined.length - 1] = { ...last, portTo: b.portTo };
+      joined[joined.length - 1] = joinedBinding(last, b);
       continue;
     }
     joined.push(b);

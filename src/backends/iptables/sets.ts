@@ -8,7 +8,7 @@ import type { Family, Protocol } from '../../docker/snapshot.js';
 import { intervalToCidrs } from '../../net/cidrs.js';
 import { mergeIntervals, type Interval } from '../../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
-import type { DesiredState, RuleSources } from '../../policy/desired.js';
+import type { DesiredBinding, DesiredRule, DesiredState, RuleSources } from '../../policy/desired.js';
 
 /**
  * What each set holds (per family; `ipset` sets are one family each):
@@ -172,53 +172,71 @@ export interface SetUnit {
 export function unitsOf(desired: DesiredState, family: Family, visit: (unit: SetUnit) => void): void {
   for (const binding of desired.bindings) {
     if (binding.family !== family) continue;
-    const sources = binding.sources;
-    // Open to everyone: no element, nothing drops it.
-    if (sources === 'any') {
-      services(binding.protocol, binding.portFrom, binding.portTo);
-      continue;
-    }
-    const host = binding.hostAddress === undefined ? undefined : address(family, binding.hostAddress);
-    for (const service of services(binding.protocol, binding.portFrom, binding.portTo)) {
-      visit({
-        key: `b ${host ?? '*'},${service}`,
-        binding: true,
-        sources,
-        elements: () => {
-          const out: (readonly [SetRole, string])[] = [];
-          for (const net of host === undefined ? halves(family) : [host])
-            out.push(['bound', `${net},${service}`]);
-          for (const source of sourceNets(family, sources)) {
-            if (host === undefined) out.push(['boundany', `${source},${service}`]);
-            else out.push(['boundip', `${host},${service},${source}`]);
-          }
-          return out;
-        },
-      });
-    }
+    for (const unit of remembered(binding, () => bindingUnits(binding, family))) visit(unit);
   }
   for (const rule of desired.rules) {
     if (rule.family !== family) continue;
-    const target = address(family, rule.address);
-    const sources = rule.sources;
-    for (const service of services(rule.protocol, rule.portFrom, rule.portTo)) {
-      const key = `${target},${service}`;
-      visit({
-        key: `r ${key}`,
-        binding: false,
-        sources,
-        elements: () => {
-          const nets = sources === 'any' ? halves(family) : sourceNets(family, sources);
-          const out: (readonly [SetRole, string])[] = nets.map(
-            (source) => ['allowed', `${key},${source}`] as const,
-          );
-          // `any`: allowed from everywhere and not judged, like the RETURN without -s it replaces.
-          if (sources !== 'any') out.push(['guarded', key]);
-          return out;
-        },
-      });
-    }
+    for (const unit of remembered(rule, () => ruleUnits(rule, family))) visit(unit);
   }
+}
+
+// A container the cache did not re-read keeps its rule and binding objects: their units too.
+const UNITS = new WeakMap<object, readonly SetUnit[]>();
+
+function remembered(owner: object, make: () => SetUnit[]): readonly SetUnit[] {
+  let units = UNITS.get(owner);
+  if (units === undefined) {
+    units = make();
+    UNITS.set(owner, units);
+  }
+  return units;
+}
+
+function bindingUnits(binding: DesiredBinding, family: Family): SetUnit[] {
+  const sources = binding.sources;
+  // Open to everyone: no element, nothing drops it.
+  if (sources === 'any') {
+    services(binding.protocol, binding.portFrom, binding.portTo);
+    return [];
+  }
+  const host = binding.hostAddress === undefined ? undefined : address(family, binding.hostAddress);
+  return services(binding.protocol, binding.portFrom, binding.portTo).map((service) => ({
+    key: `b ${host ?? '*'},${service}`,
+    binding: true,
+    sources,
+    elements: () => {
+      const out: (readonly [SetRole, string])[] = [];
+      for (const net of host === undefined ? halves(family) : [host])
+        out.push(['bound', `${net},${service}`]);
+      for (const source of sourceNets(family, sources)) {
+        if (host === undefined) out.push(['boundany', `${source},${service}`]);
+        else out.push(['boundip', `${host},${service},${source}`]);
+      }
+      return out;
+    },
+  }));
+}
+
+function ruleUnits(rule: DesiredRule, family: Family): SetUnit[] {
+  const target = address(family, rule.address);
+  const sources = rule.sources;
+  return services(rule.protocol, rule.portFrom, rule.portTo).map((service) => {
+    const key = `${target},${service}`;
+    return {
+      key: `r ${key}`,
+      binding: false,
+      sources,
+      elements: () => {
+        const nets = sources === 'any' ? halves(family) : sourceNets(family, sources);
+        const out: (readonly [SetRole, string])[] = nets.map(
+          (source) => ['allowed', `${key},${source}`] as const,
+        );
+        // `any`: allowed from everywhere and not judged, like the RETURN without -s it replaces.
+        if (sources !== 'any') out.push(['guarded', key]);
+        return out;
+      },
+    };
+  });
 }
 
 /** One family's sets for a DesiredState (every unit, the first claim on a container target winning). */
