@@ -158,7 +158,14 @@ export async function runInNs<T>(ns: string, script: string, args: readonly stri
   const child = track(
     spawn(
       'nsenter',
-      [`--net=/var/run/netns/${ns}`, '--', process.execPath, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), path.join(BUILD_DIR, script), ...args],
+      [
+        `--net=/var/run/netns/${ns}`,
+        '--',
+        process.execPath,
+        ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+        path.join(BUILD_DIR, script),
+        ...args,
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     ),
   );
