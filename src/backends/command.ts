@@ -17,6 +17,8 @@ export class CommandError extends Error {
     readonly stderr: string,
     /** True when the program is not installed. */
     readonly missing: boolean,
+    /** True when the program was stopped for taking longer than its timeout. */
+    readonly timedOut = false,
   ) {
     super(message);
     this.name = 'CommandError';
@@ -77,6 +79,6 @@ export function commandRunner(missingHint: string): CommandRunner {
     const message = result.timedOut
       ? `${shown} timed out after ${timeout / 1000} s`
       : `${shown} failed (exit ${result.exitCode ?? '?'}): ${result.stderr.trim() || result.shortMessage}`;
-    throw new CommandError(message, file, args, result.stderr, false);
+    throw new CommandError(message, file, args, result.stderr, false, result.timedOut);
   };
 }

@@ -132,7 +132,7 @@ describe('dockfw explain: Docker 28.5.2, iptables-nft and nftables backends', ()
             'inet',
             'dockfw',
             'boundallowed4',
-            `{ 0.0.0.0/0 . tcp . 8081 . ${ALLOWED} }`,
+            `{ 8081 . tcp . 0.0.0.0/0 . ${ALLOWED} }`,
           ]);
         }
         // The damage is real: the allowed source is no longer answered (closed, never widened).
@@ -144,7 +144,7 @@ describe('dockfw explain: Docker 28.5.2, iptables-nft and nftables backends', ()
         expect(after.stdout).toMatch(
           backend === 'iptables'
             ? /missing: dockfw-boundany4: 203\.0\.113\.10,tcp:8081/
-            : /missing: boundallowed4: 0\.0\.0\.0\/0 \. tcp \. 8081 \. 203\.0\.113\.10/,
+            : /missing: boundallowed4: 8081 \. tcp \. 0\.0\.0\.0\/0 \. 203\.0\.113\.10/,
         );
         const json = JSON.parse((await explain(ALLOWED, `${HOST_A}:8081`, '--json')).stdout) as {
           kernel: { status: string };

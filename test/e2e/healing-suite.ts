@@ -116,7 +116,7 @@ function nftablesDamages(): Damage[] {
           'inet',
           'dockfw',
           'boundallowed4',
-          '{ 0.0.0.0/0 . tcp . 65000 . 198.51.100.99 }',
+          '{ 65000 . tcp . 0.0.0.0/0 . 198.51.100.99 }',
         ]),
       adds: true,
     },
@@ -699,8 +699,9 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         );
         // Not one per container: the runner slows down during a long storm (see runner.ts).
         // The runner's contract: about ten syncs in the storm's first second, then ever further apart,
-        // up to 3.2 s (see runner.ts); one per event would be 100 or more.
-        expect(startSyncs).toBeLessThanOrEqual(16 + Math.ceil(startMs / 3000));
+        // up to 3.2 s (see runner.ts); one per event would be 100 or more. Syncs after container
+        // events alone read nothing back, so a few more of them fit into the storm's first seconds.
+        expect(startSyncs).toBeLessThanOrEqual(22 + Math.ceil(startMs / 3000));
         expect(removeSyncs).toBeLessThanOrEqual(10);
         await expectEnforced();
       });

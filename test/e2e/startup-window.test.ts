@@ -42,7 +42,8 @@ describe('start-up window on the docker-proxy path (Docker 28.5.2, iptables-nft)
       return new RegExp(`,tcp:${port}$`, 'm').test(saved);
     }
     const listed = await host.nft(['list', 'set', 'inet', 'dockfw', 'bound6']).catch(() => '');
-    return listed.includes(`. tcp . ${port}`);
+    // Elements are host port first: `8081 . tcp . ::/0`.
+    return new RegExp(`(^|[\\s{,])${port} \\. tcp \\. `).test(listed);
   }
 
   /**

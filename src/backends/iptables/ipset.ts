@@ -52,7 +52,8 @@ export async function applySetBatch(run: CommandRunner, family: Family, batch: s
   try {
     await run('ipset', ['restore'], batch);
   } catch (error) {
-    if (!(error instanceof CommandError) || error.missing) throw error;
+    // A hung tool is not a set changed under the batch: retrying it at once would double the wait.
+    if (!(error instanceof CommandError) || error.missing || error.timedOut) throw error;
     throw new SetApplyError(error.message, family);
   }
 }

@@ -147,8 +147,14 @@ export class IptablesReconciler {
   /** Throws DockerChainsMissingError before Docker made its chains. */
   async reconcile(desired: DesiredState, options: ReconcileOptions = {}): Promise<FamilyReport[]> {
     if (options.trustLastSync === true) {
-      const reports = await this.reconcileTrusted(desired);
-      if (reports !== undefined) return reports;
+      try {
+        const reports = await this.reconcileTrusted(desired);
+        if (reports !== undefined) return reports;
+      } catch (error) {
+        // A tool that hangs fails the sync; anything else reads and compares below,
+        // whose error (a missing tool, Docker's chains gone) is the one to report.
+        if (error instanceof CommandError && error.timedOut) throw error;
+      }
     }
     this.known.clear();
     const ipv4 = await detectIpv4(this.deps);
