@@ -700,8 +700,11 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         // Not one per container: the runner slows down during a long storm (see runner.ts).
         // The runner's contract: about ten syncs in the storm's first second, then ever further apart,
         // up to 3.2 s (see runner.ts); one per event would be 100 or more. Syncs after container
-        // events alone read nothing back, so a few more of them fit into the storm's first seconds.
-        expect(startSyncs).toBeLessThanOrEqual(22 + Math.ceil(startMs / 3000));
+        // events alone read nothing back: when `docker start` itself is slow (a loaded machine),
+        // the runner sees lulls between its events and keeps pace with them, so the bound is
+        // per half second of `docker start`, and always fewer than one per container.
+        expect(startSyncs).toBeLessThanOrEqual(16 + Math.ceil(startMs / 500));
+        expect(startSyncs).toBeLessThan(names.length);
         expect(removeSyncs).toBeLessThanOrEqual(10);
         await expectEnforced();
       });
