@@ -48,6 +48,12 @@ async function main(): Promise<number> {
     ?.slice('--only='.length)
     .split(',') as Part[] | undefined;
   const parts = only ?? PARTS;
+  // --sizes=5000 (a development aid): the sync part at these sizes only; a partial run.
+  const sizes = process.argv
+    .find((a) => a.startsWith('--sizes='))
+    ?.slice('--sizes='.length)
+    .split(',')
+    .map(Number);
   const started = Date.now();
   const report = new Report();
   const tmpDir = await mkdtemp('/tmp/dfw-bench-');
@@ -63,7 +69,7 @@ async function main(): Promise<number> {
   try {
     if (parts.includes('sync')) {
       await syncBench(report, {
-        sizes: quick ? [100, 1000] : [100, 1000, 5000, 20000],
+        sizes: sizes ?? (quick ? [100, 1000] : [100, 1000, 5000, 20000]),
         repeats: 3,
         repeatsLargest: 1,
         startsAt: quick ? 1000 : 5000,
@@ -104,7 +110,7 @@ async function main(): Promise<number> {
   ].join('\n');
   // A partial run (--only, --quick) must not replace the full results.
   const file =
-    only === undefined && !quick
+    only === undefined && !quick && sizes === undefined
       ? path.join(REPO, 'bench', 'RESULTS.md')
       : path.join(REPO, '.cache', 'bench-partial.md');
   await writeFile(file, text);

@@ -118,6 +118,21 @@ export interface DesiredState {
   readonly errors: readonly LabelError[];
   /** Keys of running containers that look like dockfw labels but are not (so ignored); optional for hand-built states. */
   readonly warnings?: readonly LabelError[];
+  /**
+   * The same rules and bindings cut per container, by id, when they are the
+   * plain union of these parts: no two containers share a container address,
+   * nor a host port of one family and protocol (on any host address). Absent
+   * otherwise, and in hand-built states. An unchanged container keeps its part
+   * object from sync to sync, so a backend can redo only the parts that changed.
+   */
+  readonly parts?: ReadonlyMap<string, DesiredPart>;
+}
+
+/** One container's rules and bindings (settled among themselves). */
+export interface DesiredPart {
+  readonly containerId: string;
+  readonly rules: readonly DesiredRule[];
+  readonly bindings: readonly DesiredBinding[];
 }
 
 /** What an interface name in a rule may look like (`+` is iptables' wildcard). */
@@ -568,38 +583,126 @@ function partOf(container: ContainerSnapshot, config: Config): ContainerPart {
   return part;
 }
 
-export function desiredState(snapshot: EngineSnapshot, config: Config): DesiredState {
+interface SharedPart {
+  readonly part: DesiredPart;
+  /** What no other container may claim for the union to hold: its addresses, its host ports. */
+  readonly claims: readonly string[];
+}
+
+const shared = new WeakMap<ContainerPart, SharedPart>();
+
+function sharedPart(id: string, part: ContainerPart): SharedPart {
+  let known = shared.get(part);
+  if (known === undefined) {
+    const claims = new Set<string>();
+    for (const rule of part.rules) claims.add(`a ${rule.family} ${rule.address}`);
+    for (const b of part.bindings)
+      for (let port = b.portFrom; port <= b.portTo; port++) claims.add(`p ${b.family} ${b.protocol} ${port}`);
+    known = {
+      part: { containerId: id, rules: part.rules, bindings: settleBindings(part.bindings) },
+      claims: [...claims],
+    };
+    shared.set(part, known);
+  }
+  return known;
+}
+
+/**
+ * Who holds each claim after the last call, so the next one re-checks only the
+ * containers that changed (a cache: any sequence of calls gives the same answers).
+ */
+let lastClaims: { parts: Map<string, SharedPart>; owners: Map<string, string> } | undefined;
+
+/** The containers' parts by id, or undefined when two of them claim the same thing. */
+function independentParts(
+  planned: readonly (readonly [string, ContainerPart])[],
+): Map<string, DesiredPart> | undefined {
+  const next = new Map<string, SharedPart>();
+  for (const [id, part] of planned)
+    if (part.rules.length > 0 || part.bindings.length > 0) next.set(id, sharedPart(id, part));
+  const last = lastClaims ?? { parts: new Map<string, SharedPart>(), owners: new Map<string, string>() };
+  lastClaims = undefined;
+  const { owners } = last;
+  for (const [id, before] of last.parts) {
+    if (next.get(id) === before) continue;
+    for (const claim of before.claims) if (owners.get(claim) === id) owners.delete(claim);
+  }
+  for (const [id, now] of next) {
+    if (last.parts.get(id) === now) continue;
+    for (const claim of now.claims) {
+      const owner = owners.get(claim);
+      if (owner !== undefined && owner !== id) return undefined;
+      owners.set(claim, id);
+    }
+  }
+  lastClaims = { parts: next, owners };
+  return new Map([...next].map(([id, { part }]) => [id, part]));
+}
+
+export interface DesiredOptions {
+  /** Cut the state into per-container parts where it can be (default true). */
+  readonly parts?: boolean;
+}
+
+export function desiredState(
+  snapshot: EngineSnapshot,
+  config: Config,
+  options: DesiredOptions = {},
+): DesiredState {
   const byName = (a: ContainerSnapshot, b: ContainerSnapshot): number =>
     compareText(a.name, b.name) || compareText(a.id, b.id);
   const running = snapshot.containers.filter((c) => c.running).sort(byName);
-  const rules: DesiredRule[] = [];
   const bindings: DesiredBinding[] = [];
   const containers: ContainerSummary[] = [];
   const errors: LabelError[] = [];
   const warnings: LabelError[] = [];
+  const planned: (readonly [string, ContainerPart])[] = [];
   for (const container of running) {
     const part = partOf(container, config);
+    planned.push([container.id, part]);
     errors.push(...part.errors);
     warnings.push(...part.warnings);
     if (part.summary === undefined) continue;
     containers.push(part.summary);
-    // Not push(...list): a host-network label over every port gives 131,070 bindings.
-    for (const rule of part.rules) rules.push(rule);
     for (const binding of part.bindings) bindings.push(binding);
   }
   // Created ones after every running container's, so a running binding always wins its port.
   for (const container of snapshot.containers.filter((c) => !c.running && c.created === true).sort(byName)) {
-    for (const binding of partOf(container, config).bindings) bindings.push(binding);
+    const part = partOf(container, config);
+    planned.push([container.id, part]);
+    for (const binding of part.bindings) bindings.push(binding);
   }
-  return {
-    rules,
-    bindings: settleBindings(bindings),
+  const parts = options.parts === false ? undefined : independentParts(planned);
+  const common = {
     bridges: [...new Set(snapshot.bridges)].filter((name) => INTERFACE_NAME.test(name)).sort(),
     externalInterfaces: [...config.externalInterfaces],
     containers,
     errors,
     warnings,
   };
+  if (parts === undefined) return { ...common, rules: rulesOf(planned), bindings: settleBindings(bindings) };
+  // Independent parts settle alone: the whole is their bindings in order. Put
+  // together when asked for: a backend that works per part never asks.
+  let rules: DesiredRule[] | undefined;
+  let settled: DesiredBinding[] | undefined;
+  return {
+    ...common,
+    parts,
+    get rules() {
+      return (rules ??= rulesOf(planned));
+    },
+    get bindings() {
+      return (settled ??= [...parts.values()].flatMap((p) => p.bindings).sort(compareBindings));
+    },
+  };
+}
+
+/** The running containers' rules, in order (created ones have none). */
+function rulesOf(planned: readonly (readonly [string, ContainerPart])[]): DesiredRule[] {
+  const rules: DesiredRule[] = [];
+  // Not push(...list): a host-network label over every port gives 131,070 bindings.
+  for (const [, part] of planned) for (const rule of part.rules) rules.push(rule);
+  return rules;
 }
 
 /** One line per error, e.g. `web: dockfw.allow.443: "10.0.0.0/33": prefix length must be 0-32`. */

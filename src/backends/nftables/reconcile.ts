@@ -4,15 +4,20 @@
 import type { Family } from '../../docker/snapshot.js';
 import type { DesiredState } from '../../policy/desired.js';
 import type { CommandRunner } from '../command.js';
-import { DesiredMemo } from '../desired-memo.js';
 import { FirewallApplyError, hasDrift, type FamilyReport, type ReconcileOptions } from '../firewall.js';
-import { absentFrom } from '../lists.js';
 import { applyNftPayload } from './apply.js';
 import { familyDrift, diffTable, needsWrite, type TableDrift } from './drift.js';
 import { tableSpec, type TableSpec } from './elements.js';
-import { BASE_CHAINS, SET_NAMES, setFamily, TABLE } from './names.js';
+import { BASE_CHAINS, setFamily, TABLE } from './names.js';
 import { readTable } from './read.js';
-import { regularChains, renderElementPayload, renderTablePayload, rulesOf } from './render.js';
+import {
+  regularChains,
+  renderElementPayload,
+  renderTablePayload,
+  rulesOf,
+  type ElementChanges,
+} from './render.js';
+import { changesBetween, Wanted } from './wanted.js';
 
 export type WriteKind = 'table' | 'elements';
 
@@ -29,13 +34,6 @@ export interface NftablesReconcilerOptions {
   readonly fastPath?: boolean;
 }
 
-/** The part of the table a family's report covers; the rules and interface sets go with IPv4. */
-function familyPart(spec: TableSpec, family: Family): string {
-  const sets = SET_NAMES.filter((name) => (setFamily(name) ?? 4) === family);
-  const parts = sets.map((name) => [name, spec.sets.get(name)]);
-  return JSON.stringify(family === 4 ? [spec.outsideConfigured, parts] : parts);
-}
-
 /** Everything of a spec but its set elements: what only a whole-table write changes. */
 function shapeOf(spec: TableSpec): string {
   const chains = [...regularChains(spec), ...BASE_CHAINS.map((c) => c.name)];
@@ -43,22 +41,21 @@ function shapeOf(spec: TableSpec): string {
   return JSON.stringify([chains, rules, [...spec.sets.keys()], spec.records ?? 0]);
 }
 
-/** The element changes from `known` (what the kernel holds) to `spec`, both of one shape. */
-function elementDrift(spec: TableSpec, known: TableSpec): TableDrift {
-  const changes = [];
-  for (const [set, want] of spec.sets) {
-    const have = known.sets.get(set) ?? [];
-    if (want === have) continue;
-    const change = { set, add: absentFrom(want, have), delete: absentFrom(have, want) };
-    if (change.add.length > 0 || change.delete.length > 0) changes.push(change);
-  }
+function elementDrift(changes: readonly ElementChanges[]): TableDrift {
   return { structural: [], rulesMissing: [], rulesUnexpected: [], reordered: false, changes };
 }
 
+/** Whether the changes touch a family's part of the table (the interface sets go with IPv4). */
+function touches(changes: readonly ElementChanges[], family: Family): boolean {
+  return changes.some((c) => (setFamily(c.set) ?? 4) === family);
+}
+
 export class NftablesReconciler {
-  private readonly lastDesired = new DesiredMemo();
-  /** The table the kernel held when the last sync ended, and its shape; undefined: unknown. */
-  private known: { readonly spec: TableSpec; readonly shape: string } | undefined;
+  /** What the last finished sync asked for (and left in the kernel); undefined before the first. */
+  private wanted: { readonly want: Wanted; readonly shape: string } | undefined;
+  /** The kernel holds `wanted`: false until a sync finishes, and after any that does not. */
+  private kernelHolds = false;
+  private readonly specOf = (desired: DesiredState): TableSpec => this.spec(desired);
 
   constructor(private readonly options: NftablesReconcilerOptions) {}
 
@@ -73,30 +70,34 @@ export class NftablesReconciler {
   }
 
   async reconcile(desired: DesiredState, options: ReconcileOptions = {}): Promise<FamilyReport[]> {
-    const spec = this.spec(desired);
-    const shape = shapeOf(spec);
-    const known = this.known;
+    const want = Wanted.of(desired, this.specOf);
+    const shape = shapeOf(want.common);
+    const last = this.wanted;
     // After container events alone, what the last sync left is what the kernel holds:
-    // write the element difference without reading the table back. Anything
-    // else, or a shape change, reads and compares. A failed write writes the
-    // table whole (write()); any error forgets what is known.
-    const trusted = options.trustLastSync === true && known !== undefined && known.shape === shape;
+    // write the element difference without reading the table back (per changed
+    // container when the state comes in parts). Anything else, or a shape change,
+    // reads and compares. A failed write writes the table whole (write()); any
+    // error forgets what the kernel holds.
+    const trusted =
+      options.trustLastSync === true && this.kernelHolds && last !== undefined && last.shape === shape;
     const drift = trusted
-      ? elementDrift(spec, known.spec)
-      : diffTable(spec, await readTable(this.options.run));
-    this.known = undefined;
-    if (needsWrite(drift)) await this.write(drift, spec);
-    this.known = { spec, shape };
-    return ([4, 6] as const).map((family) => {
-      const part = familyPart(spec, family);
-      // A write nobody asked for (Docker's side unchanged) is drift: someone else changed the table.
-      const desiredChanged = this.lastDesired.changed(family, part);
-      this.lastDesired.remember(family, part);
-      return { ...this.report(drift, family), desiredChanged };
-    });
+      ? elementDrift(changesBetween(last.want, want))
+      : diffTable(want.spec(), await readTable(this.options.run));
+    this.kernelHolds = false;
+    if (needsWrite(drift)) await this.write(drift, want);
+    // What Docker's side changed since the last finished sync; a write beyond it is a repair.
+    const asked = last === undefined ? undefined : trusted ? drift.changes : changesBetween(last.want, want);
+    const outsideChanged =
+      last !== undefined && last.want.common.outsideConfigured !== want.common.outsideConfigured;
+    this.wanted = { want, shape };
+    this.kernelHolds = true;
+    return ([4, 6] as const).map((family) => ({
+      ...this.report(drift, family),
+      desiredChanged: asked === undefined || touches(asked, family) || (family === 4 && outsideChanged),
+    }));
   }
 
-  private async write(drift: TableDrift, spec: TableSpec): Promise<void> {
+  private async write(drift: TableDrift, want: Wanted): Promise<void> {
     if (drift.structural.length === 0) {
       const payload = renderElementPayload(drift.changes);
       try {
@@ -108,7 +109,7 @@ export class NftablesReconciler {
         if (!(error instanceof FirewallApplyError)) throw error;
       }
     }
-    const payload = renderTablePayload(spec);
+    const payload = renderTablePayload(want.spec());
     await applyNftPayload(this.options.run, payload);
     this.options.onWrite?.('table', payload);
   }

@@ -1,0 +1,143 @@
+// What a sync wants the table to hold, cut per container when the desired
+// state comes in independent parts: each container's elements are spelled once
+// while its part lasts, so the change after one container's event is found by
+// comparing part objects, not the table's 170,000 elements. The whole sorted
+// spec is only put together when something needs it (a read-back compare, a
+// whole-table write).
+import type { DesiredPart, DesiredState } from '../../policy/desired.js';
+import type { TableSpec } from './elements.js';
+import { SET_NAMES, setFamily, type SetName } from './names.js';
+import type { ElementChanges } from './render.js';
+import { absentFrom } from '../lists.js';
+
+type Sets = ReadonlyMap<SetName, readonly string[]>;
+
+interface PartSets {
+  readonly part: DesiredPart;
+  readonly sets: Sets;
+}
+
+export class Wanted {
+  private whole: TableSpec | undefined;
+
+  private constructor(
+    /** The rules' flags and the sets that are not per container (bridges, interfaces); verdict sets empty. */
+    readonly common: TableSpec,
+    /** Per container id, its elements; undefined: only `whole` says what is wanted. */
+    readonly parts: ReadonlyMap<string, PartSets> | undefined,
+    whole?: TableSpec,
+  ) {
+    this.whole = whole;
+  }
+
+  static of(desired: DesiredState, specOf: (desired: DesiredState) => TableSpec): Wanted {
+    if (desired.parts === undefined) {
+      const whole = specOf(desired);
+      return new Wanted(whole, undefined, whole);
+    }
+    // Not a spread: that would put the whole rules and bindings together.
+    const common = specOf({
+      rules: [],
+      bindings: [],
+      bridges: desired.bridges,
+      ...(desired.bridgesUnknown === true ? { bridgesUnknown: true } : {}),
+      externalInterfaces: desired.externalInterfaces,
+      containers: [],
+      errors: [],
+    });
+    const parts = new Map<string, PartSets>();
+    for (const [id, part] of desired.parts) parts.set(id, { part, sets: partSets(part, specOf) });
+    return new Wanted(common, parts);
+  }
+
+  /** The whole spec, every set sorted (put together once, on demand). */
+  spec(): TableSpec {
+    if (this.whole !== undefined) return this.whole;
+    const sets = new Map<SetName, string[]>();
+    for (const [name, elements] of this.common.sets) sets.set(name, [...elements]);
+    for (const { sets: own } of this.parts?.values() ?? [])
+      for (const [name, elements] of own) for (const e of elements) sets.get(name)?.push(e);
+    for (const elements of sets.values()) elements.sort();
+    this.whole = { ...this.common, sets };
+    return this.whole;
+  }
+}
+
+/**
+ * One part's elements: the table spec of a state holding that part alone. Its
+ * elements are the part's share of the whole spec, because no other part
+ * claims its addresses or host ports (DesiredState.parts).
+ */
+const spelled = new WeakMap<DesiredPart, { readonly specOf: unknown; readonly sets: Sets }>();
+
+function partSets(part: DesiredPart, specOf: (desired: DesiredState) => TableSpec): Sets {
+  const known = spelled.get(part);
+  if (known?.specOf === specOf) return known.sets;
+  const alone = specOf({
+    rules: part.rules,
+    bindings: part.bindings,
+    bridges: [],
+    externalInterfaces: [],
+    containers: [],
+    errors: [],
+  });
+  const sets = new Map<SetName, readonly string[]>();
+  for (const [name, elements] of alone.sets)
+    if (PER_PART.has(name) && elements.length > 0) sets.set(name, elements);
+  spelled.set(part, { specOf, sets });
+  return sets;
+}
+
+/** Sets filled per container; the others (bridges, interfaces) are common. */
+const PER_PART = new Set<SetName>(SET_NAMES.filter((name) => setFamily(name) !== undefined));
+
+function change(changes: Map<SetName, { add: string[]; delete: string[] }>, set: SetName) {
+  let entry = changes.get(set);
+  if (entry === undefined) {
+    entry = { add: [], delete: [] };
+    changes.set(set, entry);
+  }
+  return entry;
+}
+
+function setsChanges(
+  changes: Map<SetName, { add: string[]; delete: string[] }>,
+  before: Sets | undefined,
+  after: Sets | undefined,
+): void {
+  for (const name of new Set([...(before?.keys() ?? []), ...(after?.keys() ?? [])])) {
+    const have = before?.get(name) ?? [];
+    const want = after?.get(name) ?? [];
+    if (have === want) continue;
+    const add = absentFrom(want, have);
+    const del = absentFrom(have, want);
+    if (add.length > 0) change(changes, name).add.push(...add);
+    if (del.length > 0) change(changes, name).delete.push(...del);
+  }
+}
+
+/** The element changes from `before` to `after` (both of one shape): per part when both are cut so. */
+export function changesBetween(before: Wanted, after: Wanted): ElementChanges[] {
+  const changes = new Map<SetName, { add: string[]; delete: string[] }>();
+  if (before.parts !== undefined && after.parts !== undefined) {
+    setsChanges(changes, before.common.sets, after.common.sets);
+    for (const [id, next] of after.parts) {
+      const last = before.parts.get(id);
+      if (last?.part !== next.part) setsChanges(changes, last?.sets, next.sets);
+    }
+    for (const [id, last] of before.parts)
+      if (!after.parts.has(id)) setsChanges(changes, last.sets, undefined);
+  } else {
+    setsChanges(changes, before.spec().sets, after.spec().sets);
+  }
+  const out: ElementChanges[] = [];
+  for (const set of SET_NAMES) {
+    const entry = changes.get(set);
+    if (entry === undefined) continue;
+    // One container's element gone and another's the same: no change.
+    const add = absentFrom(entry.add, entry.delete);
+    const del = absentFrom(entry.delete, entry.add);
+    if (add.length > 0 || del.length > 0) out.push({ set, add, delete: del });
+  }
+  return out;
+}
