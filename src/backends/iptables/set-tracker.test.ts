@@ -82,6 +82,54 @@ describe('SetTracker', () => {
     );
   });
 
+  it('follows containers that change between syncs (same id, new address or labels), in parts or whole', () => {
+    let inParts = 0;
+    fc.assert(
+      fc.property(
+        // Each slot: one container id, two versions of it.
+        fc.array(fc.tuple(container, container), { minLength: 1, maxLength: 6 }),
+        // Each step: per slot, absent or one of the versions.
+        fc.array(fc.array(fc.constantFrom(0, 1, 2), { minLength: 6, maxLength: 6 }), {
+          minLength: 2,
+          maxLength: 6,
+        }),
+        fc.constantFrom<4 | 6>(4, 6),
+        (slots, steps, family) => {
+          const config = loadConfig({ DOCKFW_DEFAULT_POLICY: 'deny' });
+          const pool = slots.map(([a, b]) => [a, { ...b, id: a.id }] as const);
+          const tracker = new SetTracker(family);
+          let before = new Map<string, string[]>(SET_ROLES.map((role) => [role, []]));
+          for (const step of steps) {
+            const containers = pool.flatMap((versions, i) => {
+              const pick = step[i] ?? 0;
+              return pick === 0 ? [] : [versions[pick - 1] as ContainerSnapshot];
+            });
+            const desired = desiredState({ containers, bridges: ['docker0'] }, config);
+            if (desired.parts !== undefined) inParts++;
+            const update = tracker.update(desired);
+            const want = copy(
+              familySets(desiredState({ containers, bridges: [] }, config, { parts: false }), family),
+            );
+            expect(copy(update.sets)).toEqual(want);
+            for (const role of SET_ROLES) {
+              const had = new Set(before.get(role));
+              const has = new Set(want.get(role));
+              expect([...(update.add.get(role) ?? [])].sort()).toEqual(
+                [...has].filter((e) => !had.has(e)).sort(),
+              );
+              expect([...(update.remove.get(role) ?? [])].sort()).toEqual(
+                [...had].filter((e) => !has.has(e)).sort(),
+              );
+            }
+            before = want;
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+    expect(inParts).toBeGreaterThan(100);
+  });
+
   it('spells only the units whose sources changed', () => {
     const config = loadConfig({});
     const web: ContainerSnapshot = {

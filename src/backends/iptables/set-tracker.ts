@@ -5,7 +5,7 @@
 // cache did not re-read keeps its lists). A sync walks the units, not the
 // elements, and hands back the elements that came and went.
 import type { Family } from '../../docker/snapshot.js';
-import type { DesiredState, RuleSources } from '../../policy/desired.js';
+import type { DesiredPart, DesiredState, RuleSources } from '../../policy/desired.js';
 import { familySets, SET_ROLES, unitsOf, type FamilySets, type SetRole, type SetUnit } from './sets.js';
 
 /** Per role, the elements that came or went. */
@@ -30,12 +30,44 @@ function collect(units: ReadonlyMap<string, Kept>): FamilySets {
   return sets;
 }
 
+function emptyRoles(): Map<SetRole, Set<string>> {
+  return new Map(SET_ROLES.map((role) => [role, new Set<string>()]));
+}
+
 function perRole(): Map<SetRole, string[]> {
   return new Map(SET_ROLES.map((role) => [role, []]));
 }
 
+/**
+ * One container's elements in one family: the sets of a state holding its part
+ * alone (no other part claims its targets: DesiredState.parts).
+ */
+const partElements = new WeakMap<DesiredPart, Map<Family, FamilySets>>();
+
+function partSets(part: DesiredPart, family: Family): FamilySets {
+  let byFamily = partElements.get(part);
+  if (byFamily === undefined) {
+    byFamily = new Map();
+    partElements.set(part, byFamily);
+  }
+  let sets = byFamily.get(family);
+  if (sets === undefined) {
+    const alone = { rules: part.rules, bindings: part.bindings, bridges: [], externalInterfaces: [] };
+    sets = familySets({ ...alone, containers: [], errors: [] }, family);
+    byFamily.set(family, sets);
+  }
+  return sets;
+}
+
+interface KeptPart {
+  readonly part: DesiredPart;
+  readonly sets: FamilySets;
+}
+
 export class SetTracker {
   private units = new Map<string, Kept>();
+  /** Per container, its elements, while the state comes in parts; undefined: not followed so. */
+  private parts: Map<string, KeptPart> | undefined;
   /** False until the units describe `sets` (at first, and after a rebuild). */
   private unitsKnown = false;
   private sets = new Map<SetRole, Set<string>>(SET_ROLES.map((role) => [role, new Set()]));
@@ -44,6 +76,8 @@ export class SetTracker {
 
   /** Brings the sets to `desired`; returns them and what changed since the last update. */
   update(desired: DesiredState): SetsUpdate {
+    if (desired.parts !== undefined) return this.updateParts(desired.parts);
+    this.parts = undefined;
     const next = new Map<string, Kept>();
     let exact = true;
     unitsOf(desired, this.family, (unit: SetUnit) => {
@@ -90,6 +124,62 @@ export class SetTracker {
     for (const [role, elements] of remove) for (const e of elements) this.sets.get(role)?.delete(e);
     for (const [role, elements] of add) for (const e of elements) this.sets.get(role)?.add(e);
     this.units = next;
+    return { sets: this.sets, add, remove };
+  }
+
+  /** Per container: only the parts that are not the same objects as last time are compared. */
+  private updateParts(parts: ReadonlyMap<string, DesiredPart>): SetsUpdate {
+    const last = this.parts;
+    const next = new Map<string, KeptPart>();
+    for (const [id, part] of parts) {
+      const kept = last?.get(id);
+      next.set(id, kept?.part === part ? kept : { part, sets: partSets(part, this.family) });
+    }
+    if (last === undefined) {
+      // Not followed in parts before: compare everything once.
+      const fresh = emptyRoles();
+      for (const { sets } of next.values())
+        for (const [role, elements] of sets) for (const e of elements) fresh.get(role)?.add(e);
+      const update = this.rebuild(fresh);
+      this.parts = next;
+      return update;
+    }
+    const add = perRole();
+    const remove = perRole();
+    const compare = (before: FamilySets | undefined, after: FamilySets | undefined): void => {
+      for (const role of SET_ROLES) {
+        const have = before?.get(role);
+        const want = after?.get(role);
+        for (const e of want ?? []) if (have?.has(e) !== true) add.get(role)?.push(e);
+        for (const e of have ?? []) if (want?.has(e) !== true) remove.get(role)?.push(e);
+      }
+    };
+    for (const [id, now] of next) {
+      const kept = last.get(id);
+      if (kept !== now) compare(kept?.sets, now.sets);
+    }
+    for (const [id, kept] of last) if (!next.has(id)) compare(kept.sets, undefined);
+    for (const role of SET_ROLES) {
+      // One container's element gone and another's the same: no change.
+      const came = add.get(role) ?? [];
+      const went = new Set(remove.get(role));
+      const both = new Set(came.filter((e) => went.has(e)));
+      if (both.size === 0) continue;
+      add.set(
+        role,
+        came.filter((e) => !both.has(e)),
+      );
+      remove.set(
+        role,
+        [...went].filter((e) => !both.has(e)),
+      );
+    }
+    for (const [role, elements] of remove) for (const e of elements) this.sets.get(role)?.delete(e);
+    for (const [role, elements] of add) for (const e of elements) this.sets.get(role)?.add(e);
+    this.parts = next;
+    // The unit map no longer describes the sets: a later update without parts compares them whole.
+    this.units = new Map();
+    this.unitsKnown = false;
     return { sets: this.sets, add, remove };
   }
 

@@ -12,11 +12,16 @@ const config = loadConfig({ DOCKFW_DEFAULT_POLICY: 'deny' });
 const specOf = (desired: Parameters<typeof tableSpec>[0]) => tableSpec(desired);
 
 /** Two engines sharing some container objects (unchanged ones), as two syncs see them. */
-const twoSyncs = fc
-  .uniqueArray(crowdedContainer, { maxLength: 6, selector: (c) => c.id })
-  .chain((pool) =>
-    fc.tuple(fc.subarray(pool), fc.subarray(pool), fc.array(crowdedContainer, { maxLength: 2 })),
-  );
+const twoSyncs = fc.uniqueArray(crowdedContainer, { maxLength: 6, selector: (c) => c.id }).chain((pool) =>
+  fc
+    .tuple(fc.subarray(pool), fc.subarray(pool), fc.array(crowdedContainer, { maxLength: 2 }))
+    .map(([before, after, fresh]) => {
+      // A fresh container may be a new version of one that ran before (same id).
+      const renewed = fresh.map((c, i) => (i < before.length ? { ...c, id: before[i]?.id ?? c.id } : c));
+      const ids = new Set(renewed.map((c) => c.id));
+      return [before, after.filter((c) => !ids.has(c.id)), renewed] as const;
+    }),
+);
 
 describe('nftables: the table wanted, per container', () => {
   it('puts together the spec of the whole state, and its changes lead from one sync to the next', () => {
