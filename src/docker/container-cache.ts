@@ -166,8 +166,10 @@ export class ContainerCache implements EventFollower {
         gateway.Id !== gatewayNetwork(this.networks)?.Id ||
         ids.some((id) => this.mayUseGateway(id, networks, results.get(id))));
     const gateways = gatewayConcerned ? await this.readGateways(networks) : this.gateways;
+    const touched = [...ids];
     for (const [id, result] of results) {
       const kept = result.kind === 'container' ? this.keep(result.container) : undefined;
+      if (kept !== undefined && kept.id !== id) touched.push(kept.id);
       if (kept?.id !== id || !this.containers.has(id)) this.sortedIds = undefined;
       this.containers.delete(id);
       this.unreadable.delete(id);
@@ -175,8 +177,13 @@ export class ContainerCache implements EventFollower {
       else if (result.kind === 'unreadable') this.unreadable.set(id, result.error);
     }
     this.networks = networks;
-    this.gateways = gateway === undefined ? new Map<string, NetworkAttachment>() : gateways;
-    return { ...this.handOut(), full: false, inspected: ids.length };
+    const gatewaysBefore = this.gateways;
+    if (gateway === undefined) {
+      if (this.gateways.size > 0) this.gateways = new Map<string, NetworkAttachment>();
+    } else this.gateways = gateways;
+    // Only the inspected containers can differ from what was handed out, unless the gateways moved.
+    const only = this.gateways === gatewaysBefore ? touched : undefined;
+    return { ...this.handOut(only), full: false, inspected: ids.length };
   }
 
   /** A container on a network that is not a plain bridge (overlay), or one that had a gateway endpoint. */
@@ -238,9 +245,18 @@ export class ContainerCache implements EventFollower {
     return before !== undefined && JSON.stringify(before) === JSON.stringify(container) ? before : container;
   }
 
-  private handOut(): Pick<CacheRead, 'snapshot' | 'unreadable'> {
-    const handedOut = new Map<string, ContainerSnapshot>();
-    for (const [id, container] of this.containers) {
+  /** What to hand out; `only`: the ids that may have changed (the rest are handed out as before). */
+  private handOut(only?: readonly string[]): Pick<CacheRead, 'snapshot' | 'unreadable'> {
+    const handedOut = only === undefined ? new Map<string, ContainerSnapshot>() : new Map(this.handedOut);
+    const changed =
+      only === undefined
+        ? this.containers
+        : only.map((id) => {
+            handedOut.delete(id);
+            return [id, this.containers.get(id)] as const;
+          });
+    for (const [id, container] of changed) {
+      if (container === undefined) continue;
       const gateway = this.gateways.get(id);
       const previous = this.handedOut.get(id);
       if (

@@ -618,8 +618,13 @@ function independentParts(
   planned: readonly (readonly [string, ContainerPart])[],
 ): Map<string, DesiredPart> | undefined {
   const next = new Map<string, SharedPart>();
-  for (const [id, part] of planned)
-    if (part.rules.length > 0 || part.bindings.length > 0) next.set(id, sharedPart(id, part));
+  const parts = new Map<string, DesiredPart>();
+  for (const [id, part] of planned) {
+    if (part.rules.length === 0 && part.bindings.length === 0) continue;
+    const own = sharedPart(id, part);
+    next.set(id, own);
+    parts.set(id, own.part);
+  }
   const last = lastClaims ?? { parts: new Map<string, SharedPart>(), owners: new Map<string, string>() };
   lastClaims = undefined;
   const { owners } = last;
@@ -636,7 +641,7 @@ function independentParts(
     }
   }
   lastClaims = { parts: next, owners };
-  return new Map([...next].map(([id, { part }]) => [id, part]));
+  return parts;
 }
 
 export interface DesiredOptions {
@@ -649,10 +654,10 @@ export function desiredState(
   config: Config,
   options: DesiredOptions = {},
 ): DesiredState {
-  const byName = (a: ContainerSnapshot, b: ContainerSnapshot): number =>
-    compareText(a.name, b.name) || compareText(a.id, b.id);
-  const running = snapshot.containers.filter((c) => c.running).sort(byName);
-  const bindings: DesiredBinding[] = [];
+  const running = byName(
+    'running',
+    snapshot.containers.filter((c) => c.running),
+  );
   const containers: ContainerSummary[] = [];
   const errors: LabelError[] = [];
   const warnings: LabelError[] = [];
@@ -660,18 +665,16 @@ export function desiredState(
   for (const container of running) {
     const part = partOf(container, config);
     planned.push([container.id, part]);
-    errors.push(...part.errors);
-    warnings.push(...part.warnings);
-    if (part.summary === undefined) continue;
-    containers.push(part.summary);
-    for (const binding of part.bindings) bindings.push(binding);
+    for (const error of part.errors) errors.push(error);
+    for (const warning of part.warnings) warnings.push(warning);
+    if (part.summary !== undefined) containers.push(part.summary);
   }
   // Created ones after every running container's, so a running binding always wins its port.
-  for (const container of snapshot.containers.filter((c) => !c.running && c.created === true).sort(byName)) {
-    const part = partOf(container, config);
-    planned.push([container.id, part]);
-    for (const binding of part.bindings) bindings.push(binding);
-  }
+  for (const container of byName(
+    'created',
+    snapshot.containers.filter((c) => !c.running && c.created === true),
+  ))
+    planned.push([container.id, partOf(container, config)]);
   const parts = options.parts === false ? undefined : independentParts(planned);
   const common = {
     bridges: [...new Set(snapshot.bridges)].filter((name) => INTERFACE_NAME.test(name)).sort(),
@@ -680,7 +683,10 @@ export function desiredState(
     errors,
     warnings,
   };
-  if (parts === undefined) return { ...common, rules: rulesOf(planned), bindings: settleBindings(bindings) };
+  if (parts === undefined) {
+    const bindings = planned.flatMap(([, part]) => part.bindings);
+    return { ...common, rules: rulesOf(planned), bindings: settleBindings(bindings) };
+  }
   // Independent parts settle alone: the whole is their bindings in order. Put
   // together when asked for: a backend that works per part never asks.
   let rules: DesiredRule[] | undefined;
@@ -698,6 +704,30 @@ export function desiredState(
 }
 
 /** The running containers' rules, in order (created ones have none). */
+function compareByName(a: ContainerSnapshot, b: ContainerSnapshot): number {
+  return compareText(a.name, b.name) || compareText(a.id, b.id);
+}
+
+/** Each list's last sorted order, so the next sort only places what is new (a cache). */
+const lastSorted = new Map<string, readonly ContainerSnapshot[]>();
+
+/** Sorted by name then id: the last order kept for the containers still there, the new ones merged in. */
+function byName(list: string, containers: readonly ContainerSnapshot[]): ContainerSnapshot[] {
+  const present = new Set(containers);
+  const kept = (lastSorted.get(list) ?? []).filter((c) => present.delete(c));
+  const added = [...present].sort(compareByName);
+  const sorted: ContainerSnapshot[] = [];
+  let i = 0;
+  for (const c of kept) {
+    while (i < added.length && compareByName(added[i] as ContainerSnapshot, c) < 0)
+      sorted.push(added[i++] as ContainerSnapshot);
+    sorted.push(c);
+  }
+  for (; i < added.length; i++) sorted.push(added[i] as ContainerSnapshot);
+  lastSorted.set(list, sorted);
+  return sorted;
+}
+
 function rulesOf(planned: readonly (readonly [string, ContainerPart])[]): DesiredRule[] {
   const rules: DesiredRule[] = [];
   // Not push(...list): a host-network label over every port gives 131,070 bindings.
