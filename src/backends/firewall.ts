@@ -126,6 +126,14 @@ export interface ReconcileOptions {
    * check's to find (their syncs never set this). A backend may ignore it.
    */
   readonly trustLastSync?: boolean;
+  /**
+   * A periodic check: the backend may read only what shows whether dockfw's own
+   * objects are there and of the size asked (not every element), and take the
+   * rest as the last sync left it. `watched`: the ruleset watch follows every
+   * commit to nf_tables (a change inside dockfw's table gets a sync of its own).
+   * Every few checks the sync asks for the whole read instead.
+   */
+  readonly periodic?: { readonly watched: boolean };
 }
 
 /** What a sync needs of the firewall: bring the kernel in step with `desired`. */

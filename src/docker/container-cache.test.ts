@@ -49,6 +49,45 @@ describe('ContainerCache', () => {
     expect(again.snapshot.containers[1]).toBe(read.snapshot.containers[1]);
   });
 
+  it('the periodic check lists, and inspects only what the list shows changed, new or gone', async () => {
+    const { docker, cache } = await primed();
+    docker.containers.set(ID('b'), inspectJson({ id: ID('b'), name: 'db', ipv4: '172.17.0.3' }));
+    docker.containers.set(ID('c'), inspectJson({ id: ID('c'), name: 'cache', ipv4: '172.17.0.4' }));
+    // A full read stamps every container with what the list said of it.
+    await cache.read({ full: true });
+    docker.calls.length = 0;
+    const quiet = await cache.read({ full: true, listed: true });
+    expect(quiet.inspected).toBe(0);
+    expect(docker.calls).toEqual(['list', 'networks']);
+    // Events lost: db got a new address, cache is gone, queue is new.
+    docker.containers.set(ID('b'), inspectJson({ id: ID('b'), name: 'db', ipv4: '172.17.0.9' }));
+    docker.containers.delete(ID('c'));
+    docker.containers.set(ID('d'), inspectJson({ id: ID('d'), name: 'queue', ipv4: '172.17.0.5' }));
+    docker.calls.length = 0;
+    const read = await cache.read({ full: true, listed: true });
+    expect(names(read)).toEqual(['web', 'db', 'queue']);
+    expect(read.snapshot.containers.find((c) => c.name === 'db')?.networks[0]?.ipv4).toBe('172.17.0.9');
+    expect(docker.calls.filter((c) => c.startsWith('inspect')).sort()).toEqual(
+      [ID('b'), ID('c'), ID('d')].map((id) => `inspect ${id.slice(0, 12)}`).sort(),
+    );
+    // A container read since through an event has no stamp: the next check reads it again.
+    cache.observe(event('start', ID('a')));
+    await cache.read({ full: false });
+    docker.calls.length = 0;
+    await cache.read({ full: true, listed: true });
+    expect(docker.calls.filter((c) => c.startsWith('inspect'))).toEqual([`inspect ${ID('a').slice(0, 12)}`]);
+  });
+
+  it('the periodic check reads everything while the cache cannot vouch for itself (stream down)', async () => {
+    const { docker, cache } = await primed();
+    cache.streamDown();
+    await cache.read({ full: true, listed: true });
+    expect(docker.calls.filter((c) => c.startsWith('inspect'))).toHaveLength(1);
+    docker.calls.length = 0;
+    await cache.read({ full: true, listed: true });
+    expect(docker.calls.filter((c) => c.startsWith('inspect'))).toHaveLength(1);
+  });
+
   it('re-inspecting an unchanged container keeps its object', async () => {
     const { cache } = await primed();
     const before = (await cache.read({ full: false })).snapshot.containers[0];
@@ -140,15 +179,15 @@ describe('ContainerCache', () => {
 
   it('an event during a full read is read again afterwards', async () => {
     const { docker, cache } = await primed();
-    const list = docker.listContainerIds.bind(docker);
-    docker.listContainerIds = async () => {
+    const list = docker.listContainers.bind(docker);
+    docker.listContainers = async () => {
       const ids = await list();
       docker.containers.set(ID('b'), inspectJson({ id: ID('b'), name: 'db', ipv4: '172.17.0.3' }));
       cache.observe(event('start', ID('b')));
       return ids;
     };
     expect(names(await cache.read({ full: true }))).toEqual(['web']);
-    docker.listContainerIds = list;
+    docker.listContainers = list;
     expect(names(await cache.read({ full: false }))).toEqual(['web', 'db']);
   });
 

@@ -75,6 +75,8 @@ export class ContainerCache implements EventFollower {
   private sortedIds: string[] | undefined;
   private readonly handedOutBase = new WeakMap<ContainerSnapshot, ContainerSnapshot>();
   private readonly handedOutGateway = new WeakMap<ContainerSnapshot, NetworkAttachment | undefined>();
+  /** Per container id, the list stamp its last inspect followed (readChanged). */
+  private stamps = new Map<string, string>();
   /** Named by events since their last inspect began. */
   private dirty = new Set<string>();
   private gatewayDirty = false;
@@ -121,16 +123,21 @@ export class ContainerCache implements EventFollower {
    * The engine as the cache knows it after re-reading what changed: everything
    * when `full` or when the cache cannot vouch for itself, else only the
    * containers events named (drained now: events arriving meanwhile mark them
-   * again for a later read). A failed read changes nothing but asks for a full one.
+   * again for a later read). `listed`: a full read may be the list alone, with
+   * only what it shows changed inspected (readChanged), while the cache vouches.
+   * A failed read changes nothing but asks for a full one.
    */
-  async read(options: { readonly full: boolean }): Promise<CacheRead> {
-    const full = options.full || this.needsFullRead;
+  async read(options: { readonly full: boolean; readonly listed?: boolean }): Promise<CacheRead> {
+    const vouched = !this.needsFullRead;
+    const full = options.full || !vouched;
     const ids = full ? undefined : [...this.dirty];
+    const named = [...this.dirty];
     this.dirty = new Set();
     const gatewayDirty = this.gatewayDirty;
     this.gatewayDirty = false;
     if (full) this.fullNeeded = false;
     try {
+      if (options.full && options.listed === true && vouched) return await this.readChanged(named);
       return ids === undefined ? await this.readAll() : await this.readSome(ids, gatewayDirty);
     } catch (error) {
       this.fullNeeded = true;
@@ -139,7 +146,8 @@ export class ContainerCache implements EventFollower {
   }
 
   private async readAll(): Promise<CacheRead> {
-    const [ids, networks] = await Promise.all([this.client.listContainerIds(), this.client.listNetworks()]);
+    const [listed, networks] = await Promise.all([this.client.listContainers(), this.client.listNetworks()]);
+    const ids = listed.map((c) => c.id);
     const results = await this.inspectAll(ids);
     const gateways = await this.readGateways(networks);
     const containers = new Map<string, ContainerSnapshot>();
@@ -153,7 +161,27 @@ export class ContainerCache implements EventFollower {
     this.networks = networks;
     this.gateways = gateways;
     this.sortedIds = undefined;
+    this.stamps = new Map(listed.filter((c) => containers.has(c.id)).map((c) => [c.id, c.stamp]));
     return { ...this.handOut(), full: true, inspected: ids.length };
+  }
+
+  /**
+   * The periodic check's read: list everything, inspect only the containers whose
+   * list stamp differs from the one their last inspect followed (or that have
+   * none: read since through an event), that are new, gone or unreadable. What a
+   * lost event changed shows in the list; every container is inspected again at
+   * the next full read.
+   */
+  private async readChanged(named: readonly string[]): Promise<CacheRead> {
+    const listed = await this.client.listContainers();
+    const listedIds = new Set(listed.map((c) => c.id));
+    const stale = listed.filter((c) => this.stamps.get(c.id) !== c.stamp).map((c) => c.id);
+    const gone = [...this.containers.keys()].filter((id) => !listedIds.has(id));
+    const ids = new Set([...stale, ...gone, ...this.unreadable.keys(), ...named]);
+    const read = await this.readSome([...ids], true);
+    // Stamps of the list this read followed, for what it inspected.
+    for (const c of listed) if (ids.has(c.id) && this.containers.has(c.id)) this.stamps.set(c.id, c.stamp);
+    return read;
   }
 
   private async readSome(ids: readonly string[], gatewayDirty: boolean): Promise<CacheRead> {
@@ -168,6 +196,8 @@ export class ContainerCache implements EventFollower {
     const gateways = gatewayConcerned ? await this.readGateways(networks) : this.gateways;
     const touched = [...ids];
     for (const [id, result] of results) {
+      // What this inspect saw may be newer than any list stamp kept for it.
+      this.stamps.delete(id);
       const kept = result.kind === 'container' ? this.keep(result.container) : undefined;
       if (kept !== undefined && kept.id !== id) touched.push(kept.id);
       if (kept?.id !== id || !this.containers.has(id)) this.sortedIds = undefined;

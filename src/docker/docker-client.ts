@@ -1,5 +1,6 @@
 // The Docker edge as a small port: what a sync and the event watch need, no
 // more. The dockerode adapter implements it; tests use a fake.
+import { createHash } from 'node:crypto';
 import type { DockerEvent } from './events.js';
 
 /** One element of GET /networks, the fields dockfw reads. */
@@ -22,11 +23,39 @@ export interface EventSubscription extends AsyncIterable<DockerEvent> {
   close(): void;
 }
 
+/**
+ * A list element's stamp: a digest of the fields a container's snapshot depends
+ * on, not of `Status` ("Up 5 minutes" changes every minute). Labels, names and
+ * fixed port bindings only change with a new container (a new id).
+ */
+export function listStamp(summary: {
+  readonly Names?: unknown;
+  readonly State?: unknown;
+  readonly Labels?: unknown;
+  readonly Ports?: unknown;
+  readonly NetworkSettings?: unknown;
+  readonly HostConfig?: unknown;
+}): string {
+  const { Names, State, Labels, Ports, NetworkSettings, HostConfig } = summary;
+  return createHash('sha1')
+    .update(JSON.stringify([Names, State, Labels, Ports, NetworkSettings, HostConfig]))
+    .digest('base64');
+}
+
+export interface ListedContainer {
+  readonly id: string;
+  readonly stamp: string;
+}
+
 export interface DockerClient {
   /** Resolves once the engine has accepted the subscription. */
   subscribe(): Promise<EventSubscription>;
-  /** Containers that may have live network endpoints (running, paused, restarting). */
-  listContainerIds(): Promise<string[]>;
+  /**
+   * Containers that may have live network endpoints (running, paused, restarting),
+   * each with a stamp of what the list says of it: the same stamp, the same
+   * names, state, labels, ports and network endpoints.
+   */
+  listContainers(): Promise<ListedContainer[]>;
   /** Raw `docker inspect` element, or undefined when the container is gone. */
   inspectContainer(id: string): Promise<unknown>;
   listNetworks(): Promise<NetworkSummary[]>;

@@ -5,8 +5,10 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import {
+  listStamp,
   mayHaveEndpoints,
   type DockerClient,
+  type ListedContainer,
   type EngineInfo,
   type EventSubscription,
   type NetworkSummary,
@@ -160,9 +162,11 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
       };
     },
 
-    async listContainerIds(): Promise<string[]> {
+    async listContainers(): Promise<ListedContainer[]> {
       const containers = await withDeadline(api.listContainers({ all: true }), 'list containers');
-      return containers.filter((c) => mayHaveEndpoints(c.State)).map((c) => c.Id);
+      return containers
+        .filter((c) => mayHaveEndpoints(c.State))
+        .map((c) => ({ id: c.Id, stamp: listStamp(c) }));
     },
 
     async inspectContainer(id: string): Promise<unknown> {

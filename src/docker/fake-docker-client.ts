@@ -1,6 +1,12 @@
 // An in-memory DockerClient for tests: containers as raw inspect JSON, events
 // pushed by the test, and switches to make the engine unreachable.
-import type { DockerClient, EngineInfo, EventSubscription, NetworkSummary } from './docker-client.js';
+import type {
+  DockerClient,
+  EngineInfo,
+  EventSubscription,
+  ListedContainer,
+  NetworkSummary,
+} from './docker-client.js';
 import type { DockerEvent } from './events.js';
 
 export class FakeDockerClient implements DockerClient {
@@ -65,9 +71,12 @@ export class FakeDockerClient implements DockerClient {
     return Promise.resolve({ [Symbol.asyncIterator]: () => events, close });
   }
 
-  listContainerIds(): Promise<string[]> {
+  listContainers(): Promise<ListedContainer[]> {
     this.check('list');
-    return Promise.resolve([...this.containers.keys()]);
+    // The whole inspect as the stamp: any change to a container changes it.
+    return Promise.resolve(
+      [...this.containers].map(([id, raw]) => ({ id, stamp: JSON.stringify(raw) ?? 'gone' })),
+    );
   }
 
   inspectContainer(id: string): Promise<unknown> {

@@ -53,13 +53,13 @@ describe('Daemon', () => {
     const { docker, clock, firewall, daemon, records, warnings } = setup();
     daemon.start();
     await clock.advance(200);
-    const list = docker.listContainerIds.bind(docker);
-    docker.listContainerIds = () =>
+    const list = docker.listContainers.bind(docker);
+    docker.listContainers = () =>
       Promise.reject(Object.assign(new Error('(HTTP code 500) server error'), { statusCode: 500 }));
     docker.emit({ type: 'container', action: 'start', actorId: 'x', containerId: 'x', name: undefined });
     await clock.advance(10_000);
     expect(warnings()).toEqual(['sync failed: cannot read containers from docker']);
-    docker.listContainerIds = list;
+    docker.listContainers = list;
     await clock.advance(30_000);
     expect(records.filter((r) => r.msg === 'sync succeeded again')).toHaveLength(1);
     expect(firewall.seen.length).toBeGreaterThanOrEqual(2);

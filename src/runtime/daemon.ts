@@ -48,7 +48,7 @@ export class Daemon {
     const { logger, docker, clock, observer } = options;
     // Fed by the event watch, read by the sync: an event sync inspects only what events named.
     const cache = new ContainerCache(docker);
-    const sync = createSync({ ...options, cache });
+    const sync = createSync({ ...options, cache, kernelWatched: () => this.rulesetWatch?.watching === true });
     let connections = 0;
     this.runner = new SyncRunner({
       clock,

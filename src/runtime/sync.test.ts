@@ -4,17 +4,20 @@ import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import type { DesiredState } from '../policy/desired.js';
-import type { FirewallSync as Firewall } from '../backends/firewall.js';
-import { createSync, DockerUnavailableError } from './sync.js';
+import type { FirewallSync as Firewall, ReconcileOptions } from '../backends/firewall.js';
+import { ContainerCache } from '../docker/container-cache.js';
+import { createSync, DEEP_CHECK_EVERY, DockerUnavailableError } from './sync.js';
 
 const ID = (c: string) => c.repeat(64);
 
 class RecordingFirewall implements Firewall {
   readonly seen: DesiredState[] = [];
+  readonly options: (ReconcileOptions | undefined)[] = [];
   written = false;
   desiredChanged = true;
-  reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+  reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<FamilyReport[]> {
     this.seen.push(desired);
+    this.options.push(options);
     const drift = {
       missing: ['DOCKFW-IN -j X'],
       unexpected: [],
@@ -44,6 +47,39 @@ function setup() {
 const once = new Set(['event'] as const);
 
 describe('createSync', () => {
+  it('a periodic check is light (the list, the kernel by its headers) but every DEEP_CHECK_EVERY-th, and after any full read', async () => {
+    const docker = new FakeDockerClient();
+    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
+    const firewall = new RecordingFirewall();
+    const cache = new ContainerCache(docker);
+    cache.streamUp();
+    const sync = createSync({
+      docker,
+      config: defaultConfig(),
+      firewall,
+      logger: memoryLogger().logger,
+      cache,
+      kernelWatched: () => true,
+    });
+    const periodic = new Set(['periodic'] as const);
+    await sync(new Set(['startup'] as const));
+    const inspects = (): number => docker.calls.filter((c) => c.startsWith('inspect')).length;
+    const kinds: string[] = [];
+    for (let i = 0; i < 2 * DEEP_CHECK_EVERY; i++) {
+      docker.calls.length = 0;
+      await sync(periodic);
+      const light = firewall.options.at(-1)?.periodic?.watched === true;
+      kinds.push(light && inspects() === 0 ? 'light' : !light && inspects() === 1 ? 'deep' : 'mixed');
+    }
+    const round = [...Array<string>(DEEP_CHECK_EVERY - 1).fill('light'), 'deep'];
+    expect(kinds).toEqual([...round, ...round]);
+    // A full read for another reason starts the count again.
+    await sync(new Set(['watch'] as const));
+    expect(firewall.options.at(-1)?.periodic).toBeUndefined();
+    await sync(periodic);
+    expect(firewall.options.at(-1)?.periodic).toEqual({ watched: true });
+  });
+
   it('hands the firewall the desired state of a fresh list', async () => {
     const { docker, firewall, sync } = setup();
     docker.containers.set(

@@ -45,12 +45,25 @@ export interface SyncOptions {
    * every sync lists and inspects everything.
    */
   readonly cache?: ContainerCache;
+  /** Whether the ruleset watch follows the kernel's commits now (for the periodic check). */
+  readonly kernelWatched?: () => boolean;
 }
 
 /** Only syncs asked for by events alone may re-read just what the events named. */
 export function needsFullRead(reasons: ReadonlySet<SyncReason>): boolean {
   return [...reasons].some((reason) => reason !== 'event');
 }
+
+/** A periodic check (with events, maybe), nothing that must read everything. */
+function onlyPeriodic(reasons: ReadonlySet<SyncReason>): boolean {
+  return reasons.has('periodic') && [...reasons].every((r) => r === 'periodic' || r === 'event');
+}
+
+/**
+ * Every this many periodic checks, one reads everything (every container
+ * inspected, every element of dockfw's sets listed), whatever the lighter ones found.
+ */
+export const DEEP_CHECK_EVERY = 10;
 
 const SHOWN_RULES = 20;
 
@@ -130,8 +143,13 @@ export function createSync(options: SyncOptions): SyncFn {
   let reportedUnreadable: ReadonlyMap<string, unknown> = new Map();
   const cache = options.cache ?? new ContainerCache(options.docker);
 
+  /** Periodic checks since the last sync that read everything. */
+  let lightChecks = 0;
+
   return async (reasons) => {
-    const read = await cache.read({ full: needsFullRead(reasons) }).catch((error: unknown) => {
+    const light = onlyPeriodic(reasons) && lightChecks < DEEP_CHECK_EVERY - 1;
+    const full = needsFullRead(reasons);
+    const read = await cache.read({ full, listed: light }).catch((error: unknown) => {
       throw new DockerUnavailableError(error);
     });
     for (const [id, error] of read.unreadable) {
@@ -148,7 +166,11 @@ export function createSync(options: SyncOptions): SyncFn {
     reportLabelErrors(desired);
     // Container events alone cannot have changed the kernel behind dockfw's back.
     const trustLastSync = [...reasons].every((reason) => reason === 'event');
-    const reports = await options.firewall.reconcile(desired, { trustLastSync });
+    const periodic = light ? { periodic: { watched: options.kernelWatched?.() === true } } : {};
+    const reports = await options.firewall.reconcile(desired, { trustLastSync, ...periodic });
+    // Counted once the sync went through: a failed check is followed by a full retry anyway.
+    if (light) lightChecks++;
+    else if (full) lightChecks = 0;
     for (const report of reports) reportFamily(report, reasons);
     options.observer?.syncApplied?.(desired, reports, reasons);
   };

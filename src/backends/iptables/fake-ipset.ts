@@ -176,6 +176,14 @@ export class FakeIpset {
           return this.names()
             .map((n) => `${n}\n`)
             .join('');
+        if (name === '-t')
+          return this.names()
+            .map((n) => {
+              const set = this.set(n);
+              const header = `family ${set.family} hashsize 1024 maxelem ${set.maxelem} bucketsize 12 initval 0x1`;
+              return `Name: ${n}\nType: ${set.type}\nRevision: 1\nHeader: ${header}\nSize in memory: 1\nReferences: 0\nNumber of entries: ${set.elements.size}\n`;
+            })
+            .join('\n');
         throw new Error(`fake ipset: list ${name ?? ''} not supported`);
       case 'save': {
         const names = name === undefined ? this.names() : [name];

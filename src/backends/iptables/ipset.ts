@@ -30,6 +30,43 @@ export async function readFamilySets(run: CommandRunner, family: Family): Promis
   return parseSetSave(texts.map((text) => text ?? '').join('\n'), new Set(names));
 }
 
+/** What `ipset list -t` says of a set: its kind and how many elements it holds, not which. */
+export interface SetHeader {
+  readonly type: string;
+  readonly family: string;
+  readonly maxelem: number;
+  readonly entries: number;
+}
+
+/** `ipset list -t` text → headers by set name (a block the parse does not know is left out). */
+export function parseSetHeaders(text: string): Map<string, SetHeader> {
+  const headers = new Map<string, SetHeader>();
+  for (const block of text.split(/\n(?=Name: )/)) {
+    const lines = block.split('\n');
+    const field = (key: string): string | undefined =>
+      lines
+        .find((line) => line.startsWith(`${key}: `))
+        ?.slice(key.length + 2)
+        .trim();
+    const name = field('Name');
+    const header = field('Header') ?? '';
+    const family = /\bfamily (\S+)/.exec(header)?.[1];
+    const maxelem = Number(/\bmaxelem (\d+)/.exec(header)?.[1]);
+    const entries = Number(field('Number of entries'));
+    const type = field('Type');
+    if (name === undefined || type === undefined || family === undefined) continue;
+    if (!Number.isInteger(maxelem) || !Number.isInteger(entries)) continue;
+    headers.set(name, { type, family, maxelem, entries });
+  }
+  return headers;
+}
+
+/** Every set's header: one command, no elements listed (cheap however full the sets are). */
+export async function readSetHeaders(run: CommandRunner): Promise<Map<string, SetHeader>> {
+  const { stdout } = await run('ipset', ['list', '-t']);
+  return parseSetHeaders(stdout);
+}
+
 /** Temporaries a full write that did not finish left behind. */
 export async function readLeftovers(run: CommandRunner, family: Family): Promise<Set<string>> {
   const names = await listSetNames(run);

@@ -565,3 +565,90 @@ describe('after container events alone, with sets past the smallest size', () =>
     expect(kernel.ipset.elements('dockfw-guarded4')).toContain('172.17.0.9,tcp:80');
   }, 30_000);
 });
+
+describe('the periodic check (light: set headers, not elements)', () => {
+  const periodic = { periodic: { watched: false } } as const;
+  const NEW: ContainerSnapshot = {
+    ...WEB,
+    id: 'b'.repeat(64),
+    name: 'new',
+    networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
+    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8081 }],
+  };
+
+  async function synced() {
+    const kernel = new FakeIptablesKernel('nft');
+    const commands: string[] = [];
+    const reconciler = new IptablesReconciler({
+      run: (file, args, input) => {
+        if (file === 'ipset') commands.push(args.join(' '));
+        return kernel.run(file, args, input);
+      },
+      legacyTableNames: noLegacy,
+    });
+    await reconciler.reconcile(desired());
+    commands.splice(0);
+    return { kernel, reconciler, commands };
+  }
+  const saves = (commands: string[]) => commands.filter((c) => c.startsWith('save'));
+  const allowed4 = (state: DesiredState) => [...(familySets(state, 4).get('allowed') ?? [])].sort();
+
+  it('reads the headers, not the elements, and writes nothing when they agree', async () => {
+    const { kernel, reconciler, commands } = await synced();
+    const batches = kernel.ipset.batches.length;
+    const reports = await reconciler.reconcile(desired(), periodic);
+    expect(reports.map((r) => r.written)).toEqual([false, false]);
+    expect(commands).toContain('list -t');
+    expect(saves(commands)).toEqual([]);
+    expect(kernel.ipset.batches).toHaveLength(batches);
+  });
+
+  it('writes what the containers changed since (a lost event) as a difference', async () => {
+    const { kernel, reconciler, commands } = await synced();
+    const reports = await reconciler.reconcile(desired([WEB, NEW]), periodic);
+    expect(reports.map((r) => [r.written, r.desiredChanged])).toEqual([
+      [true, true],
+      [true, true],
+    ]);
+    expect(saves(commands)).toEqual([]);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(allowed4(desired([WEB, NEW])));
+  });
+
+  it('reads every element and repairs when a count differs: a flushed set, a foreign element', async () => {
+    const { kernel, reconciler, commands } = await synced();
+    kernel.ipset.tamper(['flush', 'dockfw-allowed4']);
+    const [flushed] = await reconciler.reconcile(desired(), periodic);
+    expect(flushed).toMatchObject({ written: true, desiredChanged: false });
+    expect(saves(commands).length).toBeGreaterThan(0);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(allowed4(desired()));
+    kernel.ipset.tamper(['add', 'dockfw-allowed4', '172.17.0.2,tcp:80,192.0.2.0/24']);
+    const [opened] = await reconciler.reconcile(desired(), periodic);
+    expect(opened?.drift.unexpected).toEqual(['dockfw-allowed4 172.17.0.2,tcp:80,192.0.2.0/24']);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(allowed4(desired()));
+  });
+
+  it('reads every element when a set is gone (its chain flushed first), and puts both back', async () => {
+    const { kernel, reconciler } = await synced();
+    kernel.edit(4, (t) => t.set('DOCKFW-IN', []));
+    kernel.ipset.tamper(['destroy', 'dockfw-guarded4']);
+    const [v4] = await reconciler.reconcile(desired(), periodic);
+    expect(v4?.written).toBe(true);
+    expect(kernel.ipset.elements('dockfw-guarded4')).toEqual(['172.17.0.2,tcp:80']);
+    expect(kernel.chain(4, 'DOCKFW-IN')).toContain(
+      '-m set --match-set dockfw-guarded4 dst,dst -j DOCKFW-DROP',
+    );
+  });
+
+  it('misses an element swapped for another (same count), which the full read then repairs', async () => {
+    const { kernel, reconciler } = await synced();
+    const [first] = allowed4(desired());
+    if (first === undefined) throw new Error('no allow element');
+    kernel.ipset.tamper(['del', 'dockfw-allowed4', first]);
+    kernel.ipset.tamper(['add', 'dockfw-allowed4', '172.17.0.2,tcp:80,192.0.2.0/24']);
+    const [light] = await reconciler.reconcile(desired(), periodic);
+    expect(light?.written).toBe(false);
+    const [deep] = await reconciler.reconcile(desired());
+    expect(deep?.written).toBe(true);
+    expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(allowed4(desired()));
+  });
+});

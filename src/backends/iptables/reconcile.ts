@@ -20,7 +20,7 @@ import { diffOwned, hasDrift, mergeDrift, type Drift as IptablesDrift } from './
 import { jumpPositions, readFilterTable, type Variant } from './read.js';
 import { ensureRecordSet } from './records.js';
 import { renderPreroutingPayload, renderSyncPayload, type RenderOptions } from './render.js';
-import { applySetBatch, readFamilySets, readLeftovers, SetApplyError } from './ipset.js';
+import { applySetBatch, readFamilySets, readLeftovers, readSetHeaders, SetApplyError } from './ipset.js';
 import { SetTracker, type SetsUpdate } from './set-tracker.js';
 import {
   capacityFor,
@@ -156,6 +156,9 @@ export class IptablesReconciler {
         if (error instanceof CommandError && error.timedOut) throw error;
       }
     }
+    // A periodic check may take the sets' elements as the last sync left them
+    // when their headers agree (lightSets): only for families that sync finished.
+    const light = options.periodic === undefined ? new Set<Family>() : new Set(this.known.keys());
     this.known.clear();
     const ipv4 = await detectIpv4(this.deps);
     if (!ipv4) {
@@ -167,9 +170,9 @@ export class IptablesReconciler {
     }
     // Separate tables, separate transactions: read and write both families side by side.
     const [v4, v6] = await Promise.all([
-      this.reconcileFamily(desired, ipv4),
+      this.reconcileFamily(desired, ipv4, light.has(4)),
       this.ipv6Placement(ipv4.variant).then(
-        (placement) => placement && this.reconcileFamily(desired, placement),
+        (placement) => placement && this.reconcileFamily(desired, placement, light.has(placement.family)),
       ),
     ]);
     return v6 ? [v4, v6] : [v4];
@@ -322,7 +325,50 @@ export class IptablesReconciler {
     return state === 'ready';
   }
 
-  private async reconcileFamily(desired: DesiredState, placement: Placement): Promise<FamilyReport> {
+  /**
+   * The periodic check's read of the sets: their headers only. When each set is
+   * there, of dockfw's type, and holds as many elements as the last sync asked
+   * for, the elements are taken as that sync left them and only what the
+   * containers changed since is written. Undefined: read and compare them whole.
+   * (An element swapped for another behind dockfw's back keeps the count: the
+   * sync reads every element every DEEP_CHECK_EVERY checks.)
+   */
+  private async lightSets(
+    family: Family,
+    before: ReadonlyMap<SetRole, number>,
+    update: SetsUpdate,
+  ): Promise<{ drift: IptablesDrift; capacity: ReadonlyMap<SetRole, number> } | undefined> {
+    const headers = await readSetHeaders(this.options.run);
+    const capacity = new Map<SetRole, number>();
+    for (const role of SET_ROLES) {
+      const header = headers.get(setName(role, family));
+      if (
+        header === undefined ||
+        header.type !== SET_TYPES[role] ||
+        header.family !== (family === 4 ? 'inet' : 'inet6') ||
+        header.entries !== before.get(role) ||
+        (update.sets.get(role)?.size ?? 0) > header.maxelem
+      )
+        return undefined;
+      capacity.set(role, header.maxelem);
+    }
+    const diff = { structural: [], add: update.add, remove: update.remove } satisfies SetsDiff;
+    const delta = renderSetDelta(family, diff) ?? '';
+    try {
+      await applySetBatch(this.options.run, family, delta);
+    } catch (error) {
+      if (error instanceof SetApplyError) return undefined;
+      throw error;
+    }
+    if (delta !== '') this.options.onSetWrite?.('elements', family, delta);
+    return { drift: setsDrift(family, diff), capacity };
+  }
+
+  private async reconcileFamily(
+    desired: DesiredState,
+    placement: Placement,
+    light = false,
+  ): Promise<FamilyReport> {
     const { family, variant, parent, table } = placement;
     const options = await this.renderOptions(family);
     const mangle = await readFilterTable(this.options.run, family, variant, 'mangle');
@@ -339,9 +385,11 @@ export class IptablesReconciler {
       diffOwned(mangle, prePayload, prePositions, 'mangle'),
       diffOwned(table, filterPayload, positions),
     );
-    const { sets } = this.want(desired, family);
+    const before = light ? this.trackers.get(family)?.sizes() : undefined;
+    const update = this.want(desired, family);
     // The sets first: the chains look them up (a new chain must find its sets filled).
-    const { drift: setDrift, capacity } = await this.writeSets(family, sets);
+    const checked = before === undefined ? undefined : await this.lightSets(family, before, update);
+    const { drift: setDrift, capacity } = checked ?? (await this.writeSets(family, update.sets));
     const written = hasDrift(mergeDrift(setDrift, chainsDrift));
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
     const payload = prePayload + filterPayload;

@@ -74,6 +74,11 @@ export class SetTracker {
 
   constructor(private readonly family: Family) {}
 
+  /** How many elements each set holds as last asked for. */
+  sizes(): Map<SetRole, number> {
+    return new Map(SET_ROLES.map((role) => [role, this.sets.get(role)?.size ?? 0]));
+  }
+
   /** Brings the sets to `desired`; returns them and what changed since the last update. */
   update(desired: DesiredState): SetsUpdate {
     if (desired.parts !== undefined) return this.updateParts(desired.parts);

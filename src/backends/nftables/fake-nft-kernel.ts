@@ -501,6 +501,9 @@ export class FakeNftKernel {
     }
     const words = args.filter((a) => a !== '-j' && a !== '-t');
     const terse = args.includes('-t');
+    // Every chain of the family's tables, no rules: an empty list when there is no table.
+    if (args.includes('-j') && words.join(' ') === `list chains ${TABLE_FAMILY}`)
+      return Promise.resolve({ stdout: this.listChains() });
     if (!args.includes('-j') || words[0] !== 'list' || `${words[2]} ${words[3]}` !== TABLE_WORDS)
       return Promise.reject(new CommandError('nft failed', file, args, 'Error: syntax error\n', false));
     if (this.table === undefined) return Promise.reject(notFound(file, args));
@@ -541,6 +544,16 @@ export class FakeNftKernel {
   elements(name: string): string[] | undefined {
     const set = this.table?.sets.get(name);
     return set && [...set.elements.keys()].sort();
+  }
+
+  private listChains(): string {
+    const items: unknown[] = [{ metainfo: { version: '1.0.6', json_schema_version: 1 } }];
+    let handle = 1;
+    for (const [name, chain] of this.table?.chains ?? [])
+      items.push({
+        chain: { family: TABLE_FAMILY, table: TABLE_NAME, name, handle: handle++, ...(chain.base ?? {}) },
+      });
+    return JSON.stringify({ nftables: items });
   }
 
   private list(terse: boolean, only?: string): string {

@@ -9,6 +9,7 @@ import { failedLineNumber } from './apply.js';
 import { diffTable, familyDrift, needsWrite } from './drift.js';
 import { tableSpec } from './elements.js';
 import { fakeNft, tableJson } from './fake-nft.js';
+import { FakeNftKernel } from './fake-nft-kernel.js';
 import { elementText, parseTable } from './read.js';
 import { NftablesReconciler } from './reconcile.js';
 import { renderTablePayload } from './render.js';
@@ -276,6 +277,77 @@ describe('NftablesReconciler', () => {
       await reconciler.reconcile(outside, { trustLastSync: true });
       expect(reads()).toBeGreaterThan(before);
       expect(fake.payloads).toEqual([renderTablePayload(tableSpec(outside))]);
+    });
+  });
+
+  describe('the periodic check (light: chains and interface sets, while the watch follows)', () => {
+    const watched = { periodic: { watched: true } } as const;
+    const NEW: ContainerSnapshot = {
+      ...WEB,
+      id: 'b'.repeat(64),
+      name: 'new',
+      networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8081 }],
+    };
+
+    async function synced() {
+      const kernel = new FakeNftKernel();
+      const lists: string[] = [];
+      const reconciler = new NftablesReconciler({
+        run: (file, args, input) => {
+          if (args[0] !== '-f') lists.push(args.filter((a) => a !== '-j').join(' '));
+          return kernel.run(file, args, input);
+        },
+      });
+      await reconciler.reconcile(desired());
+      lists.splice(0);
+      return { kernel, reconciler, lists };
+    }
+
+    it('lists no rules and no verdict elements, writes nothing when in step', async () => {
+      const { kernel, reconciler, lists } = await synced();
+      const writes = kernel.writes.length;
+      const reports = await reconciler.reconcile(desired(), watched);
+      expect(reports.map((r) => r.written)).toEqual([false, false]);
+      expect(lists).toEqual([
+        'list chains inet',
+        'list set inet dockfw bridges',
+        'list set inet dockfw dnatbridges',
+      ]);
+      expect(kernel.writes).toHaveLength(writes);
+    });
+
+    it('writes what the containers changed since as elements', async () => {
+      const { kernel, reconciler, lists } = await synced();
+      await reconciler.reconcile(desired([WEB, NEW]), watched);
+      expect(lists).not.toContain('list table inet dockfw');
+      expect(kernel.elements('guarded4')).toEqual(['172.17.0.2 . tcp . 80', '172.17.0.3 . tcp . 80']);
+    });
+
+    it('reads the whole table and repairs it when the table or a chain is gone', async () => {
+      const { kernel, reconciler } = await synced();
+      kernel.outside('delete table inet dockfw\n');
+      const [v4] = await reconciler.reconcile(desired(), watched);
+      expect(v4).toMatchObject({ written: true, desiredChanged: false });
+      expect(kernel.elements('guarded4')).toEqual(['172.17.0.2 . tcp . 80']);
+    });
+
+    it('reads the whole table when an interface set differs', async () => {
+      const { kernel, reconciler, lists } = await synced();
+      kernel.outside('flush set inet dockfw dnatbridges\n');
+      const [v4] = await reconciler.reconcile(desired(), watched);
+      expect(v4?.written).toBe(true);
+      expect(lists).toContain('-t list table inet dockfw');
+      expect(kernel.elements('dnatbridges')?.length).toBeGreaterThan(0);
+    });
+
+    it('reads every element while the watch does not follow the kernel', async () => {
+      const { kernel, reconciler, lists } = await synced();
+      kernel.outside('flush set inet dockfw guarded4\n');
+      const [v4] = await reconciler.reconcile(desired(), { periodic: { watched: false } });
+      expect(lists).toContain('-t list table inet dockfw');
+      expect(v4?.written).toBe(true);
+      expect(kernel.elements('guarded4')).toEqual(['172.17.0.2 . tcp . 80']);
     });
   });
 

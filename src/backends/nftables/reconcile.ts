@@ -9,7 +9,8 @@ import { applyNftPayload } from './apply.js';
 import { familyDrift, diffTable, needsWrite, type TableDrift } from './drift.js';
 import { tableSpec, type TableSpec } from './elements.js';
 import { BASE_CHAINS, setFamily, TABLE } from './names.js';
-import { readTable } from './read.js';
+import { readChainsAndSets, readTable } from './read.js';
+import { absentFrom } from '../lists.js';
 import {
   regularChains,
   renderElementPayload,
@@ -78,8 +79,10 @@ export class NftablesReconciler {
     // container when the state comes in parts). Anything else, or a shape change,
     // reads and compares. A failed write writes the table whole (write()); any
     // error forgets what the kernel holds.
+    const vouched = this.kernelHolds && last !== undefined && last.shape === shape;
     const trusted =
-      options.trustLastSync === true && this.kernelHolds && last !== undefined && last.shape === shape;
+      vouched &&
+      (options.trustLastSync === true || (options.periodic?.watched === true && (await this.intact(want))));
     const drift = trusted
       ? elementDrift(changesBetween(last.want, want))
       : diffTable(want.spec(), await readTable(this.options.run));
@@ -95,6 +98,37 @@ export class NftablesReconciler {
       ...this.report(drift, family),
       desiredChanged: asked === undefined || touches(asked, family) || (family === 4 && outsideChanged),
     }));
+  }
+
+  /**
+   * The periodic check while the ruleset watch follows every commit (a change
+   * inside dockfw's table gets a sync of its own): the chains are there, as
+   * base chains where they must be, and the interface sets hold what is asked.
+   * The rules and the verdict elements are taken as the last sync left them
+   * (listing them costs nft seconds at 5,000 containers); every
+   * DEEP_CHECK_EVERY checks the sync reads them all.
+   */
+  private async intact(want: Wanted): Promise<boolean> {
+    const spec = want.common;
+    const common = [...spec.sets.keys()].filter((name) => setFamily(name) === undefined);
+    const seen = await readChainsAndSets(this.options.run, common);
+    const chains = [...regularChains(spec), ...BASE_CHAINS.map((c) => c.name)];
+    if (seen.chains.size !== chains.length) return false;
+    for (const base of BASE_CHAINS) {
+      const chain = seen.chains.get(base.name);
+      if (chain?.type !== 'filter' || chain.hook !== base.hook || chain.priority !== base.priority)
+        return false;
+      if (chain.policy !== 'accept') return false;
+    }
+    if (
+      !regularChains(spec).every((name) => seen.chains.get(name)?.hook === undefined && seen.chains.has(name))
+    )
+      return false;
+    return common.every((name) => {
+      const have = seen.sets.get(name)?.elements ?? [];
+      const asked = spec.sets.get(name) ?? [];
+      return have.length === asked.length && absentFrom(asked, have).length === 0;
+    });
   }
 
   private async write(drift: TableDrift, want: Wanted): Promise<void> {
