@@ -26,6 +26,7 @@ import { systemClock } from '../src/runtime/clock.js';
 import { Daemon } from '../src/runtime/daemon.js';
 import type { FirewallSync as Firewall } from '../src/backends/firewall.js';
 import { createSync } from '../src/runtime/sync.js';
+import { ContainerCache } from '../src/docker/container-cache.js';
 import { standinPost, wallNow, type Variant } from './lib.js';
 
 export interface SyncSpec {
@@ -83,6 +84,8 @@ export interface SyncResult {
   readonly full: PhaseSample[];
   readonly floorMs: number[];
   readonly check: PhaseSample[];
+  /** The same with every container inspected and every element read (every DEEP_CHECK_EVERY-th check). */
+  readonly deepCheck: PhaseSample[];
   readonly naive?: { readonly sampled: number; readonly perRuleMs: number; readonly extrapolatedS: number };
   readonly starts: StartSample[];
   /** ms of each single element add into dockfw's own (full) set. */
@@ -121,10 +124,10 @@ const dockerSpan = { start: 0, end: 0 };
 function timedDocker(client: DockerClient): DockerClient {
   return {
     ...client,
-    listContainerIds: async () => {
+    listContainers: async () => {
       dockerSpan.start = wallNow();
       try {
-        return await client.listContainerIds();
+        return await client.listContainers();
       } finally {
         dockerSpan.end = wallNow();
       }
@@ -342,8 +345,19 @@ async function main(): Promise<void> {
     spec.backend === 'nftables'
       ? new NftablesReconciler({ run: counted })
       : new IptablesReconciler({ run: counted });
-  const sync = createSync({ docker, config, firewall, logger: silentLogger() });
-  const reasons = new Set(['periodic'] as const);
+  // As `dockfw run` has it: the cache follows the event stream, the ruleset watch is up.
+  const cache = new ContainerCache(docker);
+  cache.streamUp();
+  const sync = createSync({
+    docker,
+    config,
+    firewall,
+    logger: silentLogger(),
+    cache,
+    kernelWatched: () => true,
+  });
+  // A sync that reads everything (the kernel watch's reason): what a full sync and the deep check are.
+  const reasons = new Set(['watch'] as const);
 
   const first = await timed(() => sync(reasons));
   const full: PhaseSample[] = [];
@@ -369,8 +383,11 @@ async function main(): Promise<void> {
     floorMs.push(wallNow() - started);
   }
   const check: PhaseSample[] = [];
+  const deepCheck: PhaseSample[] = [];
   await sync(reasons);
-  for (let i = 0; i < spec.repeats; i++) check.push(await timed(() => sync(reasons)));
+  const periodic = new Set(['periodic'] as const);
+  for (let i = 0; i < spec.repeats; i++) check.push(await timed(() => sync(periodic)));
+  for (let i = 0; i < spec.repeats; i++) deepCheck.push(await timed(() => sync(reasons)));
 
   const rules = ruleCount(spec, payload);
   let naive: SyncResult['naive'];
@@ -388,6 +405,7 @@ async function main(): Promise<void> {
     full,
     floorMs,
     check,
+    deepCheck,
     ...(naive ? { naive } : {}),
     starts: startSamples,
     elementAddMs,
