@@ -80,6 +80,8 @@ export class ContainerCache implements EventFollower {
   /** Named by events since their last inspect began. */
   private dirty = new Set<string>();
   private gatewayDirty = false;
+  /** A network came or went since the network list was read. */
+  private networksDirty = false;
   private fullNeeded = true;
   private streaming = false;
 
@@ -101,7 +103,8 @@ export class ContainerCache implements EventFollower {
   observe(event: DockerEvent): void {
     const id = event.containerId;
     if (event.type === 'network' && (event.action === 'create' || event.action === 'destroy')) {
-      // The network list is read on every sync; a gateway network's endpoints follow it.
+      // The network list (Docker's bridges) is read again; a gateway network's endpoints follow it.
+      this.networksDirty = true;
       this.gatewayDirty = true;
       return;
     }
@@ -159,6 +162,7 @@ export class ContainerCache implements EventFollower {
     this.containers = containers;
     this.unreadable = unreadable;
     this.networks = networks;
+    this.networksDirty = false;
     this.gateways = gateways;
     this.sortedIds = undefined;
     this.stamps = new Map(listed.filter((c) => containers.has(c.id)).map((c) => [c.id, c.stamp]));
@@ -178,14 +182,21 @@ export class ContainerCache implements EventFollower {
     const stale = listed.filter((c) => this.stamps.get(c.id) !== c.stamp).map((c) => c.id);
     const gone = [...this.containers.keys()].filter((id) => !listedIds.has(id));
     const ids = new Set([...stale, ...gone, ...this.unreadable.keys(), ...named]);
-    const read = await this.readSome([...ids], true);
+    const read = await this.readSome([...ids], true, true);
     // Stamps of the list this read followed, for what it inspected.
     for (const c of listed) if (ids.has(c.id) && this.containers.has(c.id)) this.stamps.set(c.id, c.stamp);
     return read;
   }
 
-  private async readSome(ids: readonly string[], gatewayDirty: boolean): Promise<CacheRead> {
-    const networks = await this.client.listNetworks();
+  /** `listNetworks`: read the network list again (else only after a network came or went). */
+  private async readSome(
+    ids: readonly string[],
+    gatewayDirty: boolean,
+    listNetworks = false,
+  ): Promise<CacheRead> {
+    const relist = listNetworks || this.networksDirty;
+    this.networksDirty = false;
+    const networks = relist ? await this.client.listNetworks() : this.networks;
     const results = await this.inspectAll(ids);
     const gateway = gatewayNetwork(networks);
     const gatewayConcerned =

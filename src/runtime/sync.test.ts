@@ -73,11 +73,20 @@ describe('createSync', () => {
     }
     const round = [...Array<string>(DEEP_CHECK_EVERY - 1).fill('light'), 'deep'];
     expect(kinds).toEqual([...round, ...round]);
-    // A full read for another reason starts the count again.
+    // A watch sync reads the kernel whole but the engine by its list only.
+    docker.calls.length = 0;
     await sync(new Set(['watch'] as const));
     expect(firewall.options.at(-1)?.periodic).toBeUndefined();
-    await sync(periodic);
-    expect(firewall.options.at(-1)?.periodic).toEqual({ watched: true });
+    expect(inspects()).toBe(0);
+    // A reconnect reads everything, and starts the count again.
+    for (let i = 0; i < DEEP_CHECK_EVERY - 2; i++) await sync(periodic);
+    docker.calls.length = 0;
+    await sync(new Set(['reconnect'] as const));
+    expect(inspects()).toBe(1);
+    for (let i = 0; i < DEEP_CHECK_EVERY - 1; i++) {
+      await sync(periodic);
+      expect(firewall.options.at(-1)?.periodic).toEqual({ watched: true });
+    }
   });
 
   it('hands the firewall the desired state of a fresh list', async () => {

@@ -59,6 +59,11 @@ function onlyPeriodic(reasons: ReadonlySet<SyncReason>): boolean {
   return reasons.has('periodic') && [...reasons].every((r) => r === 'periodic' || r === 'event');
 }
 
+/** Nothing that says the engine's side may be unknown (startup, reconnect, a failed sync). */
+function engineKnown(reasons: ReadonlySet<SyncReason>): boolean {
+  return [...reasons].every((r) => r === 'periodic' || r === 'event' || r === 'watch');
+}
+
 /**
  * Every this many periodic checks, one reads everything (every container
  * inspected, every element of dockfw's sets listed), whatever the lighter ones found.
@@ -147,9 +152,13 @@ export function createSync(options: SyncOptions): SyncFn {
   let lightChecks = 0;
 
   return async (reasons) => {
-    const light = onlyPeriodic(reasons) && lightChecks < DEEP_CHECK_EVERY - 1;
+    const due = lightChecks >= DEEP_CHECK_EVERY - 1;
+    // The kernel by what shows dockfw's objects intact; the engine by its list (both while
+    // the cache vouches for itself). A watch sync reads the kernel whole, the engine by its list.
+    const light = onlyPeriodic(reasons) && !due;
+    const listed = engineKnown(reasons) && !due;
     const full = needsFullRead(reasons);
-    const read = await cache.read({ full, listed: light }).catch((error: unknown) => {
+    const read = await cache.read({ full, listed }).catch((error: unknown) => {
       throw new DockerUnavailableError(error);
     });
     for (const [id, error] of read.unreadable) {
@@ -170,7 +179,7 @@ export function createSync(options: SyncOptions): SyncFn {
     const reports = await options.firewall.reconcile(desired, { trustLastSync, ...periodic });
     // Counted once the sync went through: a failed check is followed by a full retry anyway.
     if (light) lightChecks++;
-    else if (full) lightChecks = 0;
+    else if (full && !listed) lightChecks = 0;
     for (const report of reports) reportFamily(report, reasons);
     options.observer?.syncApplied?.(desired, reports, reasons);
   };
