@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/config.js';
 import type { ContainerSnapshot } from '../docker/snapshot.js';
 import { crowdedEngine } from '../../test/support/crowded.js';
-import { desiredState } from './desired.js';
+import { desiredState, type DesiredState } from './desired.js';
 
 const config = loadConfig({ DOCKFW_DEFAULT_POLICY: 'deny' });
 
@@ -77,6 +77,14 @@ describe('desired state parts', () => {
         config,
       ).parts,
     ).toBeDefined();
+  });
+
+  it('do not travel with a spread copy whose rules were changed', () => {
+    const cut = desiredState({ containers: [web('a', '172.17.0.2', 8080)], bridges: [] }, config);
+    expect(cut.parts).toBeDefined();
+    const copy: DesiredState = { ...cut, rules: [] };
+    expect(copy.parts).toBeUndefined();
+    expect(copy.bindings).toEqual(cut.bindings);
   });
 
   it('keep an unchanged container’s part object from sync to sync', () => {

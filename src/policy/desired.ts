@@ -124,6 +124,7 @@ export interface DesiredState {
    * nor a host port of one family and protocol (on any host address). Absent
    * otherwise, and in hand-built states. An unchanged container keeps its part
    * object from sync to sync, so a backend can redo only the parts that changed.
+   * Not enumerable: a spread copy (`{ ...desired, rules }`) does not carry it.
    */
   readonly parts?: ReadonlyMap<string, DesiredPart>;
 }
@@ -691,9 +692,8 @@ export function desiredState(
   // together when asked for: a backend that works per part never asks.
   let rules: DesiredRule[] | undefined;
   let settled: DesiredBinding[] | undefined;
-  return {
+  const state: DesiredState = {
     ...common,
-    parts,
     get rules() {
       return (rules ??= rulesOf(planned));
     },
@@ -701,6 +701,9 @@ export function desiredState(
       return (settled ??= [...parts.values()].flatMap((p) => p.bindings).sort(compareBindings));
     },
   };
+  // Not enumerable: a state spread into another with other rules (`{ ...desired, rules }`)
+  // must not carry parts that no longer say the same.
+  return Object.defineProperty(state, 'parts', { value: parts, enumerable: false });
 }
 
 /** The running containers' rules, in order (created ones have none). */
