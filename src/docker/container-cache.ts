@@ -36,6 +36,8 @@ export interface CacheRead {
   readonly unreadable: ReadonlyMap<string, unknown>;
   /** Whether this read listed and inspected everything. */
   readonly full: boolean;
+  /** Whether this read listed everything and inspected what the list showed changed. */
+  readonly listed?: boolean;
   /** Containers inspected by this read. */
   readonly inspected: number;
 }
@@ -185,7 +187,7 @@ export class ContainerCache implements EventFollower {
     const read = await this.readSome([...ids], true, true);
     // Stamps of the list this read followed, for what it inspected.
     for (const c of listed) if (ids.has(c.id) && this.containers.has(c.id)) this.stamps.set(c.id, c.stamp);
-    return read;
+    return { ...read, listed: true };
   }
 
   /** `listNetworks`: read the network list again (else only after a network came or went). */

@@ -169,7 +169,10 @@ export function createSync(options: SyncOptions): SyncFn {
       );
     }
     reportedUnreadable = read.unreadable;
-    logger.debug({ full: read.full, inspected: read.inspected, reasons: [...reasons] }, 'containers read');
+    logger.debug(
+      { full: read.full, listed: read.listed === true, inspected: read.inspected, reasons: [...reasons] },
+      'containers read',
+    );
     const snapshot = read.snapshot;
     const desired = desiredState(snapshot, options.config);
     reportLabelErrors(desired);
