@@ -39,7 +39,7 @@ export const SETTINGS = {
     env: 'DOCKFW_RESYNC',
     flag: 'resync',
     default: '* * * * *',
-    help: 'cron expression for the periodic full check (5 or 6 fields)',
+    help: 'cron expression for the periodic check (5 or 6 fields); every 10th reads everything',
   },
   listen: {
     env: 'DOCKFW_LISTEN',
