@@ -89,6 +89,21 @@ describe('ContainerCache', () => {
     expect(docker.calls.filter((c) => c.startsWith('inspect'))).toHaveLength(1);
   });
 
+  it('an event read lists the networks when a container names one the cache does not know (made without an event)', async () => {
+    const { docker, cache } = await primed();
+    // docker_gwbridge, say: the engine makes it itself, no `network create` event.
+    docker.networks = [...docker.networks, { Id: ID('9'), Name: 'app', Driver: 'bridge', Options: {} }];
+    const withApp = inspectJson({ id: ID('b'), name: 'db' }) as { NetworkSettings: object };
+    docker.containers.set(ID('b'), {
+      ...withApp,
+      NetworkSettings: { Networks: { app: { IPAddress: '172.20.0.2' } }, Ports: {} },
+    });
+    cache.observe(event('start', ID('b')));
+    const read = await cache.read({ full: false });
+    expect(docker.calls).toContain('networks');
+    expect(read.snapshot.bridges).toEqual(['br-999999999999', 'docker0']);
+  });
+
   it('re-inspecting an unchanged container keeps its object', async () => {
     const { cache } = await primed();
     const before = (await cache.read({ full: false })).snapshot.containers[0];

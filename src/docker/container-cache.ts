@@ -198,8 +198,12 @@ export class ContainerCache implements EventFollower {
   ): Promise<CacheRead> {
     const relist = listNetworks || this.networksDirty;
     this.networksDirty = false;
-    const networks = relist ? await this.client.listNetworks() : this.networks;
+    let networks = relist ? await this.client.listNetworks() : this.networks;
     const results = await this.inspectAll(ids);
+    // A network the engine made without an event (docker_gwbridge when a node joins a
+    // swarm, or when a task needs it): a container names it, so read the list after all.
+    if (!relist && [...results.values()].some((r) => this.namesUnknownNetwork(r)))
+      networks = await this.client.listNetworks();
     const gateway = gatewayNetwork(networks);
     const gatewayConcerned =
       gateway !== undefined &&
@@ -227,6 +231,14 @@ export class ContainerCache implements EventFollower {
     // Only the inspected containers can differ from what was handed out, unless the gateways moved.
     const only = this.gateways === gatewaysBefore ? touched : undefined;
     return { ...this.handOut(only), full: false, inspected: ids.length };
+  }
+
+  private namesUnknownNetwork(result: Inspected): boolean {
+    if (result.kind !== 'container') return false;
+    const known = (name: string): boolean => this.networks.some((n) => n.Name === name);
+    if (result.container.networks.some((a) => !known(a.network))) return true;
+    // A task on an overlay network is reached through docker_gwbridge: is it known yet?
+    return !known(SWARM_GATEWAY_BRIDGE) && this.mayUseGateway(result.container.id, this.networks, result);
   }
 
   /** A container on a network that is not a plain bridge (overlay), or one that had a gateway endpoint. */

@@ -14,7 +14,7 @@
 // would just be checked. Of writers that never committed (they failed) the
 // last KEPT are kept. A foreign commit is only ever mistaken for dockfw's when
 // its process reuses one of those few pids, i.e. after the pid space wrapped
-// around since; the periodic check still catches that.
+// around since; the deep periodic check (every 10th) still catches that.
 import { readlinkSync } from 'node:fs';
 
 /** The initial pid namespace's inode number (PROC_PID_INIT_INO, fixed in the kernel). */

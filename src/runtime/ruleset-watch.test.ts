@@ -301,6 +301,16 @@ describe('RulesetWatch: commits, not lines', () => {
     await watch.stop();
   });
 
+  it('events the monitor says it lost (its socket buffer overflowed) ask for a check', async () => {
+    const { clock, requests, watch, current } = setup();
+    watch.start();
+    await clock.advance(0);
+    current().emit('# ERROR: We lost some netlink events!');
+    await clock.advance(100);
+    expect(requests).toEqual([100]);
+    await watch.stop();
+  });
+
   it('a generation skipped (commits the monitor missed) asks for a check', async () => {
     const { clock, requests, watch, current } = setup();
     watch.start();

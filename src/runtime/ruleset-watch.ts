@@ -190,6 +190,14 @@ export class RulesetWatch {
   private line(line: string): void {
     const generation = parseGeneration(line);
     if (generation === undefined) {
+      // `# ERROR: We lost some netlink events!` (the socket's buffer overflowed): commits
+      // were missed, maybe inside dockfw's table. Check now; the next generation seen
+      // is not compared with the last one.
+      if (/^#\s*ERROR\b/i.test(line.trim())) {
+        this.lastGeneration = undefined;
+        this.changed();
+        return;
+      }
       if (!isObjectLine(line)) return;
       this.objects++;
       if (concernsDockfw(line)) this.relevant = true;

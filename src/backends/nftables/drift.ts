@@ -70,7 +70,7 @@ export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDr
       changes,
     };
   }
-  const structural: string[] = [];
+  const structural: string[] = seen.damaged === undefined ? [] : [`table ${TABLE}: ${seen.damaged}`];
   const rulesMissing: string[] = [];
   const rulesUnexpected: string[] = [];
   let reordered = false;

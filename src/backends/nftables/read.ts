@@ -32,6 +32,12 @@ export interface SetSeen {
 export interface TableSeen {
   readonly chains: ReadonlyMap<string, ChainSeen>;
   readonly sets: ReadonlyMap<string, SetSeen>;
+  /**
+   * Why the table itself is not as dockfw makes it: a flag (`dormant` turns every
+   * base chain off), or a listing nft could not print as JSON (nft 1.0.6 cuts its
+   * JSON short at a table's flags). Only a whole-table write repairs it.
+   */
+  readonly damaged?: string;
 }
 
 const PROTOCOL_NUMBERS: Readonly<Record<number, string>> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
@@ -145,8 +151,14 @@ export function parseTable(json: string): TableSeen {
   const sets = new Map<string, SetSeen>();
   const cache: AddressCache = new Map();
   const ours = (o: Record<string, Json>): boolean => o.family === TABLE_FAMILY && o.table === TABLE_NAME;
+  let damaged: string | undefined;
   for (const item of items) {
     const entry = record(item);
+    const table = record(entry?.table);
+    if (table && table.family === TABLE_FAMILY && table.name === TABLE_NAME && table.flags !== undefined) {
+      const flags = (Array.isArray(table.flags) ? table.flags : [table.flags]).map(String);
+      if (flags.length > 0) damaged = `it has flags ${flags.join(', ')}`;
+    }
     const chain = record(entry?.chain);
     const rule = record(entry?.rule);
     const set = record(entry?.set);
@@ -183,7 +195,7 @@ export function parseTable(json: string): TableSeen {
     }
   }
   for (const [name, chain] of chains) chains.set(name, { ...chain, rules: rules.get(name) ?? [] });
-  return { chains, sets };
+  return damaged === undefined ? { chains, sets } : { chains, sets, damaged };
 }
 
 /**
@@ -216,7 +228,13 @@ export async function readTable(run: CommandRunner): Promise<TableSeen | undefin
     // Terse: declarations without elements, so the drop records (up to the cap, megabytes
     // of JSON under a scan) are never listed; each compared set is listed on its own below.
     const { stdout } = await run('nft', ['-j', '-t', 'list', 'table', TABLE_FAMILY, TABLE_NAME]);
-    terse = parseTable(stdout);
+    try {
+      terse = parseTable(stdout);
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+      // Unreadable: written whole again (it can only close what it opens).
+      return { chains: new Map(), sets: new Map(), damaged: 'its listing is not valid JSON (a table flag?)' };
+    }
   } catch (error) {
     if (error instanceof CommandError && !error.missing && /No such file or directory/.test(error.stderr))
       return undefined;
@@ -244,5 +262,7 @@ export async function readTable(run: CommandRunner): Promise<TableSeen | undefin
     if (set === undefined) sets.delete(name);
     else sets.set(name, set);
   });
-  return { chains: terse.chains, sets };
+  return terse.damaged === undefined
+    ? { chains: terse.chains, sets }
+    : { chains: terse.chains, sets, damaged: terse.damaged };
 }
