@@ -420,7 +420,8 @@ describe('desiredState: containers not started yet, and the host network', () =>
       [4, 'tcp', 1, 65535],
       [6, 'tcp', 1, 65535],
     ]);
-  });
+    // Planning 65,535 ports takes about 2 s: room for a loaded machine.
+  }, 20_000);
 
   it('dockfw.allow without a port on the host network is an error that closes the named ports', () => {
     const proxy = container('proxy', {
