@@ -1,4 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { crowdedContainer } from '../../test/support/crowded.js';
 import { loadConfig } from '../config/config.js';
 import type { ContainerSnapshot } from '../docker/snapshot.js';
 import { parseIPv4, parseIPv6 } from '../net/ip.js';
@@ -148,5 +150,38 @@ describe('whether a new desired state narrowed the old one', () => {
     expect(narrowed(before, state([WEB]))).toBe(true);
     expect(narrowed(before, state([WEB, OPEN], { DOCKFW_DEFAULT_POLICY: 'deny' }))).toBe(true);
     expect(narrowed(before, state([{ ...WEB, id: 'd'.repeat(64) }, OPEN]))).toBe(true);
+  });
+});
+
+describe('narrowed, per part', () => {
+  it('answers as the whole states do, whenever both come in parts', () => {
+    let inParts = 0;
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(crowdedContainer, { maxLength: 6, selector: (c) => c.id }),
+        fc.array(fc.nat(5), { maxLength: 6 }),
+        fc.array(fc.nat(5), { maxLength: 6 }),
+        fc.array(crowdedContainer, { maxLength: 2 }),
+        (pool, pickA, pickB, fresh) => {
+          const config = loadConfig({ DOCKFW_DEFAULT_POLICY: 'deny' });
+          const pick = (picks: number[]) => [
+            ...new Set(picks.map((i) => pool[i]).filter((c) => c !== undefined)),
+          ];
+          // A fresh container may be a new version of one picked before (same id).
+          const before = pick(pickA);
+          const renewed = fresh.map((c, i) => ({ ...c, id: before[i]?.id ?? c.id }));
+          const ids = new Set(renewed.map((c) => c.id));
+          const after = [...pick(pickB).filter((c) => !ids.has(c.id)), ...renewed];
+          const a = desiredState({ containers: before, bridges: [] }, config);
+          const b = desiredState({ containers: after, bridges: [] }, config);
+          const wholeA = desiredState({ containers: before, bridges: [] }, config, { parts: false });
+          const wholeB = desiredState({ containers: after, bridges: [] }, config, { parts: false });
+          if (a.parts !== undefined && b.parts !== undefined) inParts++;
+          expect(narrowed(a, b)).toBe(narrowed(wholeA, wholeB));
+        },
+      ),
+      { numRuns: 400 },
+    );
+    expect(inParts).toBeGreaterThan(50);
   });
 });

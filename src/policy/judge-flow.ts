@@ -8,7 +8,7 @@
 import type { Family, Protocol } from '../net/family.js';
 import { cidrInterval, mergeIntervals, type Interval } from '../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
-import type { DesiredState, RuleSources } from './desired.js';
+import type { DesiredPart, DesiredState, RuleSources } from './desired.js';
 import { desiredBindingFor, desiredRuleFor, sourceMatch } from './lookup.js';
 
 /** One tracked connection, as conntrack lists it. */
@@ -167,6 +167,32 @@ function verdicts(desired: DesiredState): Map<string, Verdict> {
  * listing of the connection table.
  */
 export function narrowed(previous: DesiredState, next: DesiredState): boolean {
+  // In parts, no verdict key is two containers': only the parts that changed can narrow.
+  if (previous.parts !== undefined && next.parts !== undefined) {
+    for (const [id, part] of previous.parts) {
+      const now = next.parts.get(id);
+      if (now !== part && narrowedWhole(alone(part), alone(now))) return true;
+    }
+    for (const [id, part] of next.parts)
+      if (!previous.parts.has(id) && narrowedWhole(alone(undefined), alone(part))) return true;
+    return false;
+  }
+  return narrowedWhole(previous, next);
+}
+
+/** A state holding one part (or none). */
+function alone(part: DesiredPart | undefined): DesiredState {
+  return {
+    rules: part?.rules ?? [],
+    bindings: part?.bindings ?? [],
+    bridges: [],
+    externalInterfaces: [],
+    containers: [],
+    errors: [],
+  };
+}
+
+function narrowedWhole(previous: DesiredState, next: DesiredState): boolean {
   const before = verdicts(previous);
   const after = verdicts(next);
   for (const [key, old] of before) {
