@@ -10,6 +10,7 @@ export const runConntrack: CommandRunner = commandRunner('install conntrack (con
 
 const FAMILY_NAMES: Readonly<Record<Family, string>> = { 4: 'ipv4', 6: 'ipv6' };
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
+const CLOSED_TCP: ReadonlySet<string> = new Set(['TIME_WAIT', 'CLOSE']);
 
 /** The connection table, as the revocation needs it. */
 export interface ConnectionTable {
@@ -39,6 +40,9 @@ export function parseConntrackList(stdout: string, family: Family): Flow[] {
     const tokens = line.trim().split(/\s+/);
     const protocol = PROTOCOLS.find((p) => p === tokens[2]);
     if (tokens[0] !== FAMILY_NAMES[family] || protocol === undefined) continue;
+    // A closed TCP connection carries nothing more, and a new SYN on its entry is
+    // tracked as a new connection (the rules judge it): nothing to cut.
+    if (protocol === 'tcp' && CLOSED_TCP.has(tokens[5] ?? '')) continue;
     const fields = new Map<string, string[]>();
     for (const token of tokens) {
       const at = token.indexOf('=');

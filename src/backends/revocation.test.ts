@@ -132,11 +132,17 @@ describe('conntrack -L output', () => {
       'ipv4     2 icmp     1 29 src=203.0.113.10 dst=203.0.113.1 type=8 code=0 id=1 src=203.0.113.1 dst=203.0.113.10 type=0 code=0 id=1 mark=0 use=1',
       'ipv4     2 tcp      6 10 ESTABLISHED src=203.0.113.10 dst=203.0.113.1 sport=1 dport=2 src=203.0.113.1 dst=203.0.113.10 sport=2 dport=1 mark=0 zone=3 use=1',
       'ipv6     10 tcp      6 431999 ESTABLISHED src=::1 dst=::1 sport=1 dport=2 src=::1 dst=::1 sport=2 dport=1 mark=0 use=1',
+      // Closed: nothing flows any more, and a new SYN on the entry is a new connection.
+      'ipv4     2 tcp      6 117 TIME_WAIT src=203.0.113.10 dst=203.0.113.1 sport=40001 dport=8080 src=172.17.0.2 dst=203.0.113.10 sport=80 dport=40001 [ASSURED] mark=0 use=1',
+      'ipv4     2 tcp      6 9 CLOSE src=203.0.113.10 dst=203.0.113.1 sport=40002 dport=8080 src=172.17.0.2 dst=203.0.113.10 sport=80 dport=40002 mark=0 use=1',
+      // Not yet answered: it may still become established, so it is listed.
+      'ipv4     2 tcp      6 119 SYN_SENT src=203.0.113.10 dst=203.0.113.1 sport=40003 dport=8080 [UNREPLIED] src=172.17.0.2 dst=203.0.113.10 sport=80 dport=40003 mark=0 use=1',
     ].join('\n');
     const flows = parseConntrackList(out, 4);
-    expect(flows.map((f) => [f.protocol, f.destinationPort, f.replySourcePort])).toEqual([
-      ['tcp', 8080, 80],
-      ['udp', 53, 53],
+    expect(flows.map((f) => [f.protocol, f.destinationPort, f.replySourcePort, f.sourcePort])).toEqual([
+      ['tcp', 8080, 80, 40000],
+      ['udp', 53, 53, 5353],
+      ['tcp', 8080, 80, 40003],
     ]);
     expect(parseConntrackList(out, 6)).toHaveLength(1);
   });
