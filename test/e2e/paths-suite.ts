@@ -353,14 +353,18 @@ export function pathsSuite(title: string, options: PathsSuiteOptions): void {
             udpSix: await h.reachableFrom({ to: HOST_V6, port: 9102, proto: 'udp' }, ALL_V6),
             v4: await h.reachableFrom({ to: HOST_A, port: 9101 }, [DISALLOWED, ALLOWED]),
           });
-          const baseline = await look();
-          expect(baseline).toEqual({
+          const open = {
             tcp: ALL_V6,
             udp: ALL_V6,
             tcpSix: ALL_V6,
             udpSix: ALL_V6,
             v4: [DISALLOWED, ALLOWED],
-          });
+          };
+          // The baseline (no dockfw): a UDP datagram lost on the way is not a closed path; look again.
+          let baseline = await look();
+          for (let again = 0; again < 3 && JSON.stringify(baseline) !== JSON.stringify(open); again++)
+            baseline = await look();
+          expect(baseline).toEqual(open);
 
           await startDockfw(h);
           const enforced = await look();
