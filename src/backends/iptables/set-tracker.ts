@@ -6,7 +6,15 @@
 // elements, and hands back the elements that came and went.
 import type { Family } from '../../docker/snapshot.js';
 import type { DesiredPart, DesiredState, RuleSources } from '../../policy/desired.js';
-import { familySets, SET_ROLES, unitsOf, type FamilySets, type SetRole, type SetUnit } from './sets.js';
+import {
+  emptySets,
+  familySets,
+  SET_ROLES,
+  unitsOf,
+  type FamilySets,
+  type SetRole,
+  type SetUnit,
+} from './sets.js';
 
 /** Per role, the elements that came or went. */
 export type SetChanges = ReadonlyMap<SetRole, readonly string[]>;
@@ -25,13 +33,9 @@ interface Kept {
 
 /** Every element of the units, per role. */
 function collect(units: ReadonlyMap<string, Kept>): FamilySets {
-  const sets = new Map<SetRole, Set<string>>(SET_ROLES.map((role) => [role, new Set()]));
+  const sets = emptySets();
   for (const unit of units.values()) for (const [role, e] of unit.elements) sets.get(role)?.add(e);
   return sets;
-}
-
-function emptyRoles(): Map<SetRole, Set<string>> {
-  return new Map(SET_ROLES.map((role) => [role, new Set<string>()]));
 }
 
 function perRole(): Map<SetRole, string[]> {
@@ -70,7 +74,7 @@ export class SetTracker {
   private parts: Map<string, KeptPart> | undefined;
   /** False until the units describe `sets` (at first, and after a rebuild). */
   private unitsKnown = false;
-  private sets = new Map<SetRole, Set<string>>(SET_ROLES.map((role) => [role, new Set()]));
+  private sets = emptySets();
 
   constructor(private readonly family: Family) {}
 
@@ -142,7 +146,7 @@ export class SetTracker {
     }
     if (last === undefined) {
       // Not followed in parts before: compare everything once.
-      const fresh = emptyRoles();
+      const fresh = emptySets();
       for (const { sets } of next.values())
         for (const [role, elements] of sets) for (const e of elements) fresh.get(role)?.add(e);
       const update = this.rebuild(fresh);

@@ -144,7 +144,8 @@ function services(proto: string, from: number, to: number): string[] {
   return out;
 }
 
-function emptySets(): Map<SetRole, Set<string>> {
+/** Every role's set, empty. */
+export function emptySets(): Map<SetRole, Set<string>> {
   return new Map(SET_ROLES.map((role) => [role, new Set<string>()]));
 }
 
