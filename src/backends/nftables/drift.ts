@@ -14,9 +14,10 @@ import {
   SET_TYPES,
   setFamily,
   TABLE,
+  type BaseChain,
   type SetName,
 } from './names.js';
-import type { SetSeen } from './read.js';
+import type { ChainSeen, SetSeen } from './read.js';
 import type { TableSeen } from './read.js';
 import { regularChains, rulesOf, ruleComment, type ElementChanges } from './render.js';
 
@@ -48,6 +49,16 @@ function recordSetAsDeclared(name: (typeof RECORD_SET_NAMES)[number], set: SetSe
   );
 }
 
+/** A base chain of the table as renderTablePayload declares it (its rules aside). */
+export function baseChainAsDeclared(chain: ChainSeen | undefined, base: BaseChain): boolean {
+  return (
+    chain?.type === 'filter' &&
+    chain.hook === base.hook &&
+    chain.priority === base.priority &&
+    chain.policy === 'accept'
+  );
+}
+
 export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDrift {
   const regular = regularChains(spec);
   const expectedRules = [...regular, ...BASE_CHAINS.map((c) => c.name)].flatMap((name) =>
@@ -76,14 +87,7 @@ export function diffTable(spec: TableSpec, seen: TableSeen | undefined): TableDr
   let reordered = false;
   for (const base of BASE_CHAINS) {
     const chain = seen.chains.get(base.name);
-    if (
-      chain?.type !== 'filter' ||
-      chain.hook !== base.hook ||
-      chain.priority !== base.priority ||
-      chain.policy !== 'accept'
-    ) {
-      structural.push(`chain ${base.name}`);
-    }
+    if (!baseChainAsDeclared(chain, base)) structural.push(`chain ${base.name}`);
     const want = expectedRulesOf(spec, base.name);
     const have = (chain?.rules ?? []).map((comment) => comment ?? '(rule without comment)');
     const missing = minus(want, have);

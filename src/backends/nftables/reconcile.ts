@@ -6,7 +6,7 @@ import type { DesiredState } from '../../policy/desired.js';
 import type { CommandRunner } from '../command.js';
 import { FirewallApplyError, hasDrift, type FamilyReport, type ReconcileOptions } from '../firewall.js';
 import { applyNftPayload } from './apply.js';
-import { familyDrift, diffTable, needsWrite, type TableDrift } from './drift.js';
+import { baseChainAsDeclared, familyDrift, diffTable, needsWrite, type TableDrift } from './drift.js';
 import { tableSpec, type TableSpec } from './elements.js';
 import { BASE_CHAINS, setFamily, TABLE } from './names.js';
 import { readChainsAndSets, readTable } from './read.js';
@@ -112,17 +112,10 @@ export class NftablesReconciler {
     const spec = want.common;
     const common = [...spec.sets.keys()].filter((name) => setFamily(name) === undefined);
     const seen = await readChainsAndSets(this.options.run, common);
-    const chains = [...regularChains(spec), ...BASE_CHAINS.map((c) => c.name)];
-    if (seen.chains.size !== chains.length) return false;
-    for (const base of BASE_CHAINS) {
-      const chain = seen.chains.get(base.name);
-      if (chain?.type !== 'filter' || chain.hook !== base.hook || chain.priority !== base.priority)
-        return false;
-      if (chain.policy !== 'accept') return false;
-    }
-    if (
-      !regularChains(spec).every((name) => seen.chains.get(name)?.hook === undefined && seen.chains.has(name))
-    )
+    const regular = regularChains(spec);
+    if (seen.chains.size !== regular.length + BASE_CHAINS.length) return false;
+    if (!BASE_CHAINS.every((base) => baseChainAsDeclared(seen.chains.get(base.name), base))) return false;
+    if (!regular.every((name) => seen.chains.has(name) && seen.chains.get(name)?.hook === undefined))
       return false;
     return common.every((name) => {
       const have = seen.sets.get(name)?.elements ?? [];
