@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readEngineSnapshot } from './container-cache.js';
-import { bridgeName, bridgeNames } from './docker-client.js';
+import { bridgeName, bridgeNames, listStamp } from './docker-client.js';
 import { mayHaveEndpoints, parseDockerHost } from './dockerode-client.js';
 import { FakeDockerClient, inspectJson } from './fake-docker-client.js';
 
@@ -151,5 +151,43 @@ describe('mayHaveEndpoints', () => {
     expect(mayHaveEndpoints('dead')).toBe(false);
     // Created, or exited (with a restart policy, about to be started again): fixed host ports known before.
     expect(['created', 'exited'].map(mayHaveEndpoints)).toEqual([true, true]);
+  });
+});
+
+describe('listStamp', () => {
+  const element = {
+    Names: ['/web'],
+    State: 'running',
+    Status: 'Up 2 minutes',
+    Labels: { 'dockfw.allow': '203.0.113.5' },
+    Ports: [{ IP: '0.0.0.0', PrivatePort: 80, PublicPort: 8080, Type: 'tcp' }],
+    HostConfig: { NetworkMode: 'bridge' },
+    NetworkSettings: { Networks: { bridge: { IPAddress: '172.17.0.2', EndpointID: 'e1' } } },
+  };
+
+  it('changes with what a snapshot depends on', () => {
+    const changed = [
+      { ...element, Names: ['/renamed'] },
+      { ...element, State: 'paused' },
+      { ...element, Ports: [] },
+      { ...element, HostConfig: { NetworkMode: 'host' } },
+      {
+        ...element,
+        NetworkSettings: { Networks: { bridge: { IPAddress: '172.17.0.3', EndpointID: 'e1' } } },
+      },
+      {
+        ...element,
+        NetworkSettings: { Networks: { bridge: { IPAddress: '172.17.0.2', EndpointID: 'e2' } } },
+      },
+    ];
+    const stamps = new Set([element, ...changed].map(listStamp));
+    expect(stamps.size).toBe(changed.length + 1);
+  });
+
+  it('stays the same as the status text ticks, and leaves out the labels (fixed for a container id)', () => {
+    const ticked = { ...element, Status: 'Up 3 minutes' };
+    const unlabeled = { ...element, Labels: {} };
+    expect(listStamp(ticked)).toBe(listStamp(element));
+    expect(listStamp(unlabeled)).toBe(listStamp(element));
   });
 });

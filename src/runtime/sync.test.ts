@@ -15,9 +15,16 @@ class RecordingFirewall implements Firewall {
   readonly options: (ReconcileOptions | undefined)[] = [];
   written = false;
   desiredChanged = true;
+  /** Called as each reconcile starts. */
+  onReconcile: () => void = () => undefined;
+  failNext: Error | undefined;
   reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<FamilyReport[]> {
     this.seen.push(desired);
     this.options.push(options);
+    this.onReconcile();
+    const failure = this.failNext;
+    this.failNext = undefined;
+    if (failure !== undefined) return Promise.reject(failure);
     const drift = {
       missing: ['DOCKFW-IN -j X'],
       unexpected: [],
@@ -33,6 +40,21 @@ class RecordingFirewall implements Firewall {
         desiredChanged: this.desiredChanged,
       },
     ]);
+  }
+}
+
+/** An engine whose list answers only once something opens the gate (here: the firewall, as a reconcile starts). */
+class GatedDocker extends FakeDockerClient {
+  private gate: Promise<void> | undefined;
+  open: () => void = () => undefined;
+  arm(): void {
+    this.gate = new Promise((resolve) => (this.open = resolve));
+  }
+  override async listContainers() {
+    const gate = this.gate;
+    this.gate = undefined;
+    if (gate !== undefined) await gate;
+    return super.listContainers();
   }
 }
 
@@ -87,6 +109,77 @@ describe('createSync', () => {
       await sync(periodic);
       expect(firewall.options.at(-1)?.periodic).toEqual({ watched: true });
     }
+  });
+
+  it('a light check holds the kernel to the last sync’s state while the engine lists, then writes what the list shows changed as after an event', async () => {
+    const docker = new GatedDocker();
+    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
+    const firewall = new RecordingFirewall();
+    firewall.onReconcile = () => docker.open();
+    const cache = new ContainerCache(docker);
+    cache.streamUp();
+    const sync = createSync({
+      docker,
+      config: defaultConfig(),
+      firewall,
+      logger: memoryLogger().logger,
+      cache,
+      kernelWatched: () => true,
+    });
+    const periodic = new Set(['periodic'] as const);
+    await sync(new Set(['startup'] as const));
+    const first = firewall.seen[0];
+    // The list waits for the kernel check to start: a check that listed first would never finish.
+    docker.arm();
+    await sync(periodic);
+    expect(firewall.seen).toEqual([first, first]);
+    expect(firewall.options[1]).toEqual({ periodic: { watched: true } });
+    // A lost event: a container the cache never heard of shows in the list.
+    docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));
+    docker.arm();
+    await sync(periodic);
+    expect(firewall.seen).toHaveLength(4);
+    expect(firewall.seen[2]).toBe(first);
+    expect(firewall.options.slice(2)).toEqual([{ periodic: { watched: true } }, { trustLastSync: true }]);
+    expect(firewall.seen[3]?.containers.map((c) => c.name)).toEqual(['db', 'web']);
+    // The next check holds the kernel to the newest state.
+    await sync(periodic);
+    expect(firewall.seen[4]).toBe(firewall.seen[3]);
+    expect(firewall.seen).toHaveLength(5);
+  });
+
+  it('a light check that fails on either side fails the sync; the next check reads the engine first', async () => {
+    const docker = new FakeDockerClient();
+    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
+    const firewall = new RecordingFirewall();
+    const cache = new ContainerCache(docker);
+    cache.streamUp();
+    const sync = createSync({
+      docker,
+      config: defaultConfig(),
+      firewall,
+      logger: memoryLogger().logger,
+      cache,
+    });
+    const periodic = new Set(['periodic'] as const);
+    await sync(new Set(['startup'] as const));
+    docker.reachable = false;
+    await expect(sync(periodic)).rejects.toBeInstanceOf(DockerUnavailableError);
+    // The kernel was still held to the last state meanwhile.
+    expect(firewall.seen).toHaveLength(2);
+    docker.reachable = true;
+    docker.calls.length = 0;
+    let callsBefore = 0;
+    firewall.onReconcile = () => (callsBefore = docker.calls.length);
+    await sync(periodic);
+    expect(firewall.seen).toHaveLength(3);
+    // No state vouched for: the engine was read whole before the firewall was asked anything.
+    expect(docker.calls.slice(0, callsBefore)).toEqual(
+      expect.arrayContaining(['list', `inspect ${ID('1').slice(0, 12)}`]),
+    );
+    firewall.failNext = new Error('iptables-nft-save: exit 4');
+    await expect(sync(periodic)).rejects.toThrow('iptables-nft-save: exit 4');
+    expect(firewall.seen).toHaveLength(4);
   });
 
   it('hands the firewall the desired state of a fresh list', async () => {

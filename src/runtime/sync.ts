@@ -6,6 +6,7 @@ import { describePlacement, JUMP_WRONG, type FamilyReport, type FirewallSync } f
 import type { Config } from '../config/config.js';
 import { ContainerCache } from '../docker/container-cache.js';
 import type { DockerClient } from '../docker/docker-client.js';
+import type { EngineSnapshot } from '../docker/snapshot.js';
 import type { DaemonObserver } from '../observe/observer.js';
 import { desiredState, formatLabelError, formatLabelWarning, type DesiredState } from '../policy/desired.js';
 import type { SyncReason } from './runner.js';
@@ -150,14 +151,14 @@ export function createSync(options: SyncOptions): SyncFn {
 
   /** Periodic checks since the last sync that read everything. */
   let lightChecks = 0;
+  /** What the last finished sync asked of the firewall, and from what; undefined after a failed one. */
+  let last: { readonly snapshot: EngineSnapshot; readonly desired: DesiredState } | undefined;
 
-  return async (reasons) => {
-    const due = lightChecks >= DEEP_CHECK_EVERY - 1;
-    // The kernel by what shows dockfw's objects intact; the engine by its list (both while
-    // the cache vouches for itself). A watch sync reads the kernel whole, the engine by its list.
-    const light = onlyPeriodic(reasons) && !due;
-    const listed = engineKnown(reasons) && !due;
-    const full = needsFullRead(reasons);
+  async function readEngine(
+    reasons: ReadonlySet<SyncReason>,
+    full: boolean,
+    listed: boolean,
+  ): Promise<EngineSnapshot> {
     const read = await cache.read({ full, listed }).catch((error: unknown) => {
       throw new DockerUnavailableError(error);
     });
@@ -173,17 +174,83 @@ export function createSync(options: SyncOptions): SyncFn {
       { full: read.full, listed: read.listed === true, inspected: read.inspected, reasons: [...reasons] },
       'containers read',
     );
-    const snapshot = read.snapshot;
+    return read.snapshot;
+  }
+
+  function applied(
+    desired: DesiredState,
+    reports: readonly FamilyReport[],
+    reasons: ReadonlySet<SyncReason>,
+  ): void {
+    for (const report of reports) reportFamily(report, reasons);
+    options.observer?.syncApplied?.(desired, reports, reasons);
+  }
+
+  /**
+   * The light periodic check: the kernel against what the last sync asked, side
+   * by side with the engine's list (neither waits for the other); then, only
+   * when the list showed a change (a lost event), that change is written as
+   * after an event. Meanwhile the kernel holds what it held before the check.
+   */
+  async function lightCheck(
+    reasons: ReadonlySet<SyncReason>,
+    before: NonNullable<typeof last>,
+  ): Promise<void> {
+    const periodic = { watched: options.kernelWatched?.() === true };
+    const [kernel, engine] = await Promise.allSettled([
+      options.firewall.reconcile(before.desired, { periodic }),
+      readEngine(reasons, true, true),
+    ]);
+    if (kernel.status === 'rejected') throw asError(kernel.reason);
+    applied(before.desired, kernel.value, reasons);
+    if (engine.status === 'rejected') throw asError(engine.reason);
+    const snapshot = engine.value;
+    if (sameSnapshot(snapshot, before.snapshot)) {
+      last = before;
+      return;
+    }
     const desired = desiredState(snapshot, options.config);
     reportLabelErrors(desired);
-    // Container events alone cannot have changed the kernel behind dockfw's back.
-    const trustLastSync = [...reasons].every((reason) => reason === 'event');
-    const periodic = light ? { periodic: { watched: options.kernelWatched?.() === true } } : {};
-    const reports = await options.firewall.reconcile(desired, { trustLastSync, ...periodic });
+    applied(desired, await options.firewall.reconcile(desired, { trustLastSync: true }), reasons);
+    last = { snapshot, desired };
+  }
+
+  return async (reasons) => {
+    const before = last;
+    last = undefined;
+    const due = lightChecks >= DEEP_CHECK_EVERY - 1;
+    // The kernel by what shows dockfw's objects intact; the engine by its list (both while
+    // the cache vouches for itself). A watch sync reads the kernel whole, the engine by its list.
+    const light = onlyPeriodic(reasons) && !due;
+    const listed = engineKnown(reasons) && !due;
+    const full = needsFullRead(reasons);
+    if (light && before !== undefined) await lightCheck(reasons, before);
+    else {
+      const snapshot = await readEngine(reasons, full, listed);
+      const desired = desiredState(snapshot, options.config);
+      reportLabelErrors(desired);
+      // Container events alone cannot have changed the kernel behind dockfw's back.
+      const trustLastSync = [...reasons].every((reason) => reason === 'event');
+      const periodic = light ? { periodic: { watched: options.kernelWatched?.() === true } } : {};
+      applied(desired, await options.firewall.reconcile(desired, { trustLastSync, ...periodic }), reasons);
+      last = { snapshot, desired };
+    }
     // Counted once the sync went through: a failed check is followed by a full retry anyway.
     if (light) lightChecks++;
     else if (full && !listed) lightChecks = 0;
-    for (const report of reports) reportFamily(report, reasons);
-    options.observer?.syncApplied?.(desired, reports, reasons);
   };
+}
+
+/** The same containers (the cache keeps an unchanged container's object) and the same bridges. */
+function sameSnapshot(a: EngineSnapshot, b: EngineSnapshot): boolean {
+  return (
+    a.containers.length === b.containers.length &&
+    a.containers.every((container, i) => container === b.containers[i]) &&
+    a.bridges.length === b.bridges.length &&
+    a.bridges.every((bridge, i) => bridge === b.bridges[i])
+  );
+}
+
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(String(reason));
 }

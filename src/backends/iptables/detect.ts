@@ -77,14 +77,16 @@ export async function variantsInUse(
 async function readVariants(deps: DetectDeps, family: Family): Promise<Map<Variant, FilterTable>> {
   const tables = new Map<Variant, FilterTable>();
   const missing: CommandError[] = [];
-  for (const variant of await variantsInUse(deps.legacyTableNames, family)) {
-    try {
-      tables.set(variant, await readFilterTable(deps.run, family, variant));
-    } catch (error) {
-      if (error instanceof CommandError && error.missing) missing.push(error);
-      else throw error;
-    }
-  }
+  const variants = await variantsInUse(deps.legacyTableNames, family);
+  const reads = await Promise.allSettled(
+    variants.map((variant) => readFilterTable(deps.run, family, variant)),
+  );
+  reads.forEach((read, i) => {
+    const variant = variants[i] as Variant;
+    if (read.status === 'fulfilled') tables.set(variant, read.value);
+    else if (read.reason instanceof CommandError && read.reason.missing) missing.push(read.reason);
+    else throw read.reason;
+  });
   if (tables.size === 0 && missing[0]) throw missing[0];
   return tables;
 }
@@ -113,14 +115,18 @@ export async function detectIpv4(deps: DetectDeps): Promise<Placement | undefine
 }
 
 /**
- * IPv6: the variant with Docker's chains, else IPv4's. Engines before 24 have
+ * IPv6: the variant with Docker's chains, else IPv4's (awaited only then: the
+ * two families' reads may run side by side). Engines before 24 have
  * no IPv6 DOCKER-USER of their own; then the jump is kept first in FORWARD. A
  * DOCKER-USER that FORWARD does not jump to (made by \`dockfw guard\` at boot,
  * ignored by such an engine) would never see a packet.
  */
-export async function detectIpv6(deps: DetectDeps, ipv4Variant: Variant): Promise<Placement> {
+export async function detectIpv6(
+  deps: DetectDeps,
+  ipv4Variant: Variant | PromiseLike<Variant>,
+): Promise<Placement> {
   const tables = await readVariants(deps, 6);
-  const variant = chooseVariant(tables) ?? ipv4Variant;
+  const variant = chooseVariant(tables) ?? (await ipv4Variant);
   const table = tables.get(variant) ?? (await readFilterTable(deps.run, 6, variant));
   const reached = jumpPositions(table, 'FORWARD', 'DOCKER-USER').length > 0;
   const parent = table.chains.has('DOCKER-USER') && reached ? 'DOCKER-USER' : 'FORWARD';

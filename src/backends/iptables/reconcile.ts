@@ -20,7 +20,14 @@ import { diffOwned, hasDrift, mergeDrift, type Drift as IptablesDrift } from './
 import { jumpPositions, readFilterTable, type Variant } from './read.js';
 import { ensureRecordSet } from './records.js';
 import { renderPreroutingPayload, renderSyncPayload, type RenderOptions } from './render.js';
-import { applySetBatch, readFamilySets, readLeftovers, readSetHeaders, SetApplyError } from './ipset.js';
+import {
+  applySetBatch,
+  readFamilySets,
+  readLeftovers,
+  readSetHeaders,
+  SetApplyError,
+  type SetHeader,
+} from './ipset.js';
 import { SetTracker, type SetsUpdate } from './set-tracker.js';
 import {
   capacityFor,
@@ -132,7 +139,7 @@ export class IptablesReconciler {
   }
 
   /** IPv6's placement; undefined once ip6tables turned out not to be installed. */
-  private async ipv6Placement(ipv4Variant: Variant): Promise<Placement | undefined> {
+  private async ipv6Placement(ipv4Variant: Variant | PromiseLike<Variant>): Promise<Placement | undefined> {
     if (this.ipv6Unavailable) return undefined;
     try {
       return await detectIpv6(this.deps, ipv4Variant);
@@ -160,19 +167,31 @@ export class IptablesReconciler {
     // when their headers agree (lightSets): only for families that sync finished.
     const light = options.periodic === undefined ? new Set<Family>() : new Set(this.known.keys());
     this.known.clear();
-    const ipv4 = await detectIpv4(this.deps);
+    // Both families' tables are read side by side; IPv6 waits for IPv4's variant only when
+    // it has no Docker chains of its own.
+    const ipv4Read = detectIpv4(this.deps);
+    const ipv6Read = this.ipv6Placement(ipv4Read.then((placement) => placement?.variant ?? 'nft'));
+    const ipv4 = await ipv4Read.catch(async (error: unknown) => {
+      await ipv6Read.catch(() => undefined);
+      throw error;
+    });
     if (!ipv4) {
+      await ipv6Read.catch(() => undefined);
       // Docker's chains are gone (an `nft flush ruleset`, an engine starting): its DNAT
       // with them, but docker-proxy may still listen on the published ports. The
       // bindings do not depend on Docker's chains: put them back where they were.
       await this.restoreBindings(desired);
       throw new DockerChainsMissingError("Docker's chains are not in iptables-nft nor iptables-legacy yet");
     }
+    // One read of the sets' headers serves both families' light checks.
+    let headers: Promise<Map<string, SetHeader>> | undefined;
+    const readHeaders = () => (headers ??= readSetHeaders(this.options.run));
+    const lightFor = (family: Family) => (light.has(family) ? readHeaders : undefined);
     // Separate tables, separate transactions: read and write both families side by side.
     const [v4, v6] = await Promise.all([
-      this.reconcileFamily(desired, ipv4, light.has(4)),
-      this.ipv6Placement(ipv4.variant).then(
-        (placement) => placement && this.reconcileFamily(desired, placement, light.has(placement.family)),
+      this.reconcileFamily(desired, ipv4, lightFor(4)),
+      ipv6Read.then(
+        (placement) => placement && this.reconcileFamily(desired, placement, lightFor(placement.family)),
       ),
     ]);
     return v6 ? [v4, v6] : [v4];
@@ -337,8 +356,9 @@ export class IptablesReconciler {
     family: Family,
     before: ReadonlyMap<SetRole, number>,
     update: SetsUpdate,
+    readHeaders: () => Promise<ReadonlyMap<string, SetHeader>>,
   ): Promise<{ drift: IptablesDrift; capacity: ReadonlyMap<SetRole, number> } | undefined> {
-    const headers = await readSetHeaders(this.options.run);
+    const headers = await readHeaders();
     const capacity = new Map<SetRole, number>();
     for (const role of SET_ROLES) {
       const header = headers.get(setName(role, family));
@@ -364,10 +384,11 @@ export class IptablesReconciler {
     return { drift: setsDrift(family, diff), capacity };
   }
 
+  /** `light`: a periodic check, with the sets' headers to read (lightSets). */
   private async reconcileFamily(
     desired: DesiredState,
     placement: Placement,
-    light = false,
+    light?: () => Promise<ReadonlyMap<string, SetHeader>>,
   ): Promise<FamilyReport> {
     const { family, variant, parent, table } = placement;
     const options = await this.renderOptions(family);
@@ -385,10 +406,13 @@ export class IptablesReconciler {
       diffOwned(mangle, prePayload, prePositions, 'mangle'),
       diffOwned(table, filterPayload, positions),
     );
-    const before = light ? this.trackers.get(family)?.sizes() : undefined;
+    const before = light === undefined ? undefined : this.trackers.get(family)?.sizes();
     const update = this.want(desired, family);
     // The sets first: the chains look them up (a new chain must find its sets filled).
-    const checked = before === undefined ? undefined : await this.lightSets(family, before, update);
+    const checked =
+      before === undefined || light === undefined
+        ? undefined
+        : await this.lightSets(family, before, update, light);
     const { drift: setDrift, capacity } = checked ?? (await this.writeSets(family, update.sets));
     const written = hasDrift(mergeDrift(setDrift, chainsDrift));
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
