@@ -4,8 +4,19 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { loadConfig } from '../../src/config/config.js';
 import { parseInspectArray } from '../../src/docker/inspect.js';
-import type { EngineSnapshot, Protocol } from '../../src/docker/snapshot.js';
+import type { ContainerSnapshot, EngineSnapshot, Protocol } from '../../src/docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../src/policy/desired.js';
+
+/** A second container like `web` (its labels, its port 80), on 172.17.0.3 and host port 8081. */
+export function secondWeb(web: ContainerSnapshot): ContainerSnapshot {
+  return {
+    ...web,
+    id: 'b'.repeat(64),
+    name: 'new',
+    networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
+    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8081 }],
+  };
+}
 
 /** The desired state of test/fixtures/NAME (a `docker inspect` array) under `env`. */
 export function fixtureState(name: string, env: Record<string, string>, bridges: string[]): DesiredState {

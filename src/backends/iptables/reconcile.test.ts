@@ -12,6 +12,7 @@ import { parseFilterTable } from './read.js';
 import { DockerChainsMissingError, IptablesReconciler } from './reconcile.js';
 import { renderPreroutingPayload, renderSyncPayload } from './render.js';
 import { FakeIptablesKernel } from './fake-iptables-kernel.js';
+import { secondWeb } from '../../../test/support/states.js';
 
 const WEB: ContainerSnapshot = {
   id: 'a'.repeat(64),
@@ -21,6 +22,8 @@ const WEB: ContainerSnapshot = {
   networks: [{ network: 'bridge', ipv4: '172.17.0.2', ipv6: '2001:db8:ffff::2' }],
   ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
 };
+
+const NEW = secondWeb(WEB);
 
 function desired(containers: ContainerSnapshot[] = [WEB]): DesiredState {
   return desiredState({ containers, bridges: ['docker0'] }, defaultConfig());
@@ -407,14 +410,6 @@ describe('drift in the sets', () => {
 });
 
 describe('after container events alone (trustLastSync)', () => {
-  const NEW: ContainerSnapshot = {
-    ...WEB,
-    id: 'b'.repeat(64),
-    name: 'new',
-    networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
-    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8081 }],
-  };
-
   async function synced() {
     const kernel = new FakeIptablesKernel('nft');
     let reads = 0;
@@ -568,14 +563,6 @@ describe('after container events alone, with sets past the smallest size', () =>
 
 describe('the periodic check (light: set headers, not elements)', () => {
   const periodic = { periodic: { watched: false } } as const;
-  const NEW: ContainerSnapshot = {
-    ...WEB,
-    id: 'b'.repeat(64),
-    name: 'new',
-    networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
-    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8081 }],
-  };
-
   async function synced() {
     const kernel = new FakeIptablesKernel('nft');
     const commands: string[] = [];

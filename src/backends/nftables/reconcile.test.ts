@@ -14,6 +14,7 @@ import { elementText, parseTable } from './read.js';
 import { NftablesReconciler } from './reconcile.js';
 import { renderTablePayload } from './render.js';
 import { uninstallNftables } from './uninstall.js';
+import { secondWeb } from '../../../test/support/states.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
 
@@ -282,13 +283,7 @@ describe('NftablesReconciler', () => {
 
   describe('the periodic check (light: chains and interface sets, while the watch follows)', () => {
     const watched = { periodic: { watched: true } } as const;
-    const NEW: ContainerSnapshot = {
-      ...WEB,
-      id: 'b'.repeat(64),
-      name: 'new',
-      networks: [{ network: 'bridge', ipv4: '172.17.0.3' }],
-      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8081 }],
-    };
+    const NEW = secondWeb(WEB);
 
     async function synced() {
       const kernel = new FakeNftKernel();
