@@ -45,6 +45,21 @@ const container: fc.Arbitrary<ContainerSnapshot> = fc.record({
 const copy = (sets: FamilySets): Map<string, string[]> =>
   new Map(SET_ROLES.map((role) => [role, [...(sets.get(role) ?? [])].sort()]));
 
+/** The update holds `want`, and adds and removes exactly what differs from `before`. */
+function expectStep(
+  update: ReturnType<SetTracker['update']>,
+  before: Map<string, string[]>,
+  want: Map<string, string[]>,
+): void {
+  expect(copy(update.sets)).toEqual(want);
+  for (const role of SET_ROLES) {
+    const had = new Set(before.get(role));
+    const has = new Set(want.get(role));
+    expect([...(update.add.get(role) ?? [])].sort()).toEqual([...has].filter((e) => !had.has(e)).sort());
+    expect([...(update.remove.get(role) ?? [])].sort()).toEqual([...had].filter((e) => !has.has(e)).sort());
+  }
+}
+
 describe('SetTracker', () => {
   it('holds what familySets computes after every step, and hands out exactly the elements that came and went', () => {
     fc.assert(
@@ -63,17 +78,7 @@ describe('SetTracker', () => {
             const desired = desiredState({ containers, bridges: ['docker0'] }, config);
             const update = tracker.update(desired);
             const want = copy(familySets(desired, family));
-            expect(copy(update.sets)).toEqual(want);
-            for (const role of SET_ROLES) {
-              const had = new Set(before.get(role));
-              const has = new Set(want.get(role));
-              expect([...(update.add.get(role) ?? [])].sort()).toEqual(
-                [...has].filter((e) => !had.has(e)).sort(),
-              );
-              expect([...(update.remove.get(role) ?? [])].sort()).toEqual(
-                [...had].filter((e) => !has.has(e)).sort(),
-              );
-            }
+            expectStep(update, before, want);
             before = want;
           }
         },
@@ -110,17 +115,7 @@ describe('SetTracker', () => {
             const want = copy(
               familySets(desiredState({ containers, bridges: [] }, config, { parts: false }), family),
             );
-            expect(copy(update.sets)).toEqual(want);
-            for (const role of SET_ROLES) {
-              const had = new Set(before.get(role));
-              const has = new Set(want.get(role));
-              expect([...(update.add.get(role) ?? [])].sort()).toEqual(
-                [...has].filter((e) => !had.has(e)).sort(),
-              );
-              expect([...(update.remove.get(role) ?? [])].sort()).toEqual(
-                [...had].filter((e) => !has.has(e)).sort(),
-              );
-            }
+            expectStep(update, before, want);
             before = want;
           }
         },
