@@ -148,6 +148,28 @@ describe('createSync', () => {
     expect(firewall.seen).toHaveLength(5);
   });
 
+  it('a periodic check with an event merged in writes the new state at once (the kernel is not held to the old one first)', async () => {
+    const docker = new FakeDockerClient();
+    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
+    const firewall = new RecordingFirewall();
+    const cache = new ContainerCache(docker);
+    cache.streamUp();
+    const sync = createSync({
+      docker,
+      config: defaultConfig(),
+      firewall,
+      logger: memoryLogger().logger,
+      cache,
+    });
+    await sync(new Set(['startup'] as const));
+    docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));
+    cache.observe({ type: 'container', action: 'start', actorId: ID('2'), containerId: ID('2'), name: 'db' });
+    await sync(new Set(['periodic', 'event'] as const));
+    expect(firewall.seen).toHaveLength(2);
+    expect(firewall.seen[1]?.containers.map((c) => c.name)).toEqual(['db', 'web']);
+    expect(firewall.options[1]?.periodic).toBeDefined();
+  });
+
   it('a light check that fails on either side fails the sync; the next check reads the engine first', async () => {
     const docker = new FakeDockerClient();
     docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));

@@ -9,6 +9,7 @@ import type { DockerClient } from '../docker/docker-client.js';
 import type { EngineSnapshot } from '../docker/snapshot.js';
 import type { DaemonObserver } from '../observe/observer.js';
 import { desiredState, formatLabelError, formatLabelWarning, type DesiredState } from '../policy/desired.js';
+import { asError } from '../settle.js';
 import type { SyncReason } from './runner.js';
 
 const CONNECTION_ERRORS = new Set([
@@ -224,7 +225,8 @@ export function createSync(options: SyncOptions): SyncFn {
     const light = onlyPeriodic(reasons) && !due;
     const listed = engineKnown(reasons) && !due;
     const full = needsFullRead(reasons);
-    if (light && before !== undefined) await lightCheck(reasons, before);
+    // With an event besides, the kernel is not first held to the state the event changes.
+    if (light && before !== undefined && reasons.size === 1) await lightCheck(reasons, before);
     else {
       const snapshot = await readEngine(reasons, full, listed);
       const desired = desiredState(snapshot, options.config);
@@ -249,8 +251,4 @@ function sameSnapshot(a: EngineSnapshot, b: EngineSnapshot): boolean {
     a.bridges.length === b.bridges.length &&
     a.bridges.every((bridge, i) => bridge === b.bridges[i])
   );
-}
-
-function asError(reason: unknown): Error {
-  return reason instanceof Error ? reason : new Error(String(reason));
 }

@@ -639,3 +639,47 @@ describe('the periodic check (light: set headers, not elements)', () => {
     expect(kernel.ipset.elements('dockfw-allowed4')).toEqual(allowed4(desired()));
   });
 });
+
+describe('both families read side by side', () => {
+  /** A kernel whose save commands fail: IPv6's at once, IPv4's later (or the other way round). */
+  function failing(failFirst: 'ip6tables' | 'iptables', alsoFails: boolean) {
+    const kernel = new FakeIptablesKernel('nft');
+    return (file: string, args: readonly string[], input?: string) => {
+      if (file.endsWith('-save')) {
+        const first = file.startsWith(`${failFirst}-`);
+        if (first || alsoFails) {
+          const error = new CommandError(`${file}: exit 4`, file, args, '', false);
+          return new Promise<never>((_, reject) => setTimeout(() => reject(error), first ? 0 : 20));
+        }
+      }
+      return kernel.run(file, args, input);
+    };
+  }
+
+  async function unheard(run: ReturnType<typeof failing>): Promise<{ error: unknown; unheard: unknown[] }> {
+    const unhandled: unknown[] = [];
+    const listen = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', listen);
+    try {
+      const error = await new IptablesReconciler({ run, legacyTableNames: noLegacy })
+        .reconcile(desired())
+        .catch((e: unknown) => e);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return { error, unheard: unhandled };
+    } finally {
+      process.off('unhandledRejection', listen);
+    }
+  }
+
+  it('one failing before the other: the sync fails with IPv4’s error, and no rejection goes unheard', async () => {
+    const { error, unheard: left } = await unheard(failing('ip6tables', true));
+    expect((error as Error).message).toBe('iptables-nft-save: exit 4');
+    expect(left).toEqual([]);
+  });
+
+  it('IPv4 failing alone (IPv6 never waits for its variant): the sync fails, no rejection goes unheard', async () => {
+    const { error, unheard: left } = await unheard(failing('iptables', false));
+    expect((error as Error).message).toBe('iptables-nft-save: exit 4');
+    expect(left).toEqual([]);
+  });
+});

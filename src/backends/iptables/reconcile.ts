@@ -15,6 +15,7 @@ import {
   type FamilyReport,
   type ReconcileOptions,
 } from '../firewall.js';
+import { settleAll } from '../../settle.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Placement } from './detect.js';
 import { diffOwned, hasDrift, mergeDrift, type Drift as IptablesDrift } from './drift.js';
 import { jumpPositions, readFilterTable, type Variant } from './read.js';
@@ -169,14 +170,18 @@ export class IptablesReconciler {
     this.known.clear();
     // Both families' tables are read side by side; IPv6 waits for IPv4's variant only when
     // it has no Docker chains of its own.
+    // Every promise here is settled before this method returns or throws, whichever
+    // side fails first (one left rejecting unheard would end the process).
     const ipv4Read = detectIpv4(this.deps);
-    const ipv6Read = this.ipv6Placement(ipv4Read.then((placement) => placement?.variant ?? 'nft'));
+    const ipv4Variant = ipv4Read.then((placement) => placement?.variant ?? 'nft');
+    const ipv6Read = this.ipv6Placement(ipv4Variant);
+    const settled = Promise.allSettled([ipv4Read, ipv4Variant, ipv6Read]);
     const ipv4 = await ipv4Read.catch(async (error: unknown) => {
-      await ipv6Read.catch(() => undefined);
+      await settled;
       throw error;
     });
     if (!ipv4) {
-      await ipv6Read.catch(() => undefined);
+      await settled;
       // Docker's chains are gone (an `nft flush ruleset`, an engine starting): its DNAT
       // with them, but docker-proxy may still listen on the published ports. The
       // bindings do not depend on Docker's chains: put them back where they were.
@@ -187,8 +192,9 @@ export class IptablesReconciler {
     let headers: Promise<Map<string, SetHeader>> | undefined;
     const readHeaders = () => (headers ??= readSetHeaders(this.options.run));
     const lightFor = (family: Family) => (light.has(family) ? readHeaders : undefined);
-    // Separate tables, separate transactions: read and write both families side by side.
-    const [v4, v6] = await Promise.all([
+    // Separate tables, separate transactions: read and write both families side by side,
+    // both finished (or failed) before the sync is.
+    const [v4, v6] = await settleAll([
       this.reconcileFamily(desired, ipv4, lightFor(4)),
       ipv6Read.then(
         (placement) => placement && this.reconcileFamily(desired, placement, lightFor(placement.family)),
