@@ -126,7 +126,7 @@ const CASES: [string, DesiredState][] = [
   ],
   ['multi-network, default allow', fixtureState('multi-network.json', {}, ['docker0', 'lan0'])],
   ['addresses whose spelling is subtle', trickyAddresses()],
-  ...randomEngines(12).map((state, i): [string, DesiredState] => [`random engine ${i}`, state]),
+  ...randomEngines(8).map((state, i): [string, DesiredState] => [`random engine ${i}`, state]),
 ];
 
 /** A payload's `-A` lines, chain by chain (iptables-save lists a table's chains by name; order within one is kept). */

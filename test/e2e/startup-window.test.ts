@@ -19,6 +19,8 @@ const HOST_V6 = '2001:db8:1::1';
 const INTRUDER_V6 = '2001:db8:1::10';
 const ALLOWED_V6 = '2001:db8:1::11';
 const STARTS = 12;
+/** `docker run` (measured, not asserted): a few starts show the window. */
+const RUN_STARTS = 4;
 
 describe('start-up window on the docker-proxy path (Docker 28.5.2, iptables-nft)', () => {
   let host: TestHost;
@@ -123,11 +125,11 @@ describe('start-up window on the docker-proxy path (Docker 28.5.2, iptables-nft)
         // `docker run` creates and starts back to back: the engine holds the container
         // while it starts, so dockfw learns the binding only then. Measured, not asserted
         // (SECURITY.md gives the figure); the port is judged once the start's sync is in.
-        const run = await startsUnderProbe(STARTS, `${backend}-run`);
+        const run = await startsUnderProbe(RUN_STARTS, `${backend}-run`);
         console.log(
           JSON.stringify({
             startupWindow: `${backend}, docker run`,
-            starts: STARTS,
+            starts: RUN_STARTS,
             probes: run.sent,
             answers: run.answers,
           }),
