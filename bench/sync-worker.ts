@@ -25,8 +25,8 @@ import { silentLogger } from '../src/observe/logger.js';
 import { systemClock } from '../src/runtime/clock.js';
 import { Daemon } from '../src/runtime/daemon.js';
 import type { FirewallSync as Firewall } from '../src/backends/firewall.js';
-import { createSync } from '../src/runtime/sync.js';
-import { ContainerCache } from '../src/docker/container-cache.js';
+import { createSync, DEEP_CHECK_EVERY } from '../src/runtime/sync.js';
+import { ContainerCache, LIST_AFTER_EVENTS } from '../src/docker/container-cache.js';
 import { standinPost, wallNow, type Variant } from './lib.js';
 
 export interface SyncSpec {
@@ -86,6 +86,8 @@ export interface SyncResult {
   readonly check: PhaseSample[];
   /** The same with every container inspected and every element read (every DEEP_CHECK_EVERY-th check). */
   readonly deepCheck: PhaseSample[];
+  /** A periodic check once enough events came that the engine may have dropped one: it lists. */
+  readonly listedCheck: PhaseSample[];
   readonly naive?: { readonly sampled: number; readonly perRuleMs: number; readonly extrapolatedS: number };
   readonly starts: StartSample[];
   /** ms of each single element add into dockfw's own (full) set. */
@@ -388,7 +390,17 @@ async function main(): Promise<void> {
   const deepCheck: PhaseSample[] = [];
   await sync(reasons);
   const periodic = new Set(['periodic'] as const);
-  for (let i = 0; i < spec.repeats; i++) check.push(await timed(() => sync(periodic)));
+  const listedCheck: PhaseSample[] = [];
+  // Cheap enough to sample more often than the full syncs; a deep check before each round
+  // starts the count again, so no sample is the every-10th deep one.
+  const checks = Math.min(Math.max(spec.repeats, 5), DEEP_CHECK_EVERY - 1);
+  await sync(deep);
+  for (let i = 0; i < checks; i++) check.push(await timed(() => sync(periodic)));
+  await sync(deep);
+  for (let i = 0; i < checks; i++) {
+    for (let e = 0; e < LIST_AFTER_EVENTS; e++) cache.delivered();
+    listedCheck.push(await timed(() => sync(periodic)));
+  }
   for (let i = 0; i < spec.repeats; i++) deepCheck.push(await timed(() => sync(deep)));
 
   const rules = ruleCount(spec, payload);
@@ -408,6 +420,7 @@ async function main(): Promise<void> {
     floorMs,
     check,
     deepCheck,
+    listedCheck,
     ...(naive ? { naive } : {}),
     starts: startSamples,
     elementAddMs,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ContainerCache, LIST_AFTER_EVENTS } from '../docker/container-cache.js';
 import { FakeDockerClient } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import { DockerWatch } from './docker-watch.js';
@@ -39,6 +40,24 @@ describe('DockerWatch', () => {
     expect(requests.map((r) => r.reason)).toEqual(['startup', 'event', 'event']);
     await watch.stop();
     expect(docker.subscriberCount).toBe(0);
+  });
+
+  it('tells its follower of every event delivered, the irrelevant ones too (they fill the engine’s queue as well)', async () => {
+    const docker = new FakeDockerClient();
+    const clock = new FakeClock();
+    const cache = new ContainerCache(docker);
+    const runner = { request: () => undefined };
+    const watch = new DockerWatch({ docker, runner, logger: memoryLogger().logger, clock, follower: cache });
+    watch.start();
+    await clock.advance(0);
+    for (let i = 0; i < LIST_AFTER_EVENTS - 2; i++) docker.emit(event('container', 'exec_start: sh'));
+    docker.emit(event('container', 'start'));
+    await clock.advance(0);
+    expect(cache.listDue).toBe(false);
+    docker.emit(event('container', 'health_status: healthy'));
+    await clock.advance(0);
+    expect(cache.listDue).toBe(true);
+    await watch.stop();
   });
 
   it('retries with capped backoff, logs each state change once, and resyncs on reconnect', async () => {

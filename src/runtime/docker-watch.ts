@@ -76,6 +76,7 @@ export class DockerWatch {
         await this.options.onConnected?.();
         runner.request(first ? 'startup' : 'reconnect', { resetBackoff: true });
         for await (const event of this.subscription) {
+          this.options.follower?.delivered();
           if (!isRelevantEvent(event)) continue;
           logger.debug(
             { type: event.type, action: event.action, container: event.containerId },

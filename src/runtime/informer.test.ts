@@ -3,13 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import type { FamilyReport } from '../backends/firewall.js';
 import { defaultConfig } from '../config/config.js';
-import { ContainerCache } from '../docker/container-cache.js';
+import { ContainerCache, LIST_AFTER_EVENTS } from '../docker/container-cache.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import type { DesiredState } from '../policy/desired.js';
 import { Daemon } from './daemon.js';
 import { FakeClock } from './fake-clock.js';
-import { createSync, needsFullRead } from './sync.js';
+import { createSync, DEEP_CHECK_EVERY, needsFullRead } from './sync.js';
 
 const ID = (c: string) => c.repeat(64);
 
@@ -42,7 +42,7 @@ describe('needsFullRead', () => {
 });
 
 describe('sync over the container cache', () => {
-  it('a lost event: stale on event syncs, repaired by the periodic full read', async () => {
+  it('a lost event: stale on event syncs and light checks, repaired by the list once enough events came that one may have been lost, or by the deep check', async () => {
     const docker = new FakeDockerClient();
     docker.containers.set(ID('a'), web('a', 'web', '172.17.0.2'));
     const cache = new ContainerCache(docker);
@@ -63,9 +63,42 @@ describe('sync over the container cache', () => {
       name: 'cache',
     });
     await sync(new Set(['event']));
-    expect(allowed(firewall.last)).toEqual(['cache 172.17.0.4:80', 'web 172.17.0.2:80']);
+    const stale = ['cache 172.17.0.4:80', 'web 172.17.0.2:80'];
+    const fresh = ['cache 172.17.0.4:80', 'db 172.17.0.3:80'];
+    expect(allowed(firewall.last)).toEqual(stale);
+    // Too few events for the engine to have dropped one: the cache vouches for itself.
     await sync(new Set(['periodic']));
-    expect(allowed(firewall.last)).toEqual(['cache 172.17.0.4:80', 'db 172.17.0.3:80']);
+    expect(allowed(firewall.last)).toEqual(stale);
+    for (let i = 0; i < LIST_AFTER_EVENTS; i++) cache.delivered();
+    await sync(new Set(['periodic']));
+    expect(allowed(firewall.last)).toEqual(fresh);
+  });
+
+  it('a lost event with few events around it: repaired by the deep check (every DEEP_CHECK_EVERY-th)', async () => {
+    const docker = new FakeDockerClient();
+    docker.containers.set(ID('a'), web('a', 'web', '172.17.0.2'));
+    const cache = new ContainerCache(docker);
+    const firewall = new RecordingFirewall();
+    const sync = createSync({
+      docker,
+      config: defaultConfig(),
+      firewall,
+      logger: memoryLogger().logger,
+      cache,
+    });
+    cache.streamUp();
+    await sync(new Set(['startup']));
+    docker.containers.delete(ID('a'));
+    docker.containers.set(ID('b'), web('b', 'db', '172.17.0.2'));
+    const seen: string[][] = [];
+    for (let i = 0; i < DEEP_CHECK_EVERY; i++) {
+      await sync(new Set(['periodic']));
+      seen.push(allowed(firewall.last));
+    }
+    expect(seen).toEqual([
+      ...Array.from({ length: DEEP_CHECK_EVERY - 1 }, () => ['web 172.17.0.2:80']),
+      ['db 172.17.0.2:80'],
+    ]);
   });
 });
 

@@ -5,7 +5,7 @@ import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import type { DesiredState } from '../policy/desired.js';
 import type { FirewallSync as Firewall, ReconcileOptions } from '../backends/firewall.js';
-import { ContainerCache } from '../docker/container-cache.js';
+import { ContainerCache, LIST_AFTER_EVENTS } from '../docker/container-cache.js';
 import { createSync, DEEP_CHECK_EVERY, DockerUnavailableError } from './sync.js';
 
 const ID = (c: string) => c.repeat(64);
@@ -111,7 +111,7 @@ describe('createSync', () => {
     }
   });
 
-  it('a light check holds the kernel to the last sync’s state while the engine lists, then writes what the list shows changed as after an event', async () => {
+  it('a light check holds the kernel to the last sync’s state, lists the engine only once enough events came that one may have been lost, and writes what the list shows changed as after an event', async () => {
     const docker = new GatedDocker();
     docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
     const firewall = new RecordingFirewall();
@@ -129,21 +129,28 @@ describe('createSync', () => {
     const periodic = new Set(['periodic'] as const);
     await sync(new Set(['startup'] as const));
     const first = firewall.seen[0];
+    // Fewer events than the engine's queue holds since the list: the engine is not asked anything.
+    for (let i = 0; i < LIST_AFTER_EVENTS - 1; i++) cache.delivered();
+    docker.calls.length = 0;
+    await sync(periodic);
+    expect(docker.calls).toEqual([]);
+    expect(firewall.seen).toEqual([first, first]);
+    expect(firewall.options[1]).toEqual({ periodic: { watched: true } });
+    // A lost event among enough events: a container the cache never heard of shows in the list.
+    cache.delivered();
+    docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));
     // The list waits for the kernel check to start: a check that listed first would never finish.
     docker.arm();
     await sync(periodic);
-    expect(firewall.seen).toEqual([first, first]);
-    expect(firewall.options[1]).toEqual({ periodic: { watched: true } });
-    // A lost event: a container the cache never heard of shows in the list.
-    docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));
-    docker.arm();
-    await sync(periodic);
+    expect(docker.calls).toContain('list');
     expect(firewall.seen).toHaveLength(4);
     expect(firewall.seen[2]).toBe(first);
     expect(firewall.options.slice(2)).toEqual([{ periodic: { watched: true } }, { trustLastSync: true }]);
     expect(firewall.seen[3]?.containers.map((c) => c.name)).toEqual(['db', 'web']);
-    // The next check holds the kernel to the newest state.
+    // The list started the count again; the next check holds the kernel to the newest state.
+    docker.calls.length = 0;
     await sync(periodic);
+    expect(docker.calls).toEqual([]);
     expect(firewall.seen[4]).toBe(firewall.seen[3]);
     expect(firewall.seen).toHaveLength(5);
   });
@@ -185,6 +192,7 @@ describe('createSync', () => {
     });
     const periodic = new Set(['periodic'] as const);
     await sync(new Set(['startup'] as const));
+    for (let i = 0; i < LIST_AFTER_EVENTS; i++) cache.delivered();
     docker.reachable = false;
     await expect(sync(periodic)).rejects.toBeInstanceOf(DockerUnavailableError);
     // The kernel was still held to the last state meanwhile.

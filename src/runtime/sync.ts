@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { describePlacement, JUMP_WRONG, type FamilyReport, type FirewallSync } from '../backends/firewall.js';
 import type { Config } from '../config/config.js';
-import { ContainerCache } from '../docker/container-cache.js';
+import { ContainerCache, type CacheRead } from '../docker/container-cache.js';
 import type { DockerClient } from '../docker/docker-client.js';
 import type { EngineSnapshot } from '../docker/snapshot.js';
 import type { DaemonObserver } from '../observe/observer.js';
@@ -64,6 +64,24 @@ function onlyPeriodic(reasons: ReadonlySet<SyncReason>): boolean {
 /** Nothing that says the engine's side may be unknown (startup, reconnect, a failed sync). */
 function engineKnown(reasons: ReadonlySet<SyncReason>): boolean {
   return [...reasons].every((r) => r === 'periodic' || r === 'event' || r === 'watch');
+}
+
+/**
+ * How a sync reads the engine: `full` alone lists and inspects everything;
+ * `full` and `listed`, the list and what it shows changed (readChanged); else
+ * what events named (nothing, when none came). A periodic check or a watch
+ * sync, while the cache vouches for itself, needs no list until enough events
+ * came that the engine may have dropped one (`listDue`); every
+ * DEEP_CHECK_EVERY-th check reads everything.
+ */
+function engineRead(
+  reasons: ReadonlySet<SyncReason>,
+  deepDue: boolean,
+  listDue: boolean,
+): { readonly full: boolean; readonly listed: boolean } {
+  if (!needsFullRead(reasons)) return { full: false, listed: false };
+  if (!engineKnown(reasons) || deepDue) return { full: true, listed: false };
+  return { full: listDue, listed: listDue };
 }
 
 /**
@@ -157,10 +175,9 @@ export function createSync(options: SyncOptions): SyncFn {
 
   async function readEngine(
     reasons: ReadonlySet<SyncReason>,
-    full: boolean,
-    listed: boolean,
-  ): Promise<EngineSnapshot> {
-    const read = await cache.read({ full, listed }).catch((error: unknown) => {
+    how: { readonly full: boolean; readonly listed: boolean },
+  ): Promise<CacheRead> {
+    const read = await cache.read(how).catch((error: unknown) => {
       throw new DockerUnavailableError(error);
     });
     for (const [id, error] of read.unreadable) {
@@ -175,7 +192,7 @@ export function createSync(options: SyncOptions): SyncFn {
       { full: read.full, listed: read.listed === true, inspected: read.inspected, reasons: [...reasons] },
       'containers read',
     );
-    return read.snapshot;
+    return read;
   }
 
   function applied(
@@ -189,46 +206,47 @@ export function createSync(options: SyncOptions): SyncFn {
 
   /**
    * The light periodic check: the kernel against what the last sync asked, side
-   * by side with the engine's list (neither waits for the other); then, only
-   * when the list showed a change (a lost event), that change is written as
-   * after an event. Meanwhile the kernel holds what it held before the check.
+   * by side with the engine's read (neither waits for the other; the list only
+   * when due); then, only when the engine changed (a lost event), that change is
+   * written as after an event. Meanwhile the kernel holds what it held before.
    */
   async function lightCheck(
     reasons: ReadonlySet<SyncReason>,
     before: NonNullable<typeof last>,
-  ): Promise<void> {
+  ): Promise<CacheRead> {
     const periodic = { watched: options.kernelWatched?.() === true };
     const [kernel, engine] = await Promise.allSettled([
       options.firewall.reconcile(before.desired, { periodic }),
-      readEngine(reasons, true, true),
+      readEngine(reasons, engineRead(reasons, false, cache.listDue)),
     ]);
     if (kernel.status === 'rejected') throw asError(kernel.reason);
     applied(before.desired, kernel.value, reasons);
     if (engine.status === 'rejected') throw asError(engine.reason);
-    const snapshot = engine.value;
+    const { snapshot } = engine.value;
     if (sameSnapshot(snapshot, before.snapshot)) {
       last = before;
-      return;
+      return engine.value;
     }
     const desired = desiredState(snapshot, options.config);
     reportLabelErrors(desired);
     applied(desired, await options.firewall.reconcile(desired, { trustLastSync: true }), reasons);
     last = { snapshot, desired };
+    return engine.value;
   }
 
   return async (reasons) => {
     const before = last;
     last = undefined;
     const due = lightChecks >= DEEP_CHECK_EVERY - 1;
-    // The kernel by what shows dockfw's objects intact; the engine by its list (both while
-    // the cache vouches for itself). A watch sync reads the kernel whole, the engine by its list.
+    // The kernel by what shows dockfw's objects intact, the engine as the cache knows it
+    // (both while the cache vouches for itself). A watch sync reads the kernel whole.
     const light = onlyPeriodic(reasons) && !due;
-    const listed = engineKnown(reasons) && !due;
-    const full = needsFullRead(reasons);
+    let read: CacheRead;
     // With an event besides, the kernel is not first held to the state the event changes.
-    if (light && before !== undefined && reasons.size === 1) await lightCheck(reasons, before);
+    if (light && before !== undefined && reasons.size === 1) read = await lightCheck(reasons, before);
     else {
-      const snapshot = await readEngine(reasons, full, listed);
+      read = await readEngine(reasons, engineRead(reasons, due, cache.listDue));
+      const { snapshot } = read;
       const desired = desiredState(snapshot, options.config);
       reportLabelErrors(desired);
       // Container events alone cannot have changed the kernel behind dockfw's back.
@@ -239,7 +257,7 @@ export function createSync(options: SyncOptions): SyncFn {
     }
     // Counted once the sync went through: a failed check is followed by a full retry anyway.
     if (light) lightChecks++;
-    else if (full && !listed) lightChecks = 0;
+    else if (read.full) lightChecks = 0;
   };
 }
 
