@@ -41,16 +41,27 @@ describe('needsFullRead', () => {
   });
 });
 
+/** `web` on 172.17.0.2, synced at startup by a cache that follows a stream. */
+async function webSynced() {
+  const docker = new FakeDockerClient();
+  docker.containers.set(ID('a'), web('a', 'web', '172.17.0.2'));
+  const cache = new ContainerCache(docker);
+  const firewall = new RecordingFirewall();
+  const sync = createSync({
+    docker,
+    config: defaultConfig(),
+    firewall,
+    logger: memoryLogger().logger,
+    cache,
+  });
+  cache.streamUp();
+  await sync(new Set(['startup']));
+  return { docker, cache, firewall, sync };
+}
+
 describe('sync over the container cache', () => {
   it('a lost event: stale on event syncs and light checks, repaired by the list once enough events came that one may have been lost, or by the deep check', async () => {
-    const docker = new FakeDockerClient();
-    docker.containers.set(ID('a'), web('a', 'web', '172.17.0.2'));
-    const cache = new ContainerCache(docker);
-    const firewall = new RecordingFirewall();
-    const { logger } = memoryLogger();
-    const sync = createSync({ docker, config: defaultConfig(), firewall, logger, cache });
-    cache.streamUp();
-    await sync(new Set(['startup']));
+    const { docker, cache, firewall, sync } = await webSynced();
     docker.containers.set(ID('b'), web('b', 'db', '172.17.0.3'));
     docker.containers.delete(ID('a'));
     // The start and destroy events were lost; an unrelated one arrives.
@@ -75,19 +86,7 @@ describe('sync over the container cache', () => {
   });
 
   it('a lost event with few events around it: repaired by the deep check (every DEEP_CHECK_EVERY-th)', async () => {
-    const docker = new FakeDockerClient();
-    docker.containers.set(ID('a'), web('a', 'web', '172.17.0.2'));
-    const cache = new ContainerCache(docker);
-    const firewall = new RecordingFirewall();
-    const sync = createSync({
-      docker,
-      config: defaultConfig(),
-      firewall,
-      logger: memoryLogger().logger,
-      cache,
-    });
-    cache.streamUp();
-    await sync(new Set(['startup']));
+    const { docker, firewall, sync } = await webSynced();
     docker.containers.delete(ID('a'));
     docker.containers.set(ID('b'), web('b', 'db', '172.17.0.2'));
     const seen: string[][] = [];

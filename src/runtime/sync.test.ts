@@ -58,6 +58,24 @@ class GatedDocker extends FakeDockerClient {
   }
 }
 
+/** A synced `web` container on a cache that follows a stream (with the ruleset watch up). */
+async function started<D extends FakeDockerClient>(docker: D) {
+  docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
+  const firewall = new RecordingFirewall();
+  const cache = new ContainerCache(docker);
+  cache.streamUp();
+  const sync = createSync({
+    docker,
+    config: defaultConfig(),
+    firewall,
+    logger: memoryLogger().logger,
+    cache,
+    kernelWatched: () => true,
+  });
+  await sync(new Set(['startup'] as const));
+  return { docker, firewall, cache, sync };
+}
+
 function setup() {
   const docker = new FakeDockerClient();
   const firewall = new RecordingFirewall();
@@ -69,22 +87,9 @@ function setup() {
 const once = new Set(['event'] as const);
 
 describe('createSync', () => {
-  it('a periodic check is light (the list, the kernel by its headers) but every DEEP_CHECK_EVERY-th, and after any full read', async () => {
-    const docker = new FakeDockerClient();
-    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
-    const firewall = new RecordingFirewall();
-    const cache = new ContainerCache(docker);
-    cache.streamUp();
-    const sync = createSync({
-      docker,
-      config: defaultConfig(),
-      firewall,
-      logger: memoryLogger().logger,
-      cache,
-      kernelWatched: () => true,
-    });
+  it('a periodic check is light (the cache, the kernel by its headers) but every DEEP_CHECK_EVERY-th, and after any full read', async () => {
+    const { docker, firewall, sync } = await started(new FakeDockerClient());
     const periodic = new Set(['periodic'] as const);
-    await sync(new Set(['startup'] as const));
     const inspects = (): number => docker.calls.filter((c) => c.startsWith('inspect')).length;
     const kinds: string[] = [];
     for (let i = 0; i < 2 * DEEP_CHECK_EVERY; i++) {
@@ -112,22 +117,9 @@ describe('createSync', () => {
   });
 
   it('a light check holds the kernel to the last sync’s state, lists the engine only once enough events came that one may have been lost, and writes what the list shows changed as after an event', async () => {
-    const docker = new GatedDocker();
-    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
-    const firewall = new RecordingFirewall();
+    const { docker, firewall, cache, sync } = await started(new GatedDocker());
     firewall.onReconcile = () => docker.open();
-    const cache = new ContainerCache(docker);
-    cache.streamUp();
-    const sync = createSync({
-      docker,
-      config: defaultConfig(),
-      firewall,
-      logger: memoryLogger().logger,
-      cache,
-      kernelWatched: () => true,
-    });
     const periodic = new Set(['periodic'] as const);
-    await sync(new Set(['startup'] as const));
     const first = firewall.seen[0];
     // Fewer events than the engine's queue holds since the list: the engine is not asked anything.
     for (let i = 0; i < LIST_AFTER_EVENTS - 1; i++) cache.delivered();
@@ -156,19 +148,7 @@ describe('createSync', () => {
   });
 
   it('a periodic check with an event merged in writes the new state at once (the kernel is not held to the old one first)', async () => {
-    const docker = new FakeDockerClient();
-    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
-    const firewall = new RecordingFirewall();
-    const cache = new ContainerCache(docker);
-    cache.streamUp();
-    const sync = createSync({
-      docker,
-      config: defaultConfig(),
-      firewall,
-      logger: memoryLogger().logger,
-      cache,
-    });
-    await sync(new Set(['startup'] as const));
+    const { docker, firewall, cache, sync } = await started(new FakeDockerClient());
     docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));
     cache.observe({ type: 'container', action: 'start', actorId: ID('2'), containerId: ID('2'), name: 'db' });
     await sync(new Set(['periodic', 'event'] as const));
@@ -178,20 +158,8 @@ describe('createSync', () => {
   });
 
   it('a light check that fails on either side fails the sync; the next check reads the engine first', async () => {
-    const docker = new FakeDockerClient();
-    docker.containers.set(ID('1'), inspectJson({ id: ID('1'), name: 'web' }));
-    const firewall = new RecordingFirewall();
-    const cache = new ContainerCache(docker);
-    cache.streamUp();
-    const sync = createSync({
-      docker,
-      config: defaultConfig(),
-      firewall,
-      logger: memoryLogger().logger,
-      cache,
-    });
+    const { docker, firewall, cache, sync } = await started(new FakeDockerClient());
     const periodic = new Set(['periodic'] as const);
-    await sync(new Set(['startup'] as const));
     for (let i = 0; i < LIST_AFTER_EVENTS; i++) cache.delivered();
     docker.reachable = false;
     await expect(sync(periodic)).rejects.toBeInstanceOf(DockerUnavailableError);
