@@ -2,7 +2,7 @@
 // for, an event lost or out of order, a container changing between its events
 // and its inspect, the engine restarting under the cache.
 import { describe, expect, it } from 'vitest';
-import { ContainerCache } from './container-cache.js';
+import { ContainerCache, LIST_AFTER_EVENTS } from './container-cache.js';
 import type { DockerEvent } from './events.js';
 import { FakeDockerClient, inspectJson } from './fake-docker-client.js';
 
@@ -258,6 +258,37 @@ describe('ContainerCache', () => {
     const fixed = await cache.read({ full: false });
     expect(names(fixed)).toEqual(['web', 'db']);
     expect(fixed.unreadable.size).toBe(0);
+  });
+
+  it('an unreadable container is tried again at every read, named by an event or not', async () => {
+    const { docker, cache } = await primed();
+    docker.containers.set(ID('a'), { Id: ID('a'), Name: 42 });
+    cache.observe(event('rename', ID('a')));
+    expect([...(await cache.read({ full: false })).unreadable.keys()]).toEqual([ID('a')]);
+    // It reads again (the engine's answer was passing); no event names it.
+    docker.containers.set(ID('a'), inspectJson({ id: ID('a'), name: 'web' }));
+    docker.calls.length = 0;
+    const again = await cache.read({ full: false });
+    expect(docker.calls).toEqual([`inspect ${ID('a').slice(0, 12)}`]);
+    expect(names(again)).toEqual(['web']);
+    expect(again.unreadable.size).toBe(0);
+  });
+
+  it('lists again at the first check after connecting, and once enough events came since a list', async () => {
+    const { cache } = await primed();
+    // The startup list may have been answered before the engine's side of the subscription existed.
+    expect(cache.listDue).toBe(true);
+    await cache.read({ full: true, listed: true });
+    expect(cache.listDue).toBe(false);
+    for (let i = 0; i < LIST_AFTER_EVENTS - 1; i++) cache.delivered();
+    expect(cache.listDue).toBe(false);
+    cache.delivered();
+    expect(cache.listDue).toBe(true);
+    await cache.read({ full: true, listed: true });
+    expect(cache.listDue).toBe(false);
+    cache.streamDown();
+    cache.streamUp();
+    expect(cache.listDue).toBe(true);
   });
 
   it('an event it cannot pin to one container makes the next read full', async () => {

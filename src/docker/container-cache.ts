@@ -99,6 +99,12 @@ export class ContainerCache implements EventFollower {
   private streaming = false;
   /** Events delivered since the last list was asked for. */
   private deliveredSinceList = 0;
+  /**
+   * A subscription began since the last listed read: the engine may answer the
+   * startup list before its side of the subscription exists (it sends the
+   * stream's headers first), so the next periodic check lists once more.
+   */
+  private listAfterConnect = false;
 
   constructor(
     private readonly client: DockerClient,
@@ -108,6 +114,7 @@ export class ContainerCache implements EventFollower {
   streamUp(): void {
     this.streaming = true;
     this.fullNeeded = true;
+    this.listAfterConnect = true;
   }
 
   streamDown(): void {
@@ -138,7 +145,7 @@ export class ContainerCache implements EventFollower {
 
   /** Enough events came since the last list that the engine may have dropped some: list again. */
   get listDue(): boolean {
-    return this.deliveredSinceList >= LIST_AFTER_EVENTS;
+    return this.listAfterConnect || this.deliveredSinceList >= LIST_AFTER_EVENTS;
   }
 
   /** Whether the next read without `full` would still list everything. */
@@ -157,7 +164,8 @@ export class ContainerCache implements EventFollower {
   async read(options: { readonly full: boolean; readonly listed?: boolean }): Promise<CacheRead> {
     const vouched = !this.needsFullRead;
     const full = options.full || !vouched;
-    const ids = full ? undefined : [...this.dirty];
+    // Unreadable containers are tried again at every read (left closed until one succeeds).
+    const ids = full ? undefined : [...new Set([...this.dirty, ...this.unreadable.keys()])];
     const named = [...this.dirty];
     this.dirty = new Set();
     const gatewayDirty = this.gatewayDirty;
@@ -203,6 +211,7 @@ export class ContainerCache implements EventFollower {
    */
   private async readChanged(named: readonly string[]): Promise<CacheRead> {
     this.deliveredSinceList = 0;
+    this.listAfterConnect = false;
     const listed = await this.client.listContainers();
     const listedIds = new Set(listed.map((c) => c.id));
     const stale = listed.filter((c) => this.stamps.get(c.id) !== c.stamp).map((c) => c.id);

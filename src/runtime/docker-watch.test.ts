@@ -50,6 +50,11 @@ describe('DockerWatch', () => {
     const watch = new DockerWatch({ docker, runner, logger: memoryLogger().logger, clock, follower: cache });
     watch.start();
     await clock.advance(0);
+    // Right after connecting, the next check lists anyway; a listed read ends that.
+    expect(cache.listDue).toBe(true);
+    await cache.read({ full: true });
+    await cache.read({ full: true, listed: true });
+    expect(cache.listDue).toBe(false);
     for (let i = 0; i < LIST_AFTER_EVENTS - 2; i++) docker.emit(event('container', 'exec_start: sh'));
     docker.emit(event('container', 'start'));
     await clock.advance(0);

@@ -120,6 +120,12 @@ describe('createSync', () => {
     const { docker, firewall, cache, sync } = await started(new GatedDocker());
     firewall.onReconcile = () => docker.open();
     const periodic = new Set(['periodic'] as const);
+    // The first check after connecting lists (the startup list may predate the subscription).
+    docker.calls.length = 0;
+    await sync(periodic);
+    expect(docker.calls).toContain('list');
+    firewall.seen.splice(1);
+    firewall.options.splice(1);
     const first = firewall.seen[0];
     // Fewer events than the engine's queue holds since the list: the engine is not asked anything.
     for (let i = 0; i < LIST_AFTER_EVENTS - 1; i++) cache.delivered();
@@ -145,6 +151,19 @@ describe('createSync', () => {
     expect(docker.calls).toEqual([]);
     expect(firewall.seen[4]).toBe(firewall.seen[3]);
     expect(firewall.seen).toHaveLength(5);
+  });
+
+  it('a periodic check merged with a watch sync counts toward the deep check: it is never put off', async () => {
+    const { docker, sync } = await started(new FakeDockerClient());
+    const merged = new Set(['periodic', 'watch'] as const);
+    const inspects = (): number => docker.calls.filter((c) => c.startsWith('inspect')).length;
+    const deep: boolean[] = [];
+    for (let i = 0; i < DEEP_CHECK_EVERY; i++) {
+      docker.calls.length = 0;
+      await sync(merged);
+      deep.push(inspects() > 0);
+    }
+    expect(deep).toEqual([...Array<boolean>(DEEP_CHECK_EVERY - 1).fill(false), true]);
   });
 
   it('a periodic check with an event merged in writes the new state at once (the kernel is not held to the old one first)', async () => {

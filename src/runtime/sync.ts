@@ -255,9 +255,10 @@ export function createSync(options: SyncOptions): SyncFn {
       applied(desired, await options.firewall.reconcile(desired, { trustLastSync, ...periodic }), reasons);
       last = { snapshot, desired };
     }
-    // Counted once the sync went through: a failed check is followed by a full retry anyway.
-    if (light) lightChecks++;
-    else if (read.full) lightChecks = 0;
+    // Counted once the sync went through (a failed check is followed by a full retry anyway),
+    // a periodic check merged with a watch too: the deep check is never put off.
+    if (read.full) lightChecks = 0;
+    else if (reasons.has('periodic')) lightChecks++;
   };
 }
 
