@@ -166,6 +166,17 @@ describe('createSync', () => {
     expect(deep).toEqual([...Array<boolean>(DEEP_CHECK_EVERY - 1).fill(false), true]);
   });
 
+  it('while the cache cannot vouch for itself (stream down) every read is whole, and the kernel still gets its deep read every DEEP_CHECK_EVERY-th check', async () => {
+    const { cache, firewall, sync } = await started(new FakeDockerClient());
+    cache.streamDown();
+    const kernelLight: boolean[] = [];
+    for (let i = 0; i < DEEP_CHECK_EVERY; i++) {
+      await sync(new Set(['periodic'] as const));
+      kernelLight.push(firewall.options.at(-1)?.periodic !== undefined);
+    }
+    expect(kernelLight).toEqual([...Array<boolean>(DEEP_CHECK_EVERY - 1).fill(true), false]);
+  });
+
   it('a periodic check with an event merged in writes the new state at once (the kernel is not held to the old one first)', async () => {
     const { docker, firewall, cache, sync } = await started(new FakeDockerClient());
     docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));

@@ -256,8 +256,9 @@ export function createSync(options: SyncOptions): SyncFn {
       last = { snapshot, desired };
     }
     // Counted once the sync went through (a failed check is followed by a full retry anyway),
-    // a periodic check merged with a watch too: the deep check is never put off.
-    if (read.full) lightChecks = 0;
+    // a periodic check merged with a watch too: the deep check is never put off. Only a sync
+    // that read both sides whole starts the count again.
+    if (read.full && !light) lightChecks = 0;
     else if (reasons.has('periodic')) lightChecks++;
   };
 }
