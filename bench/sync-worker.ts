@@ -163,6 +163,9 @@ function summarize(commands: readonly Command[], elapsedMs: number): PhaseSample
 
 async function timed(action: () => Promise<unknown>): Promise<PhaseSample> {
   log.length = 0;
+  // A phase that asks the engine nothing shows 0, not the span of the phase before.
+  dockerSpan.start = 0;
+  dockerSpan.end = 0;
   const started = wallNow();
   await action();
   const sample = summarize(log, wallNow() - started);
