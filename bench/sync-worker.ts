@@ -127,7 +127,7 @@ function timedDocker(client: DockerClient): DockerClient {
   return {
     ...client,
     listContainers: async () => {
-      dockerSpan.start = wallNow();
+      if (dockerSpan.start === 0) dockerSpan.start = wallNow();
       try {
         return await client.listContainers();
       } finally {
@@ -135,6 +135,7 @@ function timedDocker(client: DockerClient): DockerClient {
       }
     },
     inspectContainer: async (id) => {
+      if (dockerSpan.start === 0) dockerSpan.start = wallNow();
       try {
         return await client.inspectContainer(id);
       } finally {
