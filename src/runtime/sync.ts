@@ -51,7 +51,7 @@ export interface SyncOptions {
   readonly kernelWatched?: () => boolean;
 }
 
-/** Only syncs asked for by events alone may re-read just what the events named. */
+/** Syncs asked for by events alone always re-read just what the events named (see engineRead for the rest). */
 export function needsFullRead(reasons: ReadonlySet<SyncReason>): boolean {
   return [...reasons].some((reason) => reason !== 'event');
 }
@@ -195,6 +195,11 @@ export function createSync(options: SyncOptions): SyncFn {
     return read;
   }
 
+  /** The firewall's light periodic read, told whether the ruleset watch follows the kernel now. */
+  function periodicCheck(): { readonly periodic: { readonly watched: boolean } } {
+    return { periodic: { watched: options.kernelWatched?.() === true } };
+  }
+
   function applied(
     desired: DesiredState,
     reports: readonly FamilyReport[],
@@ -214,9 +219,8 @@ export function createSync(options: SyncOptions): SyncFn {
     reasons: ReadonlySet<SyncReason>,
     before: NonNullable<typeof last>,
   ): Promise<CacheRead> {
-    const periodic = { watched: options.kernelWatched?.() === true };
     const [kernel, engine] = await Promise.allSettled([
-      options.firewall.reconcile(before.desired, { periodic }),
+      options.firewall.reconcile(before.desired, periodicCheck()),
       readEngine(reasons, engineRead(reasons, false, cache.listDue)),
     ]);
     if (kernel.status === 'rejected') throw asError(kernel.reason);
@@ -251,7 +255,7 @@ export function createSync(options: SyncOptions): SyncFn {
       reportLabelErrors(desired);
       // Container events alone cannot have changed the kernel behind dockfw's back.
       const trustLastSync = [...reasons].every((reason) => reason === 'event');
-      const periodic = light ? { periodic: { watched: options.kernelWatched?.() === true } } : {};
+      const periodic = light ? periodicCheck() : {};
       applied(desired, await options.firewall.reconcile(desired, { trustLastSync, ...periodic }), reasons);
       last = { snapshot, desired };
     }
