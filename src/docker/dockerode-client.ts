@@ -104,20 +104,32 @@ function dockerodeOptions(
 }
 
 /**
- * Rejects when `request` has not settled within `ms`. docker-modem's own timeout
- * does not cover an answer the engine cuts off half-way (headers sent, body
- * not): such a request never settles, and a sync waiting on it would hold the
- * runner forever.
+ * Rejects when `request` has not settled within `ms`, or at once when `lost`
+ * aborts. docker-modem's own timeout does not cover an answer the engine cuts
+ * off half-way (headers sent, body not): such a request never settles, and a
+ * sync waiting on it would hold the runner (and every repair behind it).
  */
-export function withDeadline<T>(request: Promise<T>, what: string, ms = REQUEST_TIMEOUT_MS): Promise<T> {
+export function withDeadline<T>(
+  request: Promise<T>,
+  what: string,
+  ms = REQUEST_TIMEOUT_MS,
+  lost?: AbortSignal,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let onLost: (() => void) | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(
       () => reject(new Error(`docker ${what}: no complete answer within ${ms / 1000} s`)),
       ms,
     );
+    onLost = () => reject(new Error(`docker ${what}: the connection to the engine was lost`));
+    if (lost?.aborted === true) onLost();
+    else lost?.addEventListener('abort', onLost, { once: true });
   });
-  return Promise.race([request, deadline]).finally(() => clearTimeout(timer));
+  return Promise.race([request, deadline]).finally(() => {
+    clearTimeout(timer);
+    if (onLost !== undefined) lost?.removeEventListener('abort', onLost);
+  });
 }
 
 function statusCode(error: unknown): number | undefined {
@@ -130,6 +142,19 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
   const endpoint = parseDockerHost(dockerHost, env.DOCKER_TLS_VERIFY);
   const api = new Docker(dockerodeOptions(endpoint, env, REQUEST_TIMEOUT_MS));
   const stream = new Docker(dockerodeOptions(endpoint, env, undefined));
+  // A request in flight when the event stream ends went to an engine that is
+  // gone or going (a restart): its answer may never come, so it fails now and
+  // the sync is retried against the engine that comes back, not 30 s later.
+  let inFlight = new AbortController();
+  function streamLost(): void {
+    const lost = inFlight;
+    inFlight = new AbortController();
+    lost.abort();
+  }
+  function ask<T>(what: string, request: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    const { signal } = inFlight;
+    return withDeadline(request(signal), what, REQUEST_TIMEOUT_MS, signal);
+  }
 
   return {
     async subscribe(): Promise<EventSubscription> {
@@ -139,6 +164,9 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
       // probes notice a peer that vanished without closing (no-op on unix sockets).
       body.socket?.setKeepAlive(true, 30_000);
       let closed = false;
+      body.once('close', () => {
+        if (!closed) streamLost();
+      });
       async function* iterate(): AsyncGenerator<DockerEvent> {
         const decoder = new JsonLineDecoder();
         try {
@@ -163,7 +191,9 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
     },
 
     async listContainers(): Promise<ListedContainer[]> {
-      const containers = await withDeadline(api.listContainers({ all: true }), 'list containers');
+      const containers = await ask('list containers', (abortSignal) =>
+        api.listContainers({ all: true, abortSignal }),
+      );
       return containers
         .filter((c) => mayHaveEndpoints(c.State))
         .map((c) => ({ id: c.Id, stamp: listStamp(c) }));
@@ -171,7 +201,9 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
 
     async inspectContainer(id: string): Promise<unknown> {
       try {
-        return await withDeadline(api.getContainer(id).inspect(), `inspect ${id.slice(0, 12)}`);
+        return await ask(`inspect ${id.slice(0, 12)}`, (abortSignal) =>
+          api.getContainer(id).inspect({ abortSignal }),
+        );
       } catch (error) {
         if (statusCode(error) === 404) return undefined;
         throw error;
@@ -179,13 +211,13 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
     },
 
     async listNetworks(): Promise<NetworkSummary[]> {
-      const networks = await withDeadline(api.listNetworks(), 'list networks');
+      const networks = await ask('list networks', (abortSignal) => api.listNetworks({ abortSignal }));
       return networks.map((n) => ({ Id: n.Id, Name: n.Name, Driver: n.Driver, Options: n.Options ?? null }));
     },
 
     async inspectNetwork(id: string): Promise<unknown> {
       try {
-        return await withDeadline(api.getNetwork(id).inspect(), `inspect network ${id.slice(0, 12)}`);
+        return await ask(`inspect network ${id.slice(0, 12)}`, () => api.getNetwork(id).inspect());
       } catch (error) {
         if (statusCode(error) === 404) return undefined;
         throw error;
@@ -194,11 +226,11 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
 
     async info(): Promise<EngineInfo> {
       const [info, version] = await Promise.all([
-        withDeadline(
-          api.info() as Promise<{ ServerVersion?: string; FirewallBackend?: { Driver?: string } }>,
+        ask(
           'info',
+          () => api.info() as Promise<{ ServerVersion?: string; FirewallBackend?: { Driver?: string } }>,
         ),
-        withDeadline(api.version(), 'version'),
+        ask('version', () => api.version()),
       ]);
       return {
         serverVersion: info.ServerVersion ?? version.Version,
