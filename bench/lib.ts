@@ -37,9 +37,24 @@ export function wallNow(): number {
 const namespaces = new Set<string>();
 const children = new Set<ChildProcess>();
 
-/** Kills every child this process started and deletes every namespace it made. */
+/** A child's own cleanup (a test host's engine) may take this long before SIGKILL. */
+const CHILD_GRACE_MS = 30_000;
+
+/**
+ * Ends every child this process started (SIGTERM, then SIGKILL after a grace
+ * period, so a child can take down what it started) and deletes every
+ * namespace this process made.
+ */
 export async function cleanupAll(): Promise<void> {
-  for (const child of children) child.kill('SIGKILL');
+  await Promise.all(
+    [...children].map(async (child) => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), CHILD_GRACE_MS);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
   children.clear();
   for (const ns of namespaces) await execa('ip', ['netns', 'delete', ns], { reject: false });
   namespaces.clear();

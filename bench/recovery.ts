@@ -112,6 +112,15 @@ async function engineRestartTimes(host: TestHost, names: string[], rounds: numbe
 async function main(): Promise<void> {
   const rounds = Number(process.env.ROUNDS ?? 20);
   const host = await startTestHost({ engine: '28.5', iptables: 'nft', ipv6: true });
+  // Stopped half-way (Ctrl-C, or npm run bench's own cleanup, often both), the
+  // engine and dockfw still go down with it: nothing else tracks them.
+  let cleaning: Promise<void> | undefined;
+  const cleanUp = (): Promise<void> => (cleaning ??= DockfwProcess.stopAll().finally(() => host.stop()));
+  const interrupted = (): void => {
+    void cleanUp().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', interrupted);
+  process.on('SIGTERM', interrupted);
   try {
     const names = Array.from({ length: CONTAINERS }, (_, i) => `bench${i}`);
     for (const [i, name] of names.entries()) {
@@ -141,8 +150,7 @@ async function main(): Promise<void> {
     console.log(summary(`engine start → rules correct for ${CONTAINERS} containers`, restart.rules));
     console.log(summary('engine start → allowed client answered', restart.answered));
   } finally {
-    await DockfwProcess.stopAll();
-    await host.stop();
+    await cleanUp();
   }
 }
 
