@@ -4,10 +4,11 @@
 // container's "connect" then "start" should not wait), then one per
 // `minIntervalMs`, so an event storm costs a few syncs. A storm that goes on
 // (more than `slowDownAfter` starts in a row that had to wait for a token or
-// for the previous sync) doubles the
-// interval up to `maxIntervalMs`: 50 containers starting over ten seconds cost
-// a handful of syncs more, not one per event. New containers are closed (the
-// catch-all) until their sync, so slowing down delays, never opens.
+// for the previous sync) doubles the interval up to `maxIntervalMs`. New
+// containers are closed (the catch-all) until their sync, so slowing down
+// delays, never opens; but an allowed source must be answered within 1 s of its
+// container's start, so the cap stays well under that: a sync after events
+// costs what they changed, so a slower pace would save little.
 // A failed sync is retried with capped exponential backoff.
 import type { Clock, TimerHandle } from './clock.js';
 
@@ -23,7 +24,7 @@ export interface RunnerOptions {
   readonly minIntervalMs?: number;
   /** Starts allowed back to back before the rate applies (default 2). */
   readonly burst?: number;
-  /** A long storm's interval grows up to this (default 3200). */
+  /** A long storm's interval grows up to this (default 400). */
   readonly maxIntervalMs?: number;
   /** Waiting starts in a row before the interval starts growing (default 10). */
   readonly slowDownAfter?: number;
@@ -77,7 +78,7 @@ export class SyncRunner {
 
   constructor(private readonly options: RunnerOptions) {
     this.minIntervalMs = options.minIntervalMs ?? 100;
-    this.maxIntervalMs = Math.max(this.minIntervalMs, options.maxIntervalMs ?? 3200);
+    this.maxIntervalMs = Math.max(this.minIntervalMs, options.maxIntervalMs ?? 400);
     this.slowDownAfter = options.slowDownAfter ?? 10;
     this.intervalMs = this.minIntervalMs;
     this.burst = options.burst ?? 2;

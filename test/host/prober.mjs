@@ -9,6 +9,8 @@
  * no answer. Prints one JSON line `{"ready":true}` once probing, and the
  * figures as one JSON line when it gets SIGTERM or SIGINT, then exits.
  *
+ * With `answeredIntervalMs`, a target that answered is probed only that often.
+ *
  * Usage: node prober.mjs '{"from":"203.0.113.10","targets":["203.0.113.1:9201"],"intervalMs":15}'
  */
 import net from 'node:net';
@@ -20,6 +22,7 @@ const intervalMs = Number(config.intervalMs ?? 15);
 const timeoutMs = Number(config.timeoutMs ?? 300);
 const answerMs = Number(config.answerMs ?? 1000);
 const maxInFlight = Number(config.maxInFlight ?? 300);
+const answeredIntervalMs = Number(config.answeredIntervalMs ?? 0);
 /** Keep the first few answer times per target, to line them up with what happened. */
 const KEPT_TIMES = 1000;
 
@@ -35,6 +38,8 @@ const stats = Object.fromEntries(
   ]),
 );
 const parsed = Object.fromEntries(targets.map((t) => [t, parseTarget(t)]));
+/** When each target was last probed. */
+const lastSent = Object.fromEntries(targets.map((t) => [t, 0]));
 let inFlight = 0;
 
 function probe(target) {
@@ -80,7 +85,12 @@ function probe(target) {
 
 const startedAt = Date.now();
 const ticker = setInterval(() => {
-  for (const target of targets) probe(target);
+  const now = Date.now();
+  for (const target of targets) {
+    if (stats[target].connected > 0 && now - lastSent[target] < answeredIntervalMs) continue;
+    lastSent[target] = now;
+    probe(target);
+  }
 }, intervalMs);
 process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid })}\n`);
 

@@ -41,6 +41,12 @@ export interface ProberOptions {
   targets: readonly string[];
   intervalMs?: number;
   timeoutMs?: number;
+  /**
+   * Once a target answered, probe it only this often (default: every interval).
+   * For a prober that waits for each target's first answer: every answer costs
+   * the container a connection, and a loaded machine slows what is measured.
+   */
+  answeredIntervalMs?: number;
 }
 
 export class TcpProber {
