@@ -697,14 +697,14 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         console.log(
           `${title}: ${count} containers started (docker start: ${startMs} ms) in ${startSyncs} syncs, removed in ${removeSyncs}`,
         );
-        // Not one per event: each start brings a "network connect" and a "start" event, so one sync
-        // per event would be 100 or more (and Docker's own rule writes wake the watch besides).
         // The runner's contract: about ten syncs in the storm's first second, then further apart,
         // up to 400 ms (see runner.ts), when starts had to wait. A sync after container events alone
         // is quick and reads nothing back, so the runner keeps pace with `docker start`, as the 1 s
-        // enforcement target wants: the bound is per 400 ms of `docker start`.
+        // enforcement target wants: the bound is per 400 ms of `docker start`. Each start brings a
+        // "network connect" and a "start" event (and Docker's own rule writes wake the watch), so
+        // while `docker start` takes under 30 s this is fewer syncs than events; that requests
+        // merge whatever the pace is the runner's unit tests' to show (a fake clock).
         expect(startSyncs).toBeLessThanOrEqual(16 + Math.ceil(startMs / 400));
-        expect(startSyncs).toBeLessThan(2 * names.length);
         expect(removeSyncs).toBeLessThanOrEqual(10);
         await expectEnforced();
       });
