@@ -35,7 +35,7 @@ raw JSON), the incremental sync described above (so one event does not hold 5,00
 containers at once), renderers that do not keep the last payload text, and a heap cap.`;
 
 /** The node flags the image sets in NODE_OPTIONS (Dockerfile). */
-const IMAGE_NODE_FLAGS = '--max-semi-space-size=1';
+const IMAGE_NODE_FLAGS = '--max-semi-space-size=1 --expose-gc';
 
 async function status(pid: number): Promise<{ rss: number; hwm: number }> {
   const text = await readFile(`/proc/${pid}/status`, 'utf8');

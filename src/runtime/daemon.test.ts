@@ -9,9 +9,13 @@ import { FakeClock } from './fake-clock.js';
 
 class CountingFirewall {
   readonly seen: DesiredState[] = [];
-  reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+  /** How long each reconcile takes, in the fake clock's time. */
+  takesMs = 0;
+  constructor(private readonly clock?: FakeClock) {}
+  async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
     this.seen.push(desired);
-    return Promise.resolve([]);
+    if (this.takesMs > 0) await new Promise<void>((resolve) => this.clock?.setTimeout(resolve, this.takesMs));
+    return [];
   }
 }
 
@@ -19,7 +23,7 @@ function setup() {
   const docker = new FakeDockerClient();
   docker.containers.set('1'.repeat(64), inspectJson({ id: '1'.repeat(64), name: 'web' }));
   const clock = new FakeClock();
-  const firewall = new CountingFirewall();
+  const firewall = new CountingFirewall(clock);
   const { logger, records } = memoryLogger();
   const daemon = new Daemon({ config: defaultConfig(), docker, firewall, logger, clock });
   const warnings = () => records.filter((r) => r.level >= 40).map((r) => r.msg);
@@ -27,6 +31,32 @@ function setup() {
 }
 
 describe('Daemon', () => {
+  it('collects garbage once after a sync of a second or more, where node exposes gc; not after quick ones', async () => {
+    const collected: number[] = [];
+    const global = globalThis as { gc?: () => void };
+    const before = global.gc;
+    global.gc = () => collected.push(1);
+    try {
+      const { docker, clock, firewall, daemon } = setup();
+      firewall.takesMs = 1200;
+      daemon.start();
+      await clock.advance(2000);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(firewall.seen).toHaveLength(1);
+      expect(collected).toHaveLength(1);
+      firewall.takesMs = 50;
+      docker.emit({ type: 'container', action: 'start', actorId: 'x', containerId: 'x', name: undefined });
+      await clock.advance(500);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(firewall.seen).toHaveLength(2);
+      expect(collected).toHaveLength(1);
+      await daemon.stop();
+    } finally {
+      if (before === undefined) delete global.gc;
+      else global.gc = before;
+    }
+  });
+
   it('syncs once connected, and says "docker unreachable" once however long the outage lasts', async () => {
     const { docker, clock, firewall, daemon, warnings } = setup();
     daemon.start();

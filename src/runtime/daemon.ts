@@ -37,6 +37,21 @@ function cronLogger(logger: Logger) {
   };
 }
 
+/**
+ * A sync this long read and built a lot (the startup read, a deep check at
+ * thousands of containers). V8 leaves that garbage in an old space it grew for
+ * it until the heap nears its limit: at 5,000 containers, 260 MB of heap, 90 MB
+ * of it live. One full collection once the sync is done gives the rest back
+ * (resident size about halved). Only where node exposes it (`--expose-gc`, as
+ * the image runs it).
+ */
+const HEAVY_SYNC_MS = 1000;
+
+function collectGarbageSoon(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (typeof gc === 'function') setImmediate(gc);
+}
+
 export class Daemon {
   private readonly runner: SyncRunner;
   private readonly watch: DockerWatch;
@@ -61,6 +76,7 @@ export class Daemon {
           throw error;
         }
         observer?.syncFinished?.(clock.now() - started);
+        if (clock.now() - started >= HEAVY_SYNC_MS) collectGarbageSoon();
         if (this.lastFailure !== undefined) logger.info('sync succeeded again');
         this.lastFailure = undefined;
       },
