@@ -1,5 +1,6 @@
 // DockerClient over dockerode. Two connections: one for requests (with a
 // timeout) and one for the event stream (which must stay open indefinitely).
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -137,6 +138,13 @@ function statusCode(error: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+/** One connection's signal: every request in flight listens to it (a full read has many). */
+function connection(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
+
 /** A client for `dockerHost` (config's DOCKER_HOST); TLS and ssh settings come from `env`. */
 export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = process.env): DockerClient {
   const endpoint = parseDockerHost(dockerHost, env.DOCKER_TLS_VERIFY);
@@ -145,10 +153,10 @@ export function createDockerClient(dockerHost: string, env: NodeJS.ProcessEnv = 
   // A request in flight when the event stream ends went to an engine that is
   // gone or going (a restart): its answer may never come, so it fails now and
   // the sync is retried against the engine that comes back, not 30 s later.
-  let inFlight = new AbortController();
+  let inFlight = connection();
   function streamLost(): void {
     const lost = inFlight;
-    inFlight = new AbortController();
+    inFlight = connection();
     lost.abort();
   }
   function ask<T>(what: string, request: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {

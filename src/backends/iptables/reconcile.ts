@@ -233,7 +233,8 @@ export class IptablesReconciler {
       plans.push({ last, diff: { structural: [], add, remove } satisfies SetsDiff });
     }
     try {
-      await Promise.all(
+      // Both families settled before a fallback reads and writes them again.
+      await settleAll(
         plans.map(async ({ last, diff }) => {
           const delta = renderSetDelta(last.placement.family, diff) ?? '';
           await applySetBatch(this.options.run, last.placement.family, delta);
