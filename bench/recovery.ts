@@ -17,24 +17,14 @@ import { startTestHost, TEST_IMAGE, type TestHost } from '../test/host/index.js'
 import { readPidFile } from '../test/host/processes.js';
 import { DockfwProcess } from '../test/e2e/dockfw-process.js';
 import { waitUntilReached } from '../test/e2e/healing-tools.js';
+import { iptablesFirewall } from '../test/e2e/suite-firewall.js';
 
 const HOST_A = '203.0.113.1';
 const ALLOWED = '203.0.113.10';
 const DRIFT = 'drift found: re-applied the rules';
 const CONTAINERS = 5;
-
-/** dockfw lets ALLOWED reach this container address on port 80 (its DOCKFW-IN rule names the address). */
-function allows(save: string, address: string): boolean {
-  return save
-    .split('\n')
-    .some(
-      (r) =>
-        r.startsWith('-A DOCKFW-IN ') &&
-        r.includes(`-s ${ALLOWED}/32 -d ${address}/32`) &&
-        r.includes('--dport 80 ') &&
-        r.endsWith('-j RETURN'),
-    );
-}
+/** How the e2e suites read dockfw's iptables rules and sets (one reading, not a second one here). */
+const FIREWALL = iptablesFirewall(true);
 
 function quantile(samples: number[], q: number): number {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -70,10 +60,11 @@ async function repairTimes(host: TestHost, env: Record<string, string>, rounds: 
   }
 }
 
+/** dockfw lets ALLOWED reach every container's current address on port 80 (an element of its sets). */
 async function rulesCorrect(host: TestHost, names: string[]): Promise<boolean> {
-  const save = await host.iptablesSave(4, 'filter');
+  const { v4 } = await FIREWALL.owned(host);
   const addresses = await Promise.all(names.map((n) => host.containerAddresses(n)));
-  return addresses.every(({ v4: [a] }) => a !== undefined && allows(save, a));
+  return addresses.every(({ v4: [a] }) => a !== undefined && FIREWALL.allows(v4, a, 80, ALLOWED));
 }
 
 /**
