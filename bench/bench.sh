@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (as root, after scripts/provision.sh, npm ci and npm run build):
-#   npm run bench            # full sizes, about 15 minutes
+#   npm run bench            # full sizes, about 40 minutes
 #   npm run bench -- --quick # smaller sizes, a few minutes
 # Compiles bench/*.ts (with the src/ and test/host/ modules they import) to
 # .cache/bench-build, like scripts/testhost.sh does (Node 20 cannot run TypeScript
