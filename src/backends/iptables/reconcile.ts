@@ -425,12 +425,7 @@ export class IptablesReconciler {
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
     const payload = prePayload + filterPayload;
     const chains = this.chainsText(desired, family, parent, options);
-    // Chains that differ though this process asked for the same ones, or sets gone: someone
-    // else changed them (a repair, whatever else this write carries).
-    const last = this.lastChains.get(family);
-    const repaired =
-      last !== undefined && (setDrift.chainsMissing.length > 0 || (last === chains && hasDrift(chainsDrift)));
-    const desiredChanged = !repaired && (this.unfinished.has(family) || last !== chains);
+    const desiredChanged = this.unfinished.has(family) || this.lastChains.get(family) !== chains;
     if (hasDrift(chainsDrift)) {
       try {
         await applyPayload(this.options.run, family, variant, payload);
