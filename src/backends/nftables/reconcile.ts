@@ -87,24 +87,17 @@ export class NftablesReconciler {
       ? elementDrift(changesBetween(last.want, want))
       : diffTable(want.spec(), await readTable(this.options.run));
     this.kernelHolds = false;
-    const wrote = needsWrite(drift) ? await this.write(drift, want) : undefined;
+    if (needsWrite(drift)) await this.write(drift, want);
     // What Docker's side changed since the last finished sync; a write beyond it is a repair.
     const asked = last === undefined ? undefined : trusted ? drift.changes : changesBetween(last.want, want);
     const outsideChanged =
       last !== undefined && last.want.common.outsideConfigured !== want.common.outsideConfigured;
-    // The whole table written under the last sync's shape: the kernel's table was not what
-    // that sync left (chains or sets gone, an element write refused), whatever else changed.
-    const repaired = wrote === 'table' && last?.shape === shape;
     this.wanted = { want, shape };
     this.kernelHolds = true;
-    return ([4, 6] as const).map((family) => {
-      const report = this.report(drift, family);
-      if (repaired) return { ...report, desiredChanged: false };
-      return {
-        ...report,
-        desiredChanged: asked === undefined || touches(asked, family) || (family === 4 && outsideChanged),
-      };
-    });
+    return ([4, 6] as const).map((family) => ({
+      ...this.report(drift, family),
+      desiredChanged: asked === undefined || touches(asked, family) || (family === 4 && outsideChanged),
+    }));
   }
 
   /**
@@ -131,14 +124,13 @@ export class NftablesReconciler {
     });
   }
 
-  /** Writes the elements that differ, else (or when that is refused) the table whole; says which. */
-  private async write(drift: TableDrift, want: Wanted): Promise<'elements' | 'table'> {
+  private async write(drift: TableDrift, want: Wanted): Promise<void> {
     if (drift.structural.length === 0) {
       const payload = renderElementPayload(drift.changes);
       try {
         await applyNftPayload(this.options.run, payload);
         this.options.onWrite?.('elements', payload);
-        return 'elements';
+        return;
       } catch (error) {
         // Someone changed the table between our read and write: write it whole.
         if (!(error instanceof FirewallApplyError)) throw error;
@@ -147,7 +139,6 @@ export class NftablesReconciler {
     const payload = renderTablePayload(want.spec());
     await applyNftPayload(this.options.run, payload);
     this.options.onWrite?.('table', payload);
-    return 'table';
   }
 
   private report(drift: TableDrift, family: Family): FamilyReport {
