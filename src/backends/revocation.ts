@@ -1,11 +1,9 @@
 // Cutting revoked connections (as kube-proxy does): after a sync whose desired
-// state narrowed anything, after one that repaired rules someone else changed
-// (connections may have come in while they were gone), and after the first sync
-// of the process, delete the conntrack entries of every connection the new rules
-// would not admit. Their next packet then starts a new entry, which the rules
-// judge (and drop). Without this, an established connection would outlive the
-// label that let it in wherever established packets skip the lookups (the
-// nftables fast path).
+// state narrowed anything, and after the first sync of the process, delete the
+// conntrack entries of every connection the new rules would not admit. Their
+// next packet then starts a new entry, which the rules judge (and drop). Without
+// this, an established connection would outlive the label that let it in wherever
+// established packets skip the lookups (the nftables fast path).
 import type { Logger } from 'pino';
 import type { ConnectionTable } from './conntrack.js';
 import type { FamilyReport, FirewallSync, ReconcileOptions } from './firewall.js';
@@ -48,7 +46,6 @@ export class RevokingFirewall implements FirewallSync {
   async reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<readonly FamilyReport[]> {
     const reports = await this.options.firewall.reconcile(desired, options);
     if (this.previous !== undefined && narrowed(this.previous, desired)) this.pending = true;
-    if (reports.some((report) => report.written && report.desiredChanged === false)) this.pending = true;
     this.previous = desired;
     // The rules are in place: a failing cut is logged and retried, never fails the sync.
     if (this.pending) this.pending = !(await this.cut(desired));
