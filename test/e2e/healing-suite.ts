@@ -698,13 +698,14 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
           `${title}: ${count} containers started (docker start: ${startMs} ms) in ${startSyncs} syncs, removed in ${removeSyncs}`,
         );
         // The runner's contract: about ten syncs in the storm's first second, then further apart,
-        // up to 400 ms (see runner.ts), when starts had to wait. A sync after container events alone
-        // is quick and reads nothing back, so the runner keeps pace with `docker start`, as the 1 s
-        // enforcement target wants: the bound is per 400 ms of `docker start`. Each start brings a
-        // "network connect" and a "start" event (and Docker's own rule writes wake the watch), so
-        // while `docker start` takes under 30 s this is fewer syncs than events; that requests
-        // merge whatever the pace is the runner's unit tests' to show (a fake clock).
-        expect(startSyncs).toBeLessThanOrEqual(16 + Math.ceil(startMs / 400));
+        // up to 400 ms (see runner.ts), when starts had to wait; a lull of 500 ms ends a storm and
+        // the next start is answered at once (the 1 s enforcement target). On a loaded host
+        // `docker start` may take half a second a container, so every container's "network
+        // connect" and "start" may come after a lull and get a sync each. Either way the syncs
+        // stay under the requests (two events a container, and Docker's own rule writes wake the
+        // watch): the bound is the larger of the storm's pace and two a container. That requests
+        // merge at any pace is the runner's unit tests' to show (a fake clock).
+        expect(startSyncs).toBeLessThanOrEqual(16 + Math.max(2 * count, Math.ceil(startMs / 400)));
         expect(removeSyncs).toBeLessThanOrEqual(10);
         await expectEnforced();
       });
