@@ -139,6 +139,12 @@ export interface ReconcileOptions {
 /** What a sync needs of the firewall: bring the kernel in step with `desired`. */
 export interface FirewallSync {
   reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<readonly FamilyReport[]>;
+  /**
+   * What follows a sync once its reports are out (cutting the connections its
+   * rules now refuse), so a repair is told before that work. A sync that failed
+   * does not call it; the next one does.
+   */
+  afterReported?(): Promise<void>;
 }
 
 export interface Traffic {

@@ -7,6 +7,7 @@ import { parseIPv4 } from '../net/ip.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import { desiredState, type DesiredState } from '../policy/desired.js';
 import type { Flow, HostInterface } from '../policy/judge-flow.js';
+import type { FamilyReport } from './firewall.js';
 import { RevokingFirewall, type CutResult } from './revocation.js';
 
 const WEB: ContainerSnapshot = {
@@ -42,6 +43,12 @@ function flow(source: string, sourcePort = 40000): Flow {
   };
 }
 
+/** One sync as sync.ts runs it: the write, its reports logged, then what follows. */
+async function synced(firewall: RevokingFirewall, desired: DesiredState): Promise<void> {
+  await firewall.reconcile(desired);
+  await firewall.afterReported();
+}
+
 function setUp(flows: Flow[]) {
   const table = fakeConntrack(flows);
   const results: CutResult[] = [];
@@ -59,7 +66,7 @@ function setUp(flows: Flow[]) {
 describe('cutting revoked connections', () => {
   it('at the first sync deletes exactly the connections the rules refuse, both families listed', async () => {
     const { table, results, records, firewall } = setUp([flow('203.0.113.10'), flow('203.0.113.11')]);
-    await firewall.reconcile(state('203.0.113.11'));
+    await synced(firewall, state('203.0.113.11'));
     expect(table.flows.map((f) => f.source)).toEqual([parseIPv4('203.0.113.11')]);
     expect(results).toEqual([{ listed: 2, cut: 1, failed: 0 }]);
     expect(table.calls.filter((c) => c[1] === '-L').map((c) => c[3])).toEqual(['ipv4', 'ipv6']);
@@ -71,13 +78,100 @@ describe('cutting revoked connections', () => {
 
   it('lists again only after a sync that narrowed something', async () => {
     const { table, results, firewall } = setUp([flow('203.0.113.10')]);
-    await firewall.reconcile(state('203.0.113.0/24'));
-    await firewall.reconcile(state('203.0.113.0/24'));
-    await firewall.reconcile(state('203.0.0.0/16'));
+    await synced(firewall, state('203.0.113.0/24'));
+    await synced(firewall, state('203.0.113.0/24'));
+    await synced(firewall, state('203.0.0.0/16'));
     expect(results).toHaveLength(1);
-    await firewall.reconcile(state('203.0.113.11'));
+    await synced(firewall, state('203.0.113.11'));
     expect(results).toHaveLength(2);
     expect(table.flows).toEqual([]);
+  });
+
+  it('cuts only once the sync’s reports are out, not inside the write', async () => {
+    const { table, results, firewall } = setUp([flow('203.0.113.10')]);
+    await firewall.reconcile(state('203.0.113.11'));
+    expect(results).toEqual([]);
+    expect(table.flows).toHaveLength(1);
+    await firewall.afterReported();
+    expect(results).toEqual([{ listed: 1, cut: 1, failed: 0 }]);
+  });
+
+  for (const [what, report] of [
+    [
+      'rules rewritten though nothing asked for changed',
+      { written: true, desiredChanged: false, structural: [] },
+    ],
+    [
+      'a chain or set gone, with a container’s change in the same write',
+      { written: true, desiredChanged: true, structural: ['set dockfw-guarded4 missing'] },
+    ],
+  ] as const) {
+    it(`cuts again after a sync that repaired drift (${what}): connections may have come in while the rules were gone`, async () => {
+      const { table, results } = setUp([]);
+      let repaired = false;
+      const revoking = new RevokingFirewall({
+        firewall: {
+          reconcile: () =>
+            Promise.resolve(
+              repaired
+                ? [
+                    {
+                      family: 4,
+                      placement: { kind: 'nftables', table: 'inet dockfw' },
+                      drift: {
+                        missing: ['x'],
+                        unexpected: [],
+                        reordered: false,
+                        structural: report.structural,
+                      },
+                      written: report.written,
+                      desiredChanged: report.desiredChanged,
+                    } satisfies FamilyReport,
+                  ]
+                : [],
+            ),
+        },
+        connections: new Conntrack(table.run),
+        interfaces: () => INTERFACES,
+        logger: memoryLogger().logger,
+        onCut: (r) => results.push(r),
+      });
+      await synced(revoking, state('203.0.113.11'));
+      expect(results).toHaveLength(1);
+      // While dockfw's rules were flushed, a disallowed source got in.
+      table.flows.push(flow('203.0.113.10'));
+      await synced(revoking, state('203.0.113.11'));
+      expect(results).toHaveLength(1);
+      repaired = true;
+      await synced(revoking, state('203.0.113.11'));
+      expect(results).toHaveLength(2);
+      expect(table.flows).toEqual([]);
+    });
+  }
+
+  it('does not cut after a write that only carried a container’s change', async () => {
+    const { table, results } = setUp([]);
+    const revoking = new RevokingFirewall({
+      firewall: {
+        reconcile: () =>
+          Promise.resolve([
+            {
+              family: 4,
+              placement: { kind: 'nftables', table: 'inet dockfw' },
+              drift: { missing: ['x'], unexpected: [], reordered: false, structural: [] },
+              written: true,
+              desiredChanged: true,
+            } satisfies FamilyReport,
+          ]),
+      },
+      connections: new Conntrack(table.run),
+      interfaces: () => INTERFACES,
+      logger: memoryLogger().logger,
+      onCut: (r) => results.push(r),
+    });
+    await synced(revoking, state('203.0.113.11'));
+    await synced(revoking, state('203.0.113.0/24'));
+    expect(results).toHaveLength(1);
   });
 
   it('logs a failing cut with the container and target, and tries again next sync', async () => {
@@ -95,10 +189,10 @@ describe('cutting revoked connections', () => {
     });
     void firewall;
     void records;
-    await flaky.reconcile(state('203.0.113.11'));
+    await synced(flaky, state('203.0.113.11'));
     expect(results.at(-1)).toEqual({ listed: 1, cut: 0, failed: 1 });
     failDeletes = false;
-    await flaky.reconcile(state('203.0.113.11'));
+    await synced(flaky, state('203.0.113.11'));
     expect(results.at(-1)).toEqual({ listed: 1, cut: 1, failed: 0 });
     expect(table.flows).toEqual([]);
   });
@@ -119,7 +213,7 @@ describe('cutting revoked connections', () => {
       onCut: (r) => results.push(r),
     });
     void firewall;
-    await racing.reconcile(state('203.0.113.11'));
+    await synced(racing, state('203.0.113.11'));
     expect(results).toEqual([{ listed: 1, cut: 0, failed: 0 }]);
   });
 });

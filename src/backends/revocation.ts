@@ -1,9 +1,12 @@
 // Cutting revoked connections (as kube-proxy does): after a sync whose desired
-// state narrowed anything, and after the first sync of the process, delete the
-// conntrack entries of every connection the new rules would not admit. Their
-// next packet then starts a new entry, which the rules judge (and drop). Without
-// this, an established connection would outlive the label that let it in wherever
-// established packets skip the lookups (the nftables fast path).
+// state narrowed anything, after one that repaired rules someone else changed
+// (connections may have come in while they were gone), and after the first sync
+// of the process, delete the conntrack entries of every connection the new rules
+// would not admit. Their next packet then starts a new entry, which the rules
+// judge (and drop). Without this, an established connection would outlive the
+// label that let it in wherever established packets skip the lookups (the
+// nftables fast path). The cut follows the sync's reports (afterReported): on a
+// busy host listing the connections takes a while, and a repair is told first.
 import type { Logger } from 'pino';
 import type { ConnectionTable } from './conntrack.js';
 import type { FamilyReport, FirewallSync, ReconcileOptions } from './firewall.js';
@@ -36,6 +39,15 @@ function describe(flow: Flow): string {
   return `${address(flow.source)}:${flow.sourcePort} → ${address(flow.destination)}:${flow.destinationPort}/${flow.protocol}`;
 }
 
+/**
+ * The family's rules were rewritten though nothing dockfw asked for changed, or
+ * its objects' shape was broken (a chain, set or table gone, the jump moved):
+ * someone else changed them, and while they were off anything got in.
+ */
+function repaired(report: FamilyReport): boolean {
+  return report.written && (report.desiredChanged === false || report.drift.structural.length > 0);
+}
+
 export class RevokingFirewall implements FirewallSync {
   private previous: DesiredState | undefined;
   /** Set at start (flows from before, or from while dockfw was down) and until a cut succeeds. */
@@ -46,10 +58,14 @@ export class RevokingFirewall implements FirewallSync {
   async reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<readonly FamilyReport[]> {
     const reports = await this.options.firewall.reconcile(desired, options);
     if (this.previous !== undefined && narrowed(this.previous, desired)) this.pending = true;
+    if (reports.some(repaired)) this.pending = true;
     this.previous = desired;
-    // The rules are in place: a failing cut is logged and retried, never fails the sync.
-    if (this.pending) this.pending = !(await this.cut(desired));
     return reports;
+  }
+
+  /** The rules are in place: a failing cut is logged and retried after the next sync, never fails this one. */
+  async afterReported(): Promise<void> {
+    if (this.pending && this.previous !== undefined) this.pending = !(await this.cut(this.previous));
   }
 
   /** Resolves true when every refused connection is gone. */

@@ -18,6 +18,7 @@ class RecordingFirewall implements Firewall {
   /** Called as each reconcile starts. */
   onReconcile: () => void = () => undefined;
   failNext: Error | undefined;
+  afterReported?: () => Promise<void>;
   reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<FamilyReport[]> {
     this.seen.push(desired);
     this.options.push(options);
@@ -283,5 +284,21 @@ describe('createSync', () => {
     const drift = records.filter((r) => r.msg === 'drift found: re-applied the rules');
     expect(drift).toHaveLength(1);
     expect(drift[0]).toMatchObject({ level: 40, missing: ['DOCKFW-IN -j X'], reasons: ['periodic'] });
+  });
+
+  it('tells the firewall a sync is over only once its reports are logged, and not after a failed sync', async () => {
+    const { firewall, records, sync } = setup();
+    firewall.written = true;
+    firewall.desiredChanged = false;
+    const loggedBefore: number[] = [];
+    firewall.afterReported = () => {
+      loggedBefore.push(records.filter((r) => r.msg === 'drift found: re-applied the rules').length);
+      return Promise.resolve();
+    };
+    await sync(new Set(['watch']));
+    expect(loggedBefore).toEqual([1]);
+    firewall.failNext = new Error('nft: busy');
+    await expect(sync(new Set(['watch']))).rejects.toThrow('nft: busy');
+    expect(loggedBefore).toEqual([1]);
   });
 });

@@ -264,6 +264,8 @@ export function createSync(options: SyncOptions): SyncFn {
     // that read both sides whole starts the count again.
     if (read.full && !light) lightChecks = 0;
     else if (reasons.has('periodic')) lightChecks++;
+    // The reports are out (a repair is told at once); then what follows the write.
+    await options.firewall.afterReported?.();
   };
 }
 

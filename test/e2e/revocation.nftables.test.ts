@@ -11,7 +11,10 @@
  * sending on its own: once its entry is gone, its next packet makes a new entry
  * in its own direction, so the cut client's packets are replies to it, and those
  * are judged too (the stream stops); (4) while dockfw runs, after the sync
- * that narrowed a port (a created container's claim on it intersects).
+ * that narrowed a port (a created container's claim on it intersects); (5) at
+ * the repair of dockfw's rules someone else took away (the nftables table
+ * deleted; the iptables backend's jumps deleted), for the connections made
+ * while they were gone.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_ADDRESSES, HOST_ADDRESSES, startTestHost, TEST_IMAGE, type TestHost } from '../host/index.js';
@@ -64,9 +67,10 @@ async function expectCut(
   dockfw: DockfwProcess,
   cut: readonly LiveConnection[],
   kept: readonly LiveConnection[],
+  cutsBefore = 0,
 ): Promise<void> {
   // The cut runs after the sync's write; on a loaded machine it may come seconds later.
-  await dockfw.waitForLog('revoked connection cut', 30_000);
+  await dockfw.waitForLog('revoked connection cut', 30_000, cutsBefore + 1);
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   const counts = await Promise.all([...cut, ...kept].map((c) => c.echoesDuring(WATCH_MS)));
   const byName = Object.fromEntries([...cut, ...kept].map((c, i) => [c.name, counts[i]]));
@@ -149,6 +153,47 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
     await expectCut(second, revoked, kept);
     expect(second.logged('revoked connection cut').map((r) => r.container)).toContain('stream-open');
   }, 120_000);
+
+  // Someone else's change opens every path for a while; whatever connected meanwhile is cut at the repair.
+  for (const [backend, damage] of [
+    ['nftables', 'deleted dockfw’s table'],
+    ['iptables', 'deleted dockfw’s jumps (filter and mangle, both families)'],
+  ] as const) {
+    it(`cuts, at the repair, connections made while someone else ${damage} (${backend} backend)`, async () => {
+      const h = host as TestHost;
+      const env = { DOCKFW_BACKEND: backend, DOCKFW_RULESET_WATCH: 'off', DOCKFW_RESYNC: '*/6 * * * * *' };
+      await echoServer(h, 'echo-labeled', 7100, `${ALLOWED}, ${ALLOWED_V6}`);
+      // No watch: the periodic check (every 6 s) repairs, which leaves time to connect meanwhile.
+      const dockfw = await startDockfw(h, env);
+      try {
+        const periodicPassed = () =>
+          dockfw.records.some(
+            (r) => r.msg === 'firewall in sync' && Array.isArray(r.reasons) && r.reasons.includes('periodic'),
+          );
+        await expect.poll(periodicPassed, { timeout: 20_000, interval: 50 }).toBe(true);
+        const cutsBefore = dockfw.logged('revoked connection cut').length;
+        if (backend === 'nftables') await h.nft(['delete', 'table', 'inet', 'dockfw']);
+        else
+          for (const family of [4, 6] as const) {
+            await h.iptables(family, ['-D', 'DOCKER-USER', '-j', 'DOCKFW']);
+            await h.iptables(family, ['-t', 'mangle', '-D', 'PREROUTING', '-j', 'DOCKFW-PRE']);
+          }
+        const revoked = bothPaths(h, [DISALLOWED, DISALLOWED_V6], 7100);
+        const kept = bothPaths(h, [ALLOWED, ALLOWED_V6], 7100);
+        // dockfw's rules out of the way, the disallowed sources got in: the situation really is there.
+        await allEcho([...revoked, ...kept]);
+        expect(dockfw.logged('drift found: re-applied the rules')).toHaveLength(0);
+        await expectCut(dockfw, revoked, kept, cutsBefore);
+        expect(dockfw.logged('drift found: re-applied the rules')[0]?.reasons).toEqual(['periodic']);
+        const cuts = dockfw.logged('revoked connection cut').slice(cutsBefore);
+        console.log(`${backend}: cut at the repair: ${cuts.map((r) => String(r.connection)).join(', ')}`);
+        expect(cuts.map((r) => r.container)).toContain('echo-labeled');
+      } finally {
+        await DockfwProcess.stopAll();
+        await dockfwCommand(h, ['uninstall'], env);
+      }
+    }, 120_000);
+  }
 
   it('cuts while running, after the sync that narrowed a port (a created container claims it too)', async () => {
     const h = host as TestHost;
