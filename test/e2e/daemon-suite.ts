@@ -25,8 +25,6 @@ import { iptablesFirewall, type ContainerRef, type SuiteFirewall } from './suite
 export interface DaemonSuiteOptions extends TestHostOptions {
   /** The engine makes an IPv6 DOCKER-USER (24+); older ones get the jump in ip6tables FORWARD. */
   readonly ipv6UserChain: boolean;
-  /** Measure and print the start-up delay of an unlabeled container (once is enough). */
-  readonly measureStartupDelay?: boolean;
   /** Where dockfw's rules live and how the checks read them; default: iptables. */
   readonly firewall?: SuiteFirewall;
 }
@@ -476,54 +474,5 @@ export function daemonSuite(title: string, options: DaemonSuiteOptions): void {
       const again = await dockfwCommand(host, ['uninstall'], fw.dockfwEnv());
       expect(again.stdout).toContain('nothing to remove');
     });
-
-    if (options.measureStartupDelay === true) {
-      it('measures how long an unlabeled container takes to become reachable, with and without dockfw', async () => {
-        // Without dockfw means without its rules too (also when run on its own with -t).
-        await DockfwProcess.stopAll();
-        await dockfwCommand(host, ['uninstall']);
-        /** ms from `docker run -d` returning until a probe that started then was answered. */
-        const measure = async (name: string): Promise<number> => {
-          await host.docker(['run', '-d', '--name', name, '-p', '8093:80', TEST_IMAGE]);
-          const ran = Date.now();
-          let reachedAt: number | undefined;
-          // Staggered probers: a dropped SYN costs a prober its whole timeout.
-          await Promise.all(
-            Array.from({ length: 8 }, async (_, i) => {
-              await sleep(i * 25);
-              while (reachedAt === undefined && Date.now() - ran < 10_000) {
-                const probeStart = Date.now();
-                const outcome = await host.probe({
-                  from: '203.0.113.10',
-                  to: HOST_A,
-                  port: 8093,
-                  timeoutMs: 200,
-                });
-                if (outcome === 'reached') reachedAt = Math.min(reachedAt ?? Infinity, probeStart);
-              }
-            }),
-          );
-          await host.docker(['rm', '-f', name]);
-          if (reachedAt === undefined) throw new Error(`${name} never became reachable`);
-          return Math.max(0, reachedAt - ran);
-        };
-        const without: number[] = [];
-        for (let i = 0; i < 5; i++) without.push(await measure(`plain${i}`));
-        dockfw = DockfwProcess.start(host, env({ DOCKFW_LOG_LEVEL: 'info' }));
-        await dockfw.waitForLog('connected to docker');
-        await sleep(500);
-        const withDockfw: number[] = [];
-        for (let i = 0; i < 5; i++) withDockfw.push(await measure(`watched${i}`));
-        const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-        console.log(
-          `start-up delay of an unlabeled container (ms after \`docker run -d\` returned, policy allow): ` +
-            `without dockfw ${without.join(', ')} (median ${median(without)}); ` +
-            `with dockfw ${withDockfw.join(', ')} (median ${median(withDockfw)})`,
-        );
-        expect(median(withDockfw)).toBeLessThan(2000);
-        await dockfw.stop();
-        await dockfwCommand(host, ['uninstall'], fw.dockfwEnv());
-      });
-    }
   });
 }

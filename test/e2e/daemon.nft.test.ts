@@ -4,5 +4,4 @@ daemonSuite('dockfw run: Docker 28.5.2, iptables-nft', {
   engine: '28.5',
   iptables: 'nft',
   ipv6UserChain: true,
-  measureStartupDelay: true,
 });
