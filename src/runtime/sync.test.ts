@@ -178,14 +178,35 @@ describe('createSync', () => {
     expect(kernelLight).toEqual([...Array<boolean>(DEEP_CHECK_EVERY - 1).fill(true), false]);
   });
 
-  it('a periodic check with an event merged in writes the new state at once (the kernel is not held to the old one first)', async () => {
-    const { docker, firewall, cache, sync } = await started(new FakeDockerClient());
-    docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));
-    cache.observe({ type: 'container', action: 'start', actorId: ID('2'), containerId: ID('2'), name: 'db' });
-    await sync(new Set(['periodic', 'event'] as const));
+  for (const check of ['periodic', 'watch'] as const) {
+    it(`a ${check} check with an event merged in writes the event's change first, as after events alone, then checks the new state`, async () => {
+      const { docker, firewall, cache, sync } = await started(new FakeDockerClient());
+      docker.containers.set(ID('2'), inspectJson({ id: ID('2'), name: 'db', ipv4: '172.17.0.3' }));
+      cache.observe({
+        type: 'container',
+        action: 'start',
+        actorId: ID('2'),
+        containerId: ID('2'),
+        name: 'db',
+      });
+      await sync(new Set([check, 'event'] as const));
+      // The kernel is never held to the old state first.
+      expect(firewall.seen.map((d) => d.containers.map((c) => c.name))).toEqual([
+        ['web'],
+        ['db', 'web'],
+        ['db', 'web'],
+      ]);
+      expect(firewall.options[1]).toEqual({ trustLastSync: true });
+      expect(firewall.options[2]?.trustLastSync).toBe(false);
+      expect(firewall.options[2]?.periodic !== undefined).toBe(check === 'periodic');
+    });
+  }
+
+  it('a check merged with a reconnect (the engine may have changed whole) reads and compares once', async () => {
+    const { firewall, sync } = await started(new FakeDockerClient());
+    await sync(new Set(['reconnect', 'event', 'watch'] as const));
     expect(firewall.seen).toHaveLength(2);
-    expect(firewall.seen[1]?.containers.map((c) => c.name)).toEqual(['db', 'web']);
-    expect(firewall.options[1]?.periodic).toBeDefined();
+    expect(firewall.options[1]?.trustLastSync).toBe(false);
   });
 
   it('a light check that fails on either side fails the sync; the next check reads the engine first', async () => {

@@ -61,6 +61,13 @@ function onlyPeriodic(reasons: ReadonlySet<SyncReason>): boolean {
   return reasons.has('periodic') && [...reasons].every((r) => r === 'periodic' || r === 'event');
 }
 
+const EVENT: ReadonlySet<SyncReason> = new Set(['event']);
+
+/** Events merged with a kernel check (the watch, the periodic check), nothing that reads all anew. */
+function eventWithCheck(reasons: ReadonlySet<SyncReason>): boolean {
+  return reasons.has('event') && engineKnown(reasons);
+}
+
 /** Nothing that says the engine's side may be unknown (startup, reconnect, a failed sync). */
 function engineKnown(reasons: ReadonlySet<SyncReason>): boolean {
   return [...reasons].every((r) => r === 'periodic' || r === 'event' || r === 'watch');
@@ -255,6 +262,12 @@ export function createSync(options: SyncOptions): SyncFn {
       reportLabelErrors(desired);
       // Container events alone cannot have changed the kernel behind dockfw's back.
       const trustLastSync = [...reasons].every((reason) => reason === 'event');
+      if (!trustLastSync && before !== undefined && eventWithCheck(reasons)) {
+        // The events' change first, as after events alone, so a check merged in (Docker's
+        // own writes wake the watch on every start) does not hold a new container's rules
+        // back; the check follows and repairs whatever else it finds.
+        applied(desired, await options.firewall.reconcile(desired, { trustLastSync: true }), EVENT);
+      }
       const periodic = light ? periodicCheck() : {};
       applied(desired, await options.firewall.reconcile(desired, { trustLastSync, ...periodic }), reasons);
       last = { snapshot, desired };
