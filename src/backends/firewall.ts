@@ -71,6 +71,12 @@ export interface FamilyReport {
    */
   readonly desiredChanged?: boolean;
   /**
+   * The write also put back something someone else had changed, whatever else it
+   * carried (a container's change in the same write, a refused element write
+   * that made the backend write everything). What was off let anything in meanwhile.
+   */
+  readonly repaired?: boolean;
+  /**
    * dockfw's rules were found and removed in the other iptables variant
    * (left from when Docker used it; both variants filter every packet).
    */

@@ -105,6 +105,10 @@ describe('cutting revoked connections', () => {
       'a chain or set gone, with a container’s change in the same write',
       { written: true, desiredChanged: true, structural: ['set dockfw-guarded4 missing'] },
     ],
+    [
+      'the backend says the write put back more than a container’s change',
+      { written: true, desiredChanged: true, structural: [], repaired: true },
+    ],
   ] as const) {
     it(`cuts again after a sync that repaired drift (${what}): connections may have come in while the rules were gone`, async () => {
       const { table, results } = setUp([]);
@@ -126,6 +130,7 @@ describe('cutting revoked connections', () => {
                       },
                       written: report.written,
                       desiredChanged: report.desiredChanged,
+                      ...('repaired' in report ? { repaired: report.repaired } : {}),
                     } satisfies FamilyReport,
                   ]
                 : [],

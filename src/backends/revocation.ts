@@ -41,11 +41,15 @@ function describe(flow: Flow): string {
 
 /**
  * The family's rules were rewritten though nothing dockfw asked for changed, or
- * its objects' shape was broken (a chain, set or table gone, the jump moved):
- * someone else changed them, and while they were off anything got in.
+ * its objects' shape was broken (a chain, set or table gone, the jump moved), or
+ * the backend says the write put back someone else's change besides a container's:
+ * while they were off anything got in.
  */
 function repaired(report: FamilyReport): boolean {
-  return report.written && (report.desiredChanged === false || report.drift.structural.length > 0);
+  return (
+    report.repaired === true ||
+    (report.written && (report.desiredChanged === false || report.drift.structural.length > 0))
+  );
 }
 
 export class RevokingFirewall implements FirewallSync {

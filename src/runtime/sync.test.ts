@@ -307,7 +307,7 @@ describe('createSync', () => {
     expect(drift[0]).toMatchObject({ level: 40, missing: ['DOCKFW-IN -j X'], reasons: ['periodic'] });
   });
 
-  it('tells the firewall a sync is over only once its reports are logged, and not after a failed sync', async () => {
+  it('tells the firewall a sync is over only once its reports are logged, also a failed one (a write may have landed before the failure)', async () => {
     const { firewall, records, sync } = setup();
     firewall.written = true;
     firewall.desiredChanged = false;
@@ -320,6 +320,10 @@ describe('createSync', () => {
     expect(loggedBefore).toEqual([1]);
     firewall.failNext = new Error('nft: busy');
     await expect(sync(new Set(['watch']))).rejects.toThrow('nft: busy');
-    expect(loggedBefore).toEqual([1]);
+    expect(loggedBefore).toEqual([1, 1]);
+    // Its own failure is logged, never the sync's.
+    firewall.afterReported = () => Promise.reject(new Error('conntrack: gone'));
+    await sync(new Set(['watch']));
+    expect(records.filter((r) => r.error === 'conntrack: gone')).toHaveLength(1);
   });
 });

@@ -162,6 +162,8 @@ export function createSync(options: SyncOptions): SyncFn {
       structural: drift.structural,
       jumpFixed: drift.structural.includes(JUMP_WRONG),
       reordered: drift.reordered,
+      // Someone else's change put back along with Docker's (told apart by the backend).
+      ...(report.repaired === true ? { repaired: true } : {}),
     };
     // Nothing changed on Docker's side, yet the kernel differed: someone else
     // changed or flushed dockfw's rules.
@@ -246,6 +248,23 @@ export function createSync(options: SyncOptions): SyncFn {
   }
 
   return async (reasons) => {
+    try {
+      await syncOnce(reasons);
+    } finally {
+      // The reports are out (a repair is told at once); then what follows the writes. Also
+      // after a failed sync: a write before the failure (a narrowing, a repair) is in the kernel.
+      await options.firewall
+        .afterReported?.()
+        .catch((error: unknown) =>
+          logger.error(
+            { error: asError(error).message },
+            'after the sync: cutting revoked connections failed, tried again after the next sync',
+          ),
+        );
+    }
+  };
+
+  async function syncOnce(reasons: ReadonlySet<SyncReason>): Promise<void> {
     const before = last;
     last = undefined;
     const due = lightChecks >= DEEP_CHECK_EVERY - 1;
@@ -277,9 +296,7 @@ export function createSync(options: SyncOptions): SyncFn {
     // that read both sides whole starts the count again.
     if (read.full && !light) lightChecks = 0;
     else if (reasons.has('periodic')) lightChecks++;
-    // The reports are out (a repair is told at once); then what follows the write.
-    await options.firewall.afterReported?.();
-  };
+  }
 }
 
 /** The same containers (the cache keeps an unchanged container's object) and the same bridges. */

@@ -268,6 +268,50 @@ describe('NftablesReconciler', () => {
       expect(fake.payloads).toEqual([renderTablePayload(tableSpec(desired([WEB, NEW])))]);
     });
 
+    it("says a write repaired someone else's change when the kernel refused the difference, or held more than a container's change; not for the change alone", async () => {
+      const fake = fakeNft(tableJson(tableSpec(desired())));
+      let refuse = false;
+      const reconciler = new NftablesReconciler({
+        run: (file, args, input) =>
+          refuse && args[0] === '-f' && input?.startsWith('add element') === true
+            ? Promise.reject(new CommandError('nft -f - failed', file, args, 'Error: No such file\n', false))
+            : fake.run(file, args, input),
+      });
+      const repaired = (reports: readonly { repaired?: boolean }[]) =>
+        reports.map((r) => r.repaired === true);
+      await reconciler.reconcile(desired());
+      // A container's change alone, trusted or read and compared: not a repair.
+      expect(repaired(await reconciler.reconcile(desired([WEB, NEW]), { trustLastSync: true }))).toEqual([
+        false,
+        false,
+      ]);
+      fake.listing = tableJson(tableSpec(desired([WEB, NEW])));
+      expect(repaired(await reconciler.reconcile(desired()))).toEqual([false, false]);
+      fake.listing = tableJson(tableSpec(desired()));
+      // The same change, with the web container's guard element deleted behind dockfw's back.
+      fake.listing = tableJson(tableSpec(desired()), (items) =>
+        items.map(
+          (item) => JSON.parse(JSON.stringify(item).replace('"172.17.0.2"', '"172.17.0.9"')) as unknown,
+        ),
+      );
+      const reports = await reconciler.reconcile(desired([WEB, NEW]));
+      expect(reports.map((r) => r.desiredChanged)).toEqual([true, false]);
+      expect(repaired(reports)).toEqual([true, true]);
+      // A trusted write the kernel refused (its set was gone): written whole, a repair.
+      fake.listing = tableJson(tableSpec(desired([WEB, NEW])));
+      await reconciler.reconcile(desired([WEB, NEW]));
+      refuse = true;
+      const third = {
+        ...NEW,
+        id: 'c'.repeat(64),
+        name: 'third',
+        networks: [{ network: 'bridge', ipv4: '172.17.0.4' }],
+      };
+      expect(
+        repaired(await reconciler.reconcile(desired([WEB, NEW, third]), { trustLastSync: true })),
+      ).toEqual([true, true]);
+    });
+
     it('reads and compares when the shape of the table changes (a whole-table write is due)', async () => {
       const fake = fakeNft(tableJson(tableSpec(desired())));
       const { run, reads } = counting(fake);

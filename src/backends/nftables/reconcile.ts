@@ -47,6 +47,22 @@ function elementDrift(changes: readonly ElementChanges[]): TableDrift {
 }
 
 /** Whether the changes touch a family's part of the table (the interface sets go with IPv4). */
+/** Every element `found` adds or deletes is one `asked` adds or deletes in the same set. */
+function within(found: readonly ElementChanges[], asked: readonly ElementChanges[]): boolean {
+  const key = (set: string, verb: string, element: string) => `${set} ${verb} ${element}`;
+  const allowed = new Set(
+    asked.flatMap((c) => [
+      ...c.add.map((e) => key(c.set, '+', e)),
+      ...c.delete.map((e) => key(c.set, '-', e)),
+    ]),
+  );
+  return found.every(
+    (c) =>
+      c.add.every((e) => allowed.has(key(c.set, '+', e))) &&
+      c.delete.every((e) => allowed.has(key(c.set, '-', e))),
+  );
+}
+
 function touches(changes: readonly ElementChanges[], family: Family): boolean {
   return changes.some((c) => (setFamily(c.set) ?? 4) === family);
 }
@@ -87,16 +103,25 @@ export class NftablesReconciler {
       ? elementDrift(changesBetween(last.want, want))
       : diffTable(want.spec(), await readTable(this.options.run));
     this.kernelHolds = false;
-    if (needsWrite(drift)) await this.write(drift, want);
+    const wrote = needsWrite(drift) ? await this.write(drift, want) : undefined;
     // What Docker's side changed since the last finished sync; a write beyond it is a repair.
     const asked = last === undefined ? undefined : trusted ? drift.changes : changesBetween(last.want, want);
     const outsideChanged =
       last !== undefined && last.want.common.outsideConfigured !== want.common.outsideConfigured;
+    // The kernel refused the difference (it was not what dockfw left), or held elements or
+    // rules beside what Docker's side changed: someone else's change was put back.
+    const repaired =
+      wrote === 'refused' ||
+      (last !== undefined &&
+        last.shape === shape &&
+        wrote !== undefined &&
+        (drift.structural.length > 0 || !within(drift.changes, asked ?? [])));
     this.wanted = { want, shape };
     this.kernelHolds = true;
     return ([4, 6] as const).map((family) => ({
       ...this.report(drift, family),
       desiredChanged: asked === undefined || touches(asked, family) || (family === 4 && outsideChanged),
+      ...(repaired ? { repaired } : {}),
     }));
   }
 
@@ -124,21 +149,25 @@ export class NftablesReconciler {
     });
   }
 
-  private async write(drift: TableDrift, want: Wanted): Promise<void> {
+  /** `refused`: the element write was refused and the table written whole. */
+  private async write(drift: TableDrift, want: Wanted): Promise<'elements' | 'table' | 'refused'> {
+    let refused = false;
     if (drift.structural.length === 0) {
       const payload = renderElementPayload(drift.changes);
       try {
         await applyNftPayload(this.options.run, payload);
         this.options.onWrite?.('elements', payload);
-        return;
+        return 'elements';
       } catch (error) {
-        // Someone changed the table between our read and write: write it whole.
+        // Someone changed the table between our read (or the last sync) and this write: write it whole.
         if (!(error instanceof FirewallApplyError)) throw error;
+        refused = true;
       }
     }
     const payload = renderTablePayload(want.spec());
     await applyNftPayload(this.options.run, payload);
     this.options.onWrite?.('table', payload);
+    return refused ? 'refused' : 'table';
   }
 
   private report(drift: TableDrift, family: Family): FamilyReport {
