@@ -339,6 +339,21 @@ describe('drift in the sets', () => {
     );
   });
 
+  it("says a write also repaired someone else's change when it carries more than the containers' change; not for the change alone", async () => {
+    const { kernel, reconciler } = await synced();
+    const repaired = (reports: readonly { repaired?: boolean }[]) => reports.map((r) => r.repaired === true);
+    expect(repaired(await reconciler.reconcile(desired([WEB, NEW])))).toEqual([false, false]);
+    // A guard element taken away (that target opened), repaired by a write that also carries a container's removal.
+    const [guard] = [...(familySets(desired(), 4).get('guarded') ?? [])];
+    kernel.ipset.tamper(['del', 'dockfw-guarded4', guard ?? '']);
+    const reports = await reconciler.reconcile(desired());
+    expect(reports.map((r) => r.desiredChanged)).toEqual([true, true]);
+    expect(repaired(reports)).toEqual([true, false]);
+    // DOCKFW-IN flushed, with a container's change in the same write.
+    await kernel.run('iptables-nft-restore', ['--noflush'], '*filter\n:DOCKFW-IN - [0:0]\nCOMMIT\n');
+    expect(repaired(await reconciler.reconcile(desired([WEB, NEW])))).toEqual([true, false]);
+  });
+
   it('fills a flushed allow set again (a flush only closed)', async () => {
     const { kernel, reconciler, writes } = await synced();
     kernel.ipset.tamper(['flush', 'dockfw-allowed4']);

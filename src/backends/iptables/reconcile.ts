@@ -104,6 +104,12 @@ const NO_DRIFT: IptablesDrift = {
   jumpWrong: false,
 };
 
+/** Every line of `found` is one of `asked`. */
+function within(found: readonly string[], asked: readonly string[]): boolean {
+  const allowed = new Set(asked);
+  return found.every((line) => allowed.has(line));
+}
+
 /** The chains' and the sets' drift in the shape every backend reports. */
 function neutralDrift(chains: IptablesDrift, sets: IptablesDrift): Drift {
   return {
@@ -425,7 +431,16 @@ export class IptablesReconciler {
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
     const payload = prePayload + filterPayload;
     const chains = this.chainsText(desired, family, parent, options);
-    const desiredChanged = this.unfinished.has(family) || this.lastChains.get(family) !== chains;
+    const lastChains = this.lastChains.get(family);
+    const desiredChanged = this.unfinished.has(family) || lastChains !== chains;
+    // Chains off though the same were asked, a set gone, or elements beyond what the containers
+    // changed: someone else's change put back, whatever else this write carries.
+    const repaired =
+      lastChains !== undefined &&
+      ((lastChains === chains && hasDrift(chainsDrift)) ||
+        setDrift.chainsMissing.length > 0 ||
+        !within(setDrift.missing, diffLines(family, update.add)) ||
+        !within(setDrift.unexpected, diffLines(family, update.remove)));
     if (hasDrift(chainsDrift)) {
       try {
         await applyPayload(this.options.run, family, variant, payload);
@@ -446,6 +461,7 @@ export class IptablesReconciler {
       drift: neutralDrift(chainsDrift, setDrift),
       written,
       desiredChanged,
+      ...(repaired ? { repaired } : {}),
       ...(removedFrom ? { removedFrom } : {}),
     };
   }
