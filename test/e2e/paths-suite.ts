@@ -46,8 +46,8 @@ const FAST_RESYNC = '*/2 * * * * *';
 const LISTEN = '127.0.0.1:9811';
 const DRIFT = 'drift found: re-applied the rules';
 const CONNECTED = 'connected to docker';
-// Every restart swaps addresses here (asserted); five keep the whole e2e run under 30 minutes.
-const RESTARTS = 5;
+// Every restart swaps addresses here (asserted: in CI every one of 5 did); three keep the whole CI run under 30 minutes.
+const RESTARTS = 3;
 /** The disallowed prober opens a new connection to each target this often. */
 const PROBE_INTERVAL_MS = 15;
 const WAN = 'br-wan';
