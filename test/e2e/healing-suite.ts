@@ -363,7 +363,7 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         await damage.cleanUp?.(host);
         const named = (field: unknown) => Array.isArray(field) && field.length > 0;
         if (damage.adds === true) expect(named(drift?.unexpected)).toBe(true);
-        // A set destroyed after the check read the chains is named as structural; the chain is the next check's.
+        // A set destroyed after the check read the chains: named as structural (the chains are read again).
         else expect(named(drift?.missing) || named(drift?.structural)).toBe(true);
         if (options.watchesRuleset) {
           expect(drift?.reasons).toContain('watch');

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig, loadConfig } from '../../config/config.js';
 import type { ContainerSnapshot } from '../../docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../policy/desired.js';
-import { CommandError } from '../command.js';
+import { CommandError, type CommandRunner } from '../command.js';
 import { JUMP_WRONG } from '../firewall.js';
 import { diffOwned, hasDrift } from './drift.js';
 import { FakeIpset } from './fake-ipset.js';
@@ -382,6 +382,29 @@ describe('drift in the sets', () => {
     );
     // No temporaries left behind.
     expect(kernel.ipset.names().filter((n) => n.endsWith('-t'))).toEqual([]);
+    expect((await reconciler.reconcile(desired())).map((r) => r.written)).toEqual([false, false]);
+  });
+
+  it('puts back in the same sync a chain flushed after it was read, its set destroyed before the sets were read', async () => {
+    const { kernel, reconciler } = await synced();
+    let damaged = false;
+    const run: CommandRunner = (file, args, input) => {
+      // The damage lands between this sync's read of the filter table and its read of the sets.
+      if (!damaged && file === 'ipset') {
+        damaged = true;
+        kernel.edit(4, (t) => t.set('DOCKFW-IN', []));
+        kernel.ipset.tamper(['destroy', 'dockfw-guarded4']);
+      }
+      return kernel.run(file, args, input);
+    };
+    const racing = new IptablesReconciler({ run, legacyTableNames: noLegacy });
+    await racing.reconcile(desired());
+    expect(damaged).toBe(true);
+    expect(kernel.ipset.elements('dockfw-guarded4')).toEqual(['172.17.0.2,tcp:80']);
+    expect(kernel.chain(4, 'DOCKFW-IN')).toContain(
+      '-m set --match-set dockfw-guarded4 dst,dst -j DOCKFW-DROP',
+    );
+    // Nothing left for the next sync to find.
     expect((await reconciler.reconcile(desired())).map((r) => r.written)).toEqual([false, false]);
   });
 

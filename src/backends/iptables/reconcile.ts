@@ -18,7 +18,7 @@ import {
 import { settleAll } from '../../settle.js';
 import { detectIpv4, detectIpv6, procLegacyTableNames, type DetectDeps, type Placement } from './detect.js';
 import { diffOwned, hasDrift, mergeDrift, type Drift as IptablesDrift } from './drift.js';
-import { jumpPositions, readFilterTable, type Variant } from './read.js';
+import { jumpPositions, readFilterTable, type FilterTable, type Variant } from './read.js';
 import { ensureRecordSet } from './records.js';
 import { renderPreroutingPayload, renderSyncPayload, type RenderOptions } from './render.js';
 import {
@@ -397,15 +397,18 @@ export class IptablesReconciler {
     return { drift: setsDrift(family, diff), capacity };
   }
 
-  /** `light`: a periodic check, with the sets' headers to read (lightSets). */
-  private async reconcileFamily(
+  /** Both owned layers' payloads and how the kernel differs from them (`table`: filter, read already). */
+  private async readChains(
     desired: DesiredState,
     placement: Placement,
-    light?: () => Promise<ReadonlyMap<string, SetHeader>>,
-  ): Promise<FamilyReport> {
-    const { family, variant, parent, table } = placement;
-    const options = await this.renderOptions(family);
-    const mangle = await readFilterTable(this.options.run, family, variant, 'mangle');
+    options: RenderOptions,
+    table?: FilterTable,
+  ): Promise<{ prePayload: string; filterPayload: string; chainsDrift: IptablesDrift }> {
+    const { family, variant, parent } = placement;
+    const [mangle, filter] = await Promise.all([
+      readFilterTable(this.options.run, family, variant, 'mangle'),
+      table ?? readFilterTable(this.options.run, family, variant),
+    ]);
     const prePositions = jumpPositions(mangle, PREROUTING, CHAIN_PRE);
     const prePayload = renderPreroutingPayload(
       desired,
@@ -413,12 +416,24 @@ export class IptablesReconciler {
       { parent: PREROUTING, positions: prePositions },
       options,
     );
-    const positions = jumpPositions(table, parent, CHAIN_ENTRY);
+    const positions = jumpPositions(filter, parent, CHAIN_ENTRY);
     const filterPayload = renderSyncPayload(desired, family, { parent, positions }, options);
     const chainsDrift = mergeDrift(
       diffOwned(mangle, prePayload, prePositions, 'mangle'),
-      diffOwned(table, filterPayload, positions),
+      diffOwned(filter, filterPayload, positions),
     );
+    return { prePayload, filterPayload, chainsDrift };
+  }
+
+  /** `light`: a periodic check, with the sets' headers to read (lightSets). */
+  private async reconcileFamily(
+    desired: DesiredState,
+    placement: Placement,
+    light?: () => Promise<ReadonlyMap<string, SetHeader>>,
+  ): Promise<FamilyReport> {
+    const { family, variant, parent } = placement;
+    const options = await this.renderOptions(family);
+    let read = await this.readChains(desired, placement, options, placement.table);
     const before = light === undefined ? undefined : this.trackers.get(family)?.sizes();
     const update = this.want(desired, family);
     // The sets first: the chains look them up (a new chain must find its sets filled).
@@ -427,6 +442,11 @@ export class IptablesReconciler {
         ? undefined
         : await this.lightSets(family, before, update, light);
     const { drift: setDrift, capacity } = checked ?? (await this.writeSets(family, update.sets));
+    // A set in use cannot be destroyed: one gone means its rules went first, perhaps after
+    // the chains were read. Read them again, so this write puts both back.
+    if (setDrift.chainsMissing.length > 0 && !hasDrift(read.chainsDrift))
+      read = await this.readChains(desired, placement, options);
+    const { prePayload, filterPayload, chainsDrift } = read;
     const written = hasDrift(mergeDrift(setDrift, chainsDrift));
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
     const payload = prePayload + filterPayload;
