@@ -166,11 +166,14 @@ describe('revoked live connections are cut: Docker 28.5.2 (iptables-nft), nftabl
       // No watch: the periodic check (every 6 s) repairs, which leaves time to connect meanwhile.
       const dockfw = await startDockfw(h, env);
       try {
-        const periodicPassed = () =>
-          dockfw.records.some(
+        const periodicPasses = () =>
+          dockfw.records.filter(
             (r) => r.msg === 'firewall in sync' && Array.isArray(r.reasons) && r.reasons.includes('periodic'),
-          );
-        await expect.poll(periodicPassed, { timeout: 20_000, interval: 50 }).toBe(true);
+          ).length;
+        // Damage right after a check, so the next one (6 s on) finds all of it: a check landing
+        // between the four commands would repair part of it, and cut before the rest is back.
+        const passes = periodicPasses();
+        await expect.poll(periodicPasses, { timeout: 20_000, interval: 20 }).toBeGreaterThan(passes);
         const cutsBefore = dockfw.logged('revoked connection cut').length;
         if (backend === 'nftables') await h.nft(['delete', 'table', 'inet', 'dockfw']);
         else
