@@ -1,21 +1,37 @@
 import { describe, expect, it } from 'vitest';
-import type { FamilyReport } from '../backends/firewall.js';
+import { NO_DRIFT, type FamilyReport, type ReconcileOptions } from '../backends/firewall.js';
 import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import type { DesiredState } from '../policy/desired.js';
-import { Daemon } from './daemon.js';
+import { Daemon, RECHECK_AFTER_REPAIR_MS } from './daemon.js';
 import { FakeClock } from './fake-clock.js';
+
+/** A write that put back someone else's change: nothing dockfw asked for changed. */
+const REPAIR: FamilyReport = {
+  family: 4,
+  placement: { kind: 'nftables', table: 'dockfw' },
+  drift: { ...NO_DRIFT, missing: ['rule x'] },
+  written: true,
+  desiredChanged: false,
+};
 
 class CountingFirewall {
   readonly seen: DesiredState[] = [];
+  readonly options: (ReconcileOptions | undefined)[] = [];
+  /** The fake clock's time at each reconcile. */
+  readonly at: number[] = [];
   /** How long each reconcile takes, in the fake clock's time. */
   takesMs = 0;
+  /** The reports of the next reconciles, in order; then none. */
+  readonly reports: FamilyReport[][] = [];
   constructor(private readonly clock?: FakeClock) {}
-  async reconcile(desired: DesiredState): Promise<FamilyReport[]> {
+  async reconcile(desired: DesiredState, options?: ReconcileOptions): Promise<FamilyReport[]> {
     this.seen.push(desired);
+    this.options.push(options);
+    this.at.push(this.clock?.now() ?? NaN);
     if (this.takesMs > 0) await new Promise<void>((resolve) => this.clock?.setTimeout(resolve, this.takesMs));
-    return [];
+    return this.reports.shift() ?? [];
   }
 }
 
@@ -55,6 +71,25 @@ describe('Daemon', () => {
       if (before === undefined) delete global.gc;
       else global.gc = before;
     }
+  });
+
+  it('checks once more soon after a repair (outside changes come in bursts), and not after a sync in step', async () => {
+    const { clock, firewall, daemon } = setup();
+    firewall.reports.push([REPAIR], [REPAIR], []);
+    daemon.start();
+    await clock.advance(5 * RECHECK_AFTER_REPAIR_MS);
+    expect(firewall.seen).toHaveLength(3);
+    // Each repair is followed by a periodic check (light) that long after, the second's repair too.
+    const gaps = [1, 2].map((i) => (firewall.at[i] ?? NaN) - (firewall.at[i - 1] ?? NaN));
+    for (const gap of gaps) {
+      expect(gap).toBeGreaterThanOrEqual(RECHECK_AFTER_REPAIR_MS);
+      expect(gap).toBeLessThan(RECHECK_AFTER_REPAIR_MS + 200);
+    }
+    expect(firewall.options.slice(1).map((o) => o?.periodic !== undefined)).toEqual([true, true]);
+    // That one found the kernel in step: nothing more until something asks.
+    await clock.advance(10 * RECHECK_AFTER_REPAIR_MS);
+    expect(firewall.seen).toHaveLength(3);
+    await daemon.stop();
   });
 
   it('syncs once connected, and says "docker unreachable" once however long the outage lasts', async () => {

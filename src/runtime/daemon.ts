@@ -7,7 +7,7 @@ import type { Config } from '../config/config.js';
 import { ContainerCache } from '../docker/container-cache.js';
 import type { DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
-import type { Clock } from './clock.js';
+import type { Clock, TimerHandle } from './clock.js';
 import { DockerWatch } from './docker-watch.js';
 import type { MonitorSpawner } from './nft-monitor.js';
 import { RulesetWatch } from './ruleset-watch.js';
@@ -47,6 +47,15 @@ function cronLogger(logger: Logger) {
  */
 const HEAVY_SYNC_MS = 1000;
 
+/**
+ * One more check this long after a repair the ruleset watch did not ask for
+ * (legacy iptables and ipset changes never show in `nft monitor`; or no watch):
+ * outside changes come in bursts (a firewalld reload, an admin's script), and
+ * a check that lands among them puts back only what was done by then. Without
+ * it the rest would wait a whole period (a minute by default).
+ */
+export const RECHECK_AFTER_REPAIR_MS = 1000;
+
 function collectGarbageSoon(): void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (typeof gc === 'function') setImmediate(gc);
@@ -58,12 +67,21 @@ export class Daemon {
   private readonly rulesetWatch: RulesetWatch | undefined;
   private periodic: ScheduledTask | undefined;
   private lastFailure: string | undefined;
+  private recheck: TimerHandle | undefined;
+  private stopped = false;
 
   constructor(private readonly options: DaemonOptions) {
     const { logger, docker, clock, observer } = options;
     // Fed by the event watch, read by the sync: an event sync inspects only what events named.
     const cache = new ContainerCache(docker);
-    const sync = createSync({ ...options, cache, kernelWatched: () => this.rulesetWatch?.watching === true });
+    const sync = createSync({
+      ...options,
+      cache,
+      kernelWatched: () => this.rulesetWatch?.watching === true,
+      onRepair: (reasons) => {
+        if (!reasons.has('watch')) this.recheckSoon();
+      },
+    });
     let connections = 0;
     this.runner = new SyncRunner({
       clock,
@@ -135,9 +153,21 @@ export class Daemon {
 
   /** Stops watching and syncing; rules stay as they are. */
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.recheck !== undefined) this.options.clock.clearTimeout(this.recheck);
+    this.recheck = undefined;
     await this.periodic?.stop();
     await this.periodic?.destroy();
     await Promise.all([this.watch.stop(), this.rulesetWatch?.stop(), this.runner.stop()]);
+  }
+
+  /** One check soon after a repair (one pending at a time). */
+  private recheckSoon(): void {
+    if (this.stopped || this.recheck !== undefined) return;
+    this.recheck = this.options.clock.setTimeout(() => {
+      this.recheck = undefined;
+      if (!this.stopped) this.runner.request('periodic');
+    }, RECHECK_AFTER_REPAIR_MS);
   }
 
   private reportFailure(error: unknown, failures: number, retryInMs: number): void {

@@ -49,6 +49,8 @@ export interface SyncOptions {
   readonly cache?: ContainerCache;
   /** Whether the ruleset watch follows the kernel's commits now (for the periodic check). */
   readonly kernelWatched?: () => boolean;
+  /** Told when a write put back someone else's change (drift, or a repair carried with Docker's). */
+  readonly onRepair?: (reasons: ReadonlySet<SyncReason>) => void;
 }
 
 /** Syncs asked for by events alone always re-read just what the events named (see engineRead for the rest). */
@@ -171,6 +173,7 @@ export function createSync(options: SyncOptions): SyncFn {
       logger.warn(detail, 'drift found: re-applied the rules');
       options.observer?.driftRepaired?.(report);
     } else logger.info(detail, 'rules applied');
+    if (report.desiredChanged === false || report.repaired === true) options.onRepair?.(reasons);
   }
 
   /** Containers whose inspect could not be read, already logged (once each while it lasts). */

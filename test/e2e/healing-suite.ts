@@ -449,6 +449,37 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       expect(Number(repairs[0]?.[1])).toBeGreaterThanOrEqual(damages.length);
     });
 
+    // No watch sees the kernel here: a check that lands amid a burst of outside changes (a
+    // firewalld reload is many commands) is followed by another a second later.
+    if (!options.watchesRuleset) {
+      it('a burst of outside changes: the check that repairs its first part is followed by one that repairs the rest', async () => {
+        await dockfw?.stop('SIGTERM');
+        // One check, at a chosen second of the hour: a later repair can only be the follow-up.
+        const at = new Date(Date.now() + 10_000);
+        const once = startDockfw({ DOCKFW_RESYNC: `${at.getSeconds()} ${at.getMinutes()} * * * *` });
+        const synced = () =>
+          once.records.some((r) => r.msg === 'firewall in sync' || r.msg === 'rules applied');
+        await expect.poll(synced, { timeout: 8000, interval: 20 }).toBe(true);
+        const before = fw.ruleLines((await fw.owned(host)).v4);
+        await host.iptables(4, ['-D', 'DOCKER-USER', '-j', 'DOCKFW']);
+        const first = await once.waitForLog(DRIFT, 20_000);
+        // The rest of the burst, just after the check.
+        await host.iptables(4, ['-F', 'DOCKFW-IN']);
+        const second = await once.waitForLog(DRIFT, 10_000, 2);
+        expect(first?.reasons).toEqual(['periodic']);
+        expect(second?.reasons).toEqual(['periodic']);
+        expect(second?.missing).not.toEqual([]);
+        await expect
+          .poll(async () => fw.ruleLines((await fw.owned(host)).v4), { timeout: 5000 })
+          .toEqual(before);
+        await expectEnforced();
+        await once.stop('SIGTERM');
+        const next = startDockfw();
+        await next.waitForLog('connected to docker');
+        await waitForRulesFor('guarded');
+      });
+    }
+
     it('everything flushed and the engine restarted (a firewalld reload): repaired once Docker is back', async () => {
       const seen = dockfw?.logged('connected to docker').length ?? 0;
       await flushEverything(host);
