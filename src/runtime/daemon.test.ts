@@ -4,7 +4,7 @@ import { defaultConfig } from '../config/config.js';
 import { FakeDockerClient, inspectJson } from '../docker/fake-docker-client.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import type { DesiredState } from '../policy/desired.js';
-import { Daemon, RECHECK_AFTER_REPAIR_MS } from './daemon.js';
+import { Daemon, MAX_RECHECKS, RECHECK_AFTER_REPAIR_MS } from './daemon.js';
 import { FakeClock } from './fake-clock.js';
 
 /** A write that put back someone else's change: nothing dockfw asked for changed. */
@@ -90,6 +90,27 @@ describe('Daemon', () => {
     await clock.advance(10 * RECHECK_AFTER_REPAIR_MS);
     expect(firewall.seen).toHaveLength(3);
     await daemon.stop();
+  });
+
+  it('stops rechecking after a few in a row against a writer that keeps undoing the rules', async () => {
+    const { clock, firewall, daemon } = setup();
+    firewall.reports.push(...Array.from({ length: 20 }, () => [REPAIR]));
+    daemon.start();
+    await clock.advance(20 * RECHECK_AFTER_REPAIR_MS);
+    // The first repair and MAX_RECHECKS checks after it; then the period (a minute) resumes.
+    expect(firewall.seen).toHaveLength(1 + MAX_RECHECKS);
+    await daemon.stop();
+  });
+
+  it('asks for no recheck once stopped', async () => {
+    const { clock, firewall, daemon } = setup();
+    firewall.reports.push([REPAIR]);
+    daemon.start();
+    await clock.advance(200);
+    expect(firewall.seen).toHaveLength(1);
+    await daemon.stop();
+    await clock.advance(5 * RECHECK_AFTER_REPAIR_MS);
+    expect(firewall.seen).toHaveLength(1);
   });
 
   it('syncs once connected, and says "docker unreachable" once however long the outage lasts', async () => {

@@ -11,7 +11,7 @@ import type { Clock, TimerHandle } from './clock.js';
 import { DockerWatch } from './docker-watch.js';
 import type { MonitorSpawner } from './nft-monitor.js';
 import { RulesetWatch } from './ruleset-watch.js';
-import { SyncRunner } from './runner.js';
+import { SyncRunner, type SyncReason } from './runner.js';
 import { createSync, DockerUnavailableError } from './sync.js';
 
 export interface DaemonOptions {
@@ -54,7 +54,13 @@ const HEAVY_SYNC_MS = 1000;
  * a check that lands among them puts back only what was done by then. Without
  * it the rest would wait a whole period (a minute by default).
  */
-export const RECHECK_AFTER_REPAIR_MS = 1000;
+export const RECHECK_AFTER_REPAIR_MS = 2000;
+/**
+ * Rechecks in a row, each after a sync that repaired again; then the period
+ * resumes (a writer that keeps undoing dockfw's rules, another firewall manager,
+ * must not make it write every 2 s, nor put every check's deep read ten times closer).
+ */
+export const MAX_RECHECKS = 3;
 
 function collectGarbageSoon(): void {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -68,6 +74,10 @@ export class Daemon {
   private periodic: ScheduledTask | undefined;
   private lastFailure: string | undefined;
   private recheck: TimerHandle | undefined;
+  /** The running sync repaired someone else's change (not at the watch's asking). */
+  private repairedNow = false;
+  /** Rechecks asked for since the last check that found nothing to repair. */
+  private rechecks = 0;
   private stopped = false;
 
   constructor(private readonly options: DaemonOptions) {
@@ -79,7 +89,7 @@ export class Daemon {
       cache,
       kernelWatched: () => this.rulesetWatch?.watching === true,
       onRepair: (reasons) => {
-        if (!reasons.has('watch')) this.recheckSoon();
+        if (!reasons.has('watch')) this.repairedNow = true;
       },
     });
     let connections = 0;
@@ -87,11 +97,14 @@ export class Daemon {
       clock,
       sync: async (reasons) => {
         const started = clock.now();
+        this.repairedNow = false;
         try {
           await sync(reasons);
         } catch (error) {
           observer?.syncFinished?.(clock.now() - started, error);
           throw error;
+        } finally {
+          this.afterSync(reasons);
         }
         const tookMs = clock.now() - started;
         observer?.syncFinished?.(tookMs);
@@ -161,9 +174,15 @@ export class Daemon {
     await Promise.all([this.watch.stop(), this.rulesetWatch?.stop(), this.runner.stop()]);
   }
 
-  /** One check soon after a repair (one pending at a time). */
-  private recheckSoon(): void {
-    if (this.stopped || this.recheck !== undefined) return;
+  /** After a repair, one check soon (one pending at a time, MAX_RECHECKS in a row). */
+  private afterSync(reasons: ReadonlySet<SyncReason>): void {
+    if (!this.repairedNow) {
+      // A sync after events alone does not look at the kernel: it says nothing of outside writers.
+      if (reasons.has('periodic') && this.recheck === undefined) this.rechecks = 0;
+      return;
+    }
+    if (this.stopped || this.recheck !== undefined || this.rechecks >= MAX_RECHECKS) return;
+    this.rechecks++;
     this.recheck = this.options.clock.setTimeout(() => {
       this.recheck = undefined;
       if (!this.stopped) this.runner.request('periodic');

@@ -389,7 +389,8 @@ describe('drift in the sets', () => {
     const { kernel, reconciler } = await synced();
     let damaged = false;
     const run: CommandRunner = (file, args, input) => {
-      // The damage lands between this sync's read of the filter table and its read of the sets.
+      // The damage lands between this sync's read of the filter table (detect) and its read of the
+      // sets: at its first ipset call (the drop record set's, made before the family is reconciled).
       if (!damaged && file === 'ipset') {
         damaged = true;
         kernel.edit(4, (t) => t.set('DOCKFW-IN', []));

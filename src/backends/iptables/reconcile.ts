@@ -104,6 +104,16 @@ const NO_DRIFT: IptablesDrift = {
   jumpWrong: false,
 };
 
+/** A set's problem (SetsDiff.structural): the set is not there. */
+function setGone(problem: string): boolean {
+  return problem.endsWith(' missing');
+}
+
+/** A set's problem that is dockfw's own doing: it must grow for the containers' elements. */
+function setOutgrown(problem: string): boolean {
+  return / holds at most \d+$/.test(problem);
+}
+
 /** Every line of `found` is one of `asked`. */
 function within(found: readonly string[], asked: readonly string[]): boolean {
   const allowed = new Set(asked);
@@ -443,9 +453,8 @@ export class IptablesReconciler {
         : await this.lightSets(family, before, update, light);
     const { drift: setDrift, capacity } = checked ?? (await this.writeSets(family, update.sets));
     // A set in use cannot be destroyed: one gone means its rules went first, perhaps after
-    // the chains were read. Read them again, so this write puts both back.
-    if (setDrift.chainsMissing.length > 0 && !hasDrift(read.chainsDrift))
-      read = await this.readChains(desired, placement, options);
+    // the chains were read (the jumps too). Read them again, so this write puts all back.
+    if (setDrift.chainsMissing.some(setGone)) read = await this.readChains(desired, placement, options);
     const { prePayload, filterPayload, chainsDrift } = read;
     const written = hasDrift(mergeDrift(setDrift, chainsDrift));
     // mangle first: it is the binding's judge, and filter's catch-all keeps unseen containers closed meanwhile.
@@ -453,12 +462,12 @@ export class IptablesReconciler {
     const chains = this.chainsText(desired, family, parent, options);
     const lastChains = this.lastChains.get(family);
     const desiredChanged = this.unfinished.has(family) || lastChains !== chains;
-    // Chains off though the same were asked, a set gone, or elements beyond what the containers
+    // Chains off though the same were asked, a set gone (or not of its type), or elements beyond what the containers
     // changed: someone else's change put back, whatever else this write carries.
     const repaired =
       lastChains !== undefined &&
       ((lastChains === chains && hasDrift(chainsDrift)) ||
-        setDrift.chainsMissing.length > 0 ||
+        setDrift.chainsMissing.some((problem) => !setOutgrown(problem)) ||
         !within(setDrift.missing, diffLines(family, update.add)) ||
         !within(setDrift.unexpected, diffLines(family, update.remove)));
     if (hasDrift(chainsDrift)) {
