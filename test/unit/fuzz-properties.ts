@@ -349,7 +349,10 @@ function bounds(
         (c) =>
           allow.dst !== undefined &&
           addressesOf(c, allow.family).includes(allow.dst) &&
-          c.ports.some((p) => p.containerPort === port && p.protocol === allow.protocol),
+          // A host-network container publishes nothing: its labels name its ports (a hostile
+          // engine may give it an address, which its labels then judge too).
+          (onHostNetwork(c) ||
+            c.ports.some((p) => p.containerPort === port && p.protocol === allow.protocol)),
       )
       .map((c) => permitted(c, config, allow.family, port, allow.protocol));
   }
