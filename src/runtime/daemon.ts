@@ -185,7 +185,7 @@ export class Daemon {
     this.rechecks++;
     this.recheck = this.options.clock.setTimeout(() => {
       this.recheck = undefined;
-      if (!this.stopped) this.runner.request('periodic');
+      this.runner.request('periodic');
     }, RECHECK_AFTER_REPAIR_MS);
   }
 

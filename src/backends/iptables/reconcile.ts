@@ -38,6 +38,8 @@ import {
   renderSetDelta,
   renderSetsFull,
   SET_ROLES,
+  setGone,
+  setOutgrown,
   SET_TYPES,
   setName,
   setsDiffer,
@@ -103,16 +105,6 @@ const NO_DRIFT: IptablesDrift = {
   chainsMissing: [],
   jumpWrong: false,
 };
-
-/** A set's problem (SetsDiff.structural): the set is not there. */
-function setGone(problem: string): boolean {
-  return problem.endsWith(' missing');
-}
-
-/** A set's problem that is dockfw's own doing: it must grow for the containers' elements. */
-function setOutgrown(problem: string): boolean {
-  return / holds at most \d+$/.test(problem);
-}
 
 /** Every line of `found` is one of `asked`. */
 function within(found: readonly string[], asked: readonly string[]): boolean {

@@ -339,6 +339,16 @@ export interface SetsDiff {
   readonly remove: ReadonlyMap<SetRole, readonly string[]>;
 }
 
+/** A problem diffSets put in `structural`: the set is not there. */
+export function setGone(problem: string): boolean {
+  return problem.endsWith(' missing');
+}
+
+/** A problem diffSets put in `structural` that is dockfw's own doing: the set must grow. */
+export function setOutgrown(problem: string): boolean {
+  return / holds at most \d+$/.test(problem);
+}
+
 export function familyLabel(family: Family): 'inet' | 'inet6' {
   return family === 4 ? 'inet' : 'inet6';
 }
