@@ -250,7 +250,6 @@ export class ContainerCache implements EventFollower {
       this.stamps.delete(id);
       const kept = result.kind === 'container' ? this.keep(result.container) : undefined;
       if (kept !== undefined && kept.id !== id) touched.push(kept.id);
-      if (kept?.id !== id || !this.containers.has(id)) this.sortedIds = undefined;
       this.containers.delete(id);
       this.unreadable.delete(id);
       if (kept !== undefined) this.containers.set(kept.id, kept);
@@ -333,33 +332,41 @@ export class ContainerCache implements EventFollower {
     return before !== undefined && JSON.stringify(before) === JSON.stringify(container) ? before : container;
   }
 
-  /** What to hand out; `only`: the ids that may have changed (the rest are handed out as before). */
+  /**
+   * What to hand out; `only`: the ids that may have changed (the rest are handed
+   * out as before; the map and the id order are the cache's own, changed in
+   * place, so an event costs its containers).
+   */
   private handOut(only?: readonly string[]): Pick<CacheRead, 'snapshot' | 'unreadable'> {
-    const handedOut = only === undefined ? new Map<string, ContainerSnapshot>() : new Map(this.handedOut);
-    const changed =
-      only === undefined
-        ? this.containers
-        : only.map((id) => {
-            handedOut.delete(id);
-            return [id, this.containers.get(id)] as const;
-          });
-    for (const [id, container] of changed) {
-      if (container === undefined) continue;
+    const before = this.handedOut;
+    const handedOut = only === undefined ? new Map<string, ContainerSnapshot>() : before;
+    if (only === undefined) this.sortedIds = undefined;
+    const sorted = this.sortedIds;
+    const place = (id: string, container: ContainerSnapshot): void => {
       const gateway = this.gateways.get(id);
-      const previous = this.handedOut.get(id);
+      const previous = before.get(id);
       if (
         previous !== undefined &&
         this.handedOutBase.get(previous) === container &&
         sameAttachment(this.handedOutGateway.get(previous), gateway)
       ) {
         handedOut.set(id, previous);
-        continue;
+        return;
       }
       const out = withGateway(container, gateway);
       this.handedOutBase.set(out, container);
       this.handedOutGateway.set(out, gateway);
       handedOut.set(id, out);
-    }
+    };
+    if (only === undefined) this.containers.forEach((container, id) => place(id, container));
+    else
+      for (const id of new Set(only)) {
+        const container = this.containers.get(id);
+        const had = handedOut.has(id);
+        if (container !== undefined) place(id, container);
+        else handedOut.delete(id);
+        if (sorted !== undefined && had !== (container !== undefined)) placeSorted(sorted, id, !had);
+      }
     this.handedOut = handedOut;
     this.sortedIds ??= [...handedOut.keys()].sort();
     return {
@@ -370,6 +377,19 @@ export class ContainerCache implements EventFollower {
       unreadable: new Map(this.unreadable),
     };
   }
+}
+
+/** Puts `id` into (or takes it out of) ids sorted as `Array.prototype.sort` sorts strings. */
+function placeSorted(sorted: string[], id: string, present: boolean): void {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if ((sorted[mid] as string) < id) low = mid + 1;
+    else high = mid;
+  }
+  if (present) sorted.splice(low, 0, id);
+  else if (sorted[low] === id) sorted.splice(low, 1);
 }
 
 /**

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/config.js';
 import type { ContainerSnapshot } from '../docker/snapshot.js';
-import { crowdedEngine } from '../../test/support/crowded.js';
+import { crowdedContainer, crowdedEngine } from '../../test/support/crowded.js';
 import { desiredState, type DesiredState } from './desired.js';
 
 const config = loadConfig({ DOCKFW_DEFAULT_POLICY: 'deny' });
@@ -93,5 +93,55 @@ describe('desired state parts', () => {
     const second = desiredState({ containers: [a, web('b', '172.17.0.4', 8081)], bridges: [] }, config);
     expect(second.parts?.get(a.id)).toBe(first.parts?.get(a.id));
     expect(second.parts?.get('b'.repeat(64))).not.toBe(first.parts?.get('b'.repeat(64)));
+  });
+
+  /** Whether two containers claim one address or host port, each container planned alone. */
+  function clash(containers: readonly ContainerSnapshot[], cfg: typeof config): boolean {
+    const owners = new Map<string, string>();
+    for (const c of containers) {
+      if (!c.running && c.created !== true) continue;
+      const alone = desiredState({ containers: [c], bridges: ['docker0'] }, cfg, { parts: false });
+      const claims = new Set(alone.rules.map((r) => `a ${r.family} ${r.address}`));
+      for (const b of alone.bindings)
+        for (let port = b.portFrom; port <= b.portTo; port++)
+          claims.add(`p ${b.family} ${b.protocol} ${port}`);
+      for (const claim of claims) {
+        const owner = owners.get(claim);
+        if (owner !== undefined && owner !== c.id) return true;
+        owners.set(claim, c.id);
+      }
+    }
+    return false;
+  }
+
+  it('are withheld exactly while two containers clash, over a run of small changes (the kept claims follow)', () => {
+    let clashes = 0;
+    let apart = 0;
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(crowdedContainer, { minLength: 2, maxLength: 7, selector: (c) => c.id }),
+        fc.array(fc.array(fc.boolean(), { minLength: 7, maxLength: 7 }), { minLength: 2, maxLength: 8 }),
+        (pool, steps) => {
+          for (const present of steps) {
+            // The same objects from step to step, as the cache hands out unchanged containers.
+            const containers = pool.filter((_, i) => present[i] === true);
+            const cut = desiredState({ containers, bridges: ['docker0'] }, config);
+            const clashing = clash(containers, config);
+            if (clashing) clashes++;
+            else apart++;
+            expect(cut.parts === undefined).toBe(clashing);
+            if (cut.parts !== undefined) {
+              const whole = desiredState({ containers, bridges: ['docker0'] }, config, { parts: false });
+              const rules = [...cut.parts.values()].flatMap((p) => p.rules);
+              expect(new Set(rules)).toEqual(new Set(whole.rules));
+              expect(rules).toHaveLength(whole.rules.length);
+            }
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+    expect(clashes).toBeGreaterThan(50);
+    expect(apart).toBeGreaterThan(50);
   });
 });

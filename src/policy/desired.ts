@@ -614,34 +614,58 @@ function sharedPart(id: string, part: ContainerPart): SharedPart {
  */
 let lastClaims: { parts: Map<string, SharedPart>; owners: Map<string, string> } | undefined;
 
-/** The containers' parts by id, or undefined when two of them claim the same thing. */
-function independentParts(
-  planned: readonly (readonly [string, ContainerPart])[],
-): Map<string, DesiredPart> | undefined {
-  const next = new Map<string, SharedPart>();
+/** The containers planned, in order: `parts[i]` is container `ids[i]`'s (two arrays, not a pair each). */
+interface Planned {
+  readonly ids: string[];
+  readonly parts: ContainerPart[];
+}
+
+/**
+ * The containers' parts by id, or undefined when two of them claim the same thing.
+ * The kept claims change in place, only for the parts that are new, other or gone.
+ */
+function independentParts(planned: Planned): Map<string, DesiredPart> | undefined {
+  const last = lastClaims ?? { parts: new Map<string, SharedPart>(), owners: new Map<string, string>() };
+  // Until the claims hold again: a conflict or a throw leaves the next call starting afresh.
+  lastClaims = undefined;
+  const { parts: held, owners } = last;
   const parts = new Map<string, DesiredPart>();
-  for (const [id, part] of planned) {
+  const changed: (readonly [string, SharedPart])[] = [];
+  let fresh = 0;
+  for (let i = 0; i < planned.ids.length; i++) {
+    const id = planned.ids[i] as string;
+    const part = planned.parts[i] as ContainerPart;
     if (part.rules.length === 0 && part.bindings.length === 0) continue;
     const own = sharedPart(id, part);
-    next.set(id, own);
     parts.set(id, own.part);
+    const before = held.get(id);
+    if (before === own) continue;
+    if (before === undefined) fresh++;
+    changed.push([id, own]);
   }
-  const last = lastClaims ?? { parts: new Map<string, SharedPart>(), owners: new Map<string, string>() };
-  lastClaims = undefined;
-  const { owners } = last;
-  for (const [id, before] of last.parts) {
-    if (next.get(id) === before) continue;
+  const release = (id: string, before: SharedPart): void => {
     for (const claim of before.claims) if (owners.get(claim) === id) owners.delete(claim);
+  };
+  for (const [id] of changed) {
+    const before = held.get(id);
+    if (before !== undefined) release(id, before);
   }
-  for (const [id, now] of next) {
-    if (last.parts.get(id) === now) continue;
+  // Kept ids that are not in `parts` went: there are some when more are kept than are still planned.
+  if (held.size > parts.size - fresh)
+    held.forEach((before, id) => {
+      if (parts.has(id)) return;
+      release(id, before);
+      held.delete(id);
+    });
+  for (const [id, now] of changed) {
     for (const claim of now.claims) {
       const owner = owners.get(claim);
       if (owner !== undefined && owner !== id) return undefined;
       owners.set(claim, id);
     }
+    held.set(id, now);
   }
-  lastClaims = { parts: next, owners };
+  lastClaims = last;
   return parts;
 }
 
@@ -662,10 +686,11 @@ export function desiredState(
   const containers: ContainerSummary[] = [];
   const errors: LabelError[] = [];
   const warnings: LabelError[] = [];
-  const planned: (readonly [string, ContainerPart])[] = [];
+  const planned: Planned = { ids: [], parts: [] };
   for (const container of running) {
     const part = partOf(container, config);
-    planned.push([container.id, part]);
+    planned.ids.push(container.id);
+    planned.parts.push(part);
     for (const error of part.errors) errors.push(error);
     for (const warning of part.warnings) warnings.push(warning);
     if (part.summary !== undefined) containers.push(part.summary);
@@ -674,8 +699,10 @@ export function desiredState(
   for (const container of byName(
     'created',
     snapshot.containers.filter((c) => !c.running && c.created === true),
-  ))
-    planned.push([container.id, partOf(container, config)]);
+  )) {
+    planned.ids.push(container.id);
+    planned.parts.push(partOf(container, config));
+  }
   const parts = options.parts === false ? undefined : independentParts(planned);
   const common = {
     bridges: [...new Set(snapshot.bridges)].filter((name) => INTERFACE_NAME.test(name)).sort(),
@@ -685,7 +712,7 @@ export function desiredState(
     warnings,
   };
   if (parts === undefined) {
-    const bindings = planned.flatMap(([, part]) => part.bindings);
+    const bindings = planned.parts.flatMap((part) => part.bindings);
     return { ...common, rules: rulesOf(planned), bindings: settleBindings(bindings) };
   }
   // Independent parts settle alone: the whole is their bindings in order. Put
@@ -711,30 +738,59 @@ function compareByName(a: ContainerSnapshot, b: ContainerSnapshot): number {
   return compareText(a.name, b.name) || compareText(a.id, b.id);
 }
 
-/** Each list's last sorted order, so the next sort only places what is new (a cache). */
-const lastSorted = new Map<string, readonly ContainerSnapshot[]>();
+/**
+ * Each list's last sorted order, and its members marked with the call that last
+ * saw them, so the next sort only places what is new (a cache).
+ */
+const lastSorted = new Map<
+  string,
+  { order: readonly ContainerSnapshot[]; seen: Map<ContainerSnapshot, number> }
+>();
+let sortCall = 0;
 
-/** Sorted by name then id: the last order kept for the containers still there, the new ones merged in. */
-function byName(list: string, containers: readonly ContainerSnapshot[]): ContainerSnapshot[] {
-  const present = new Set(containers);
-  const kept = (lastSorted.get(list) ?? []).filter((c) => present.delete(c));
-  const added = [...present].sort(compareByName);
+/**
+ * Sorted by name then id: the last order kept for the containers still there, the
+ * new ones merged in; the same array when the containers are the same objects.
+ */
+function byName(list: string, containers: readonly ContainerSnapshot[]): readonly ContainerSnapshot[] {
+  const last = lastSorted.get(list) ?? { order: [], seen: new Map<ContainerSnapshot, number>() };
+  const call = ++sortCall;
+  const added = new Set<ContainerSnapshot>();
+  let known = 0;
+  for (const c of containers) {
+    const mark = last.seen.get(c);
+    if (mark === undefined) added.add(c);
+    else if (mark !== call) {
+      last.seen.set(c, call);
+      known++;
+    }
+  }
+  if (added.size === 0 && known === last.order.length) return last.order;
+  // Until the new order is kept: a throw leaves the next call sorting afresh.
+  lastSorted.delete(list);
+  let kept = last.order;
+  if (known < last.order.length) {
+    kept = kept.filter((c) => last.seen.get(c) === call);
+    for (const c of last.order) if (last.seen.get(c) !== call) last.seen.delete(c);
+  }
+  const fresh = [...added].sort(compareByName);
   const sorted: ContainerSnapshot[] = [];
   let i = 0;
   for (const c of kept) {
-    while (i < added.length && compareByName(added[i] as ContainerSnapshot, c) < 0)
-      sorted.push(added[i++] as ContainerSnapshot);
+    while (i < fresh.length && compareByName(fresh[i] as ContainerSnapshot, c) < 0)
+      sorted.push(fresh[i++] as ContainerSnapshot);
     sorted.push(c);
   }
-  for (; i < added.length; i++) sorted.push(added[i] as ContainerSnapshot);
-  lastSorted.set(list, sorted);
+  for (; i < fresh.length; i++) sorted.push(fresh[i] as ContainerSnapshot);
+  for (const c of fresh) last.seen.set(c, call);
+  lastSorted.set(list, { order: sorted, seen: last.seen });
   return sorted;
 }
 
-function rulesOf(planned: readonly (readonly [string, ContainerPart])[]): DesiredRule[] {
+function rulesOf(planned: Planned): DesiredRule[] {
   const rules: DesiredRule[] = [];
   // Not push(...list): a host-network label over every port gives 131,070 bindings.
-  for (const [, part] of planned) for (const rule of part.rules) rules.push(rule);
+  for (const part of planned.parts) for (const rule of part.rules) rules.push(rule);
   return rules;
 }
 

@@ -136,19 +136,22 @@ export class SetTracker {
     return { sets: this.sets, add, remove };
   }
 
-  /** Per container: only the parts that are not the same objects as last time are compared. */
+  /**
+   * Per container: only the parts that are not the same objects as last time are
+   * compared. The kept map is changed in place (it is the tracker's own), so an
+   * event costs its containers, not a new map of every container.
+   */
   private updateParts(parts: ReadonlyMap<string, DesiredPart>): SetsUpdate {
     const last = this.parts;
-    const next = new Map<string, KeptPart>();
-    for (const [id, part] of parts) {
-      const kept = last?.get(id);
-      next.set(id, kept?.part === part ? kept : { part, sets: partSets(part, this.family) });
-    }
     if (last === undefined) {
       // Not followed in parts before: compare everything once.
+      const next = new Map<string, KeptPart>();
       const fresh = emptySets();
-      for (const { sets } of next.values())
+      parts.forEach((part, id) => {
+        const sets = partSets(part, this.family);
+        next.set(id, { part, sets });
         for (const [role, elements] of sets) for (const e of elements) fresh.get(role)?.add(e);
+      });
       const update = this.rebuild(fresh);
       this.parts = next;
       return update;
@@ -163,11 +166,22 @@ export class SetTracker {
         for (const e of have ?? []) if (want?.has(e) !== true) remove.get(role)?.push(e);
       }
     };
-    for (const [id, now] of next) {
+    // Until the walk ends the kept map is half updated: a throw leaves the tracker comparing whole.
+    this.parts = undefined;
+    parts.forEach((part, id) => {
       const kept = last.get(id);
-      if (kept !== now) compare(kept?.sets, now.sets);
-    }
-    for (const [id, kept] of last) if (!next.has(id)) compare(kept.sets, undefined);
+      if (kept?.part === part) return;
+      const now = { part, sets: partSets(part, this.family) };
+      compare(kept?.sets, now.sets);
+      last.set(id, now);
+    });
+    // Every id of `parts` is kept now; more kept than that: some went.
+    if (last.size > parts.size)
+      last.forEach((kept, id) => {
+        if (parts.has(id)) return;
+        compare(kept.sets, undefined);
+        last.delete(id);
+      });
     for (const role of SET_ROLES) {
       // One container's element gone and another's the same: no change.
       const came = add.get(role) ?? [];
@@ -185,9 +199,9 @@ export class SetTracker {
     }
     for (const [role, elements] of remove) for (const e of elements) this.sets.get(role)?.delete(e);
     for (const [role, elements] of add) for (const e of elements) this.sets.get(role)?.add(e);
-    this.parts = next;
+    this.parts = last;
     // The unit map no longer describes the sets: a later update without parts compares them whole.
-    this.units = new Map();
+    if (this.units.size > 0) this.units = new Map();
     this.unitsKnown = false;
     return { sets: this.sets, add, remove };
   }

@@ -12,9 +12,10 @@ import { absentFrom } from '../lists.js';
 
 type Sets = ReadonlyMap<SetName, readonly string[]>;
 
-interface PartSets {
-  readonly part: DesiredPart;
-  readonly sets: Sets;
+/** A state's parts, and how to spell one: its elements come on demand, once per part object. */
+interface PartsView {
+  readonly parts: ReadonlyMap<string, DesiredPart>;
+  readonly specOf: (desired: DesiredState) => TableSpec;
 }
 
 export class Wanted {
@@ -23,8 +24,8 @@ export class Wanted {
   private constructor(
     /** The rules' flags and the sets that are not per container (bridges, interfaces); verdict sets empty. */
     readonly common: TableSpec,
-    /** Per container id, its elements; undefined: only `whole` says what is wanted. */
-    readonly parts: ReadonlyMap<string, PartSets> | undefined,
+    /** Per container id, its part; undefined: only `whole` says what is wanted. */
+    private readonly cut: PartsView | undefined,
     whole?: TableSpec,
   ) {
     this.whole = whole;
@@ -45,9 +46,8 @@ export class Wanted {
       containers: [],
       errors: [],
     });
-    const parts = new Map<string, PartSets>();
-    for (const [id, part] of desired.parts) parts.set(id, { part, sets: partSets(part, specOf) });
-    return new Wanted(common, parts);
+    // The state's own map (states are immutable), not a copy: an event costs its containers.
+    return new Wanted(common, { parts: desired.parts, specOf });
   }
 
   /** The whole spec, every set sorted (put together once, on demand). */
@@ -55,11 +55,52 @@ export class Wanted {
     if (this.whole !== undefined) return this.whole;
     const sets = new Map<SetName, string[]>();
     for (const [name, elements] of this.common.sets) sets.set(name, [...elements]);
-    for (const { sets: own } of this.parts?.values() ?? [])
-      for (const [name, elements] of own) for (const e of elements) sets.get(name)?.push(e);
+    const cut = this.cut;
+    cut?.parts.forEach((part) => {
+      for (const [name, elements] of partSets(part, cut.specOf))
+        for (const e of elements) sets.get(name)?.push(e);
+    });
     for (const elements of sets.values()) elements.sort();
     this.whole = { ...this.common, sets };
     return this.whole;
+  }
+
+  /** The element changes from `before` to this (both of one shape): per part when both are cut so. */
+  changesFrom(before: Wanted): ElementChanges[] {
+    const changes = new Map<SetName, { add: string[]; delete: string[] }>();
+    const was = before.cut;
+    const now = this.cut;
+    if (was !== undefined && now !== undefined) {
+      setsChanges(changes, before.common.sets, this.common.sets);
+      let fresh = 0;
+      now.parts.forEach((part, id) => {
+        const last = was.parts.get(id);
+        if (last === undefined) fresh++;
+        if (last !== part)
+          setsChanges(
+            changes,
+            last === undefined ? undefined : partSets(last, was.specOf),
+            partSets(part, now.specOf),
+          );
+      });
+      // Ids of `before` that are not here went: there are some when it had more than the ids kept.
+      if (was.parts.size > now.parts.size - fresh)
+        was.parts.forEach((last, id) => {
+          if (!now.parts.has(id)) setsChanges(changes, partSets(last, was.specOf), undefined);
+        });
+    } else {
+      setsChanges(changes, before.spec().sets, this.spec().sets);
+    }
+    const out: ElementChanges[] = [];
+    for (const set of SET_NAMES) {
+      const entry = changes.get(set);
+      if (entry === undefined) continue;
+      // One container's element gone and another's the same: no change.
+      const add = absentFrom(entry.add, entry.delete);
+      const del = absentFrom(entry.delete, entry.add);
+      if (add.length > 0 || del.length > 0) out.push({ set, add, delete: del });
+    }
+    return out;
   }
 }
 
@@ -118,26 +159,5 @@ function setsChanges(
 
 /** The element changes from `before` to `after` (both of one shape): per part when both are cut so. */
 export function changesBetween(before: Wanted, after: Wanted): ElementChanges[] {
-  const changes = new Map<SetName, { add: string[]; delete: string[] }>();
-  if (before.parts !== undefined && after.parts !== undefined) {
-    setsChanges(changes, before.common.sets, after.common.sets);
-    for (const [id, next] of after.parts) {
-      const last = before.parts.get(id);
-      if (last?.part !== next.part) setsChanges(changes, last?.sets, next.sets);
-    }
-    for (const [id, last] of before.parts)
-      if (!after.parts.has(id)) setsChanges(changes, last.sets, undefined);
-  } else {
-    setsChanges(changes, before.spec().sets, after.spec().sets);
-  }
-  const out: ElementChanges[] = [];
-  for (const set of SET_NAMES) {
-    const entry = changes.get(set);
-    if (entry === undefined) continue;
-    // One container's element gone and another's the same: no change.
-    const add = absentFrom(entry.add, entry.delete);
-    const del = absentFrom(entry.delete, entry.add);
-    if (add.length > 0 || del.length > 0) out.push({ set, add, delete: del });
-  }
-  return out;
+  return after.changesFrom(before);
 }
