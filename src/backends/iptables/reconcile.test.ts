@@ -466,17 +466,23 @@ describe('after container events alone (trustLastSync)', () => {
     return { kernel, reconciler, writes, reads: () => reads };
   }
 
-  const sorted = (state: DesiredState, role: 'allowed' | 'guarded' | 'boundany', family: 4 | 6 = 4) =>
-    [...(familySets(state, family).get(role) ?? [])].sort();
+  const sorted = (
+    state: DesiredState,
+    role: 'allowed' | 'guarded' | 'boundany' | 'bound',
+    family: 4 | 6 = 4,
+  ) => [...(familySets(state, family).get(role) ?? [])].sort();
 
   it('writes the element difference from what the last sync left, reading nothing', async () => {
     const { kernel, reconciler, writes, reads } = await synced();
     const before = reads();
     const restores = kernel.restores.length;
+    const batches = kernel.ipset.batches.length;
     const reports = await reconciler.reconcile(desired([WEB, NEW]), { trustLastSync: true });
     expect(reads()).toBe(before);
     expect(kernel.restores).toHaveLength(restores);
     expect(writes).toEqual(['elements 4', 'elements 6']);
+    // Both families' elements in one tool process.
+    expect(kernel.ipset.batches).toHaveLength(batches + 1);
     expect(reports.map((r) => [r.written, r.desiredChanged])).toEqual([
       [true, true],
       [true, true],
@@ -538,6 +544,24 @@ describe('after container events alone (trustLastSync)', () => {
     expect(kernel.ipset.elements('dockfw-guarded4')).toEqual(sorted(desired([WEB, NEW]), 'guarded'));
     expect(kernel.chain(4, 'DOCKFW-IN')).toContain(
       '-m set --match-set dockfw-guarded4 dst,dst -j DOCKFW-DROP',
+    );
+  });
+
+  it('reads and writes both families when the IPv6 lines of the one batch fail (the IPv4 ones went in)', async () => {
+    const { kernel, reconciler, writes } = await synced();
+    // The IPv6 lines of this change add to dockfw-bound6 (NEW has no IPv6 address, only its host port).
+    kernel.edit(6, (t) => t.set('DOCKFW-PUBLISHED', []), 'mangle');
+    kernel.ipset.tamper(['destroy', 'dockfw-bound6']);
+    const reports = await reconciler.reconcile(desired([WEB, NEW]), { trustLastSync: true });
+    expect(writes).toContain('swap 6');
+    expect(reports[1]?.drift.structural).toContain('set dockfw-bound6 missing');
+    for (const family of [4, 6] as const)
+      for (const role of ['allowed', 'guarded', 'boundany', 'bound'] as const)
+        expect(kernel.ipset.elements(`dockfw-${role}${family}`)).toEqual(
+          sorted(desired([WEB, NEW]), role, family),
+        );
+    expect(kernel.chain(6, 'DOCKFW-PUBLISHED', 'mangle')).toContain(
+      '-m set --match-set dockfw-bound6 dst,dst -j DOCKFW-DROP',
     );
   });
 

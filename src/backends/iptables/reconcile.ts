@@ -240,15 +240,16 @@ export class IptablesReconciler {
         return undefined;
       plans.push({ last, diff: { structural: [], add, remove } satisfies SetsDiff });
     }
+    const deltas = plans.map(({ last, diff }) => ({
+      family: last.placement.family,
+      delta: renderSetDelta(last.placement.family, diff) ?? '',
+    }));
     try {
-      // Both families settled before a fallback reads and writes them again.
-      await settleAll(
-        plans.map(async ({ last, diff }) => {
-          const delta = renderSetDelta(last.placement.family, diff) ?? '';
-          await applySetBatch(this.options.run, last.placement.family, delta);
-          if (delta !== '') this.options.onSetWrite?.('elements', last.placement.family, delta);
-        }),
-      );
+      // One tool process for both families: ipset's sets are not per family, each
+      // family's lines keep their order, and a change costs one process start, not two.
+      await applySetBatch(this.options.run, 4, deltas.map(({ delta }) => delta).join(''));
+      for (const { family, delta } of deltas)
+        if (delta !== '') this.options.onSetWrite?.('elements', family, delta);
     } catch (error) {
       // Someone changed a set behind dockfw's back: read and compare.
       if (error instanceof SetApplyError) return undefined;
