@@ -36,6 +36,7 @@ import {
   diffSets,
   familySets,
   renderSetDelta,
+  renderSetDeltas,
   renderSetsFull,
   SET_ROLES,
   setGone,
@@ -240,16 +241,17 @@ export class IptablesReconciler {
         return undefined;
       plans.push({ last, diff: { structural: [], add, remove } satisfies SetsDiff });
     }
-    const deltas = plans.map(({ last, diff }) => ({
-      family: last.placement.family,
-      delta: renderSetDelta(last.placement.family, diff) ?? '',
-    }));
+    const deltas = plans.map(({ last, diff }) => ({ family: last.placement.family, diff }));
+    // One tool process for both families (a change costs one process start, not two),
+    // step by step across them: a failing line holds back no family's closing steps.
+    const batch = renderSetDeltas(deltas);
+    if (batch === undefined) return undefined;
     try {
-      // One tool process for both families: ipset's sets are not per family, each
-      // family's lines keep their order, and a change costs one process start, not two.
-      await applySetBatch(this.options.run, 4, deltas.map(({ delta }) => delta).join(''));
-      for (const { family, delta } of deltas)
+      await applySetBatch(this.options.run, 4, batch);
+      for (const { family, diff } of deltas) {
+        const delta = renderSetDelta(family, diff) ?? '';
         if (delta !== '') this.options.onSetWrite?.('elements', family, delta);
+      }
     } catch (error) {
       // Someone changed a set behind dockfw's back: read and compare.
       if (error instanceof SetApplyError) return undefined;

@@ -12,11 +12,13 @@ import {
   familySets,
   parseSetSave,
   renderSetDelta,
+  renderSetDeltas,
   renderSetsFull,
   SET_ROLES,
   setName,
   sourceNets,
   type SetRole,
+  type SetsDiff,
 } from './sets.js';
 
 const NO_JUMP = { parent: 'DOCKER-USER', positions: [1] };
@@ -190,6 +192,40 @@ describe('element deltas', () => {
     const order = ['del admitting', 'add judging', 'add admitting', 'del judging'];
     expect([...new Set(kinds)]).toEqual(order);
     expect(kinds).toEqual([...kinds].sort((x, y) => order.indexOf(x) - order.indexOf(y)));
+  });
+
+  it('puts both families in one batch step by step: every closing line before any opening one', () => {
+    const diff = (family: 4 | 6, n: number): SetsDiff => {
+      const element = `${family === 4 ? `10.0.0.${n}` : `fd00::${n}`},tcp:${n}`;
+      const all = new Map(SET_ROLES.map((role) => [role, [element]]));
+      return { structural: [], add: all, remove: all };
+    };
+    const deltas = [
+      { family: 4 as const, diff: diff(4, 1) },
+      { family: 6 as const, diff: diff(6, 2) },
+    ];
+    const lines = (renderSetDeltas(deltas) ?? '').split('\n').filter((l) => l !== '');
+    const step = (line: string): number => {
+      const [verb, , name = ''] = line.split(' ');
+      const judging = name.startsWith('dockfw-bound') && !/boundip|boundany/.test(name);
+      const judges = judging || name.startsWith('dockfw-guarded');
+      return verb === 'del' ? (judges ? 3 : 0) : judges ? 1 : 2;
+    };
+    // Steps 0 and 1 only close, 2 and 3 only open: a prefix cut anywhere keeps every closing line before it.
+    const steps = lines.map(step);
+    expect(steps).toEqual([...steps].sort((a, b) => a - b));
+    for (const k of [0, 1, 2, 3])
+      expect(new Set(lines.filter((l) => step(l) === k).map((l) => l.split(' ')[2]?.slice(-1)))).toEqual(
+        new Set(['4', '6']),
+      );
+    // Each family's own lines are its delta alone, in order.
+    for (const { family, diff: d } of deltas)
+      expect(
+        lines
+          .filter((l) => (l.split(' ')[2] ?? '').endsWith(String(family)))
+          .map((l) => `${l}\n`)
+          .join(''),
+      ).toBe(renderSetDelta(family, d));
   });
 });
 

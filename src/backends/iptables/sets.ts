@@ -418,23 +418,36 @@ function writable(element: string): boolean {
  * read cannot be deleted by its text: then the family is written whole.
  */
 export function renderSetDelta(family: Family, diff: SetsDiff): string | undefined {
+  return renderSetDeltas([{ family, diff }]);
+}
+
+/** The four steps of a delta, in order: which layer, which verb, from which side of the diff. */
+const DELTA_STEPS = [
+  { admits: true, verb: 'del', side: 'remove' },
+  { admits: false, verb: 'add', side: 'add' },
+  { admits: true, verb: 'add', side: 'add' },
+  { admits: false, verb: 'del', side: 'remove' },
+] as const;
+
+/**
+ * Several families' deltas as one batch, step by step across the families: every
+ * prefix holds each family's closing steps before any family's opening ones, so a
+ * line that fails in one family holds back no other family's closing.
+ */
+export function renderSetDeltas(
+  deltas: readonly { readonly family: Family; readonly diff: SetsDiff }[],
+): string | undefined {
   const lines: string[] = [];
-  const step = (admits: boolean, verb: 'add' | 'del', from: ReadonlyMap<SetRole, readonly string[]>) => {
-    for (const role of SET_ROLES) {
-      if (ADMITS.has(role) !== admits) continue;
-      for (const element of from.get(role) ?? []) {
-        if (!writable(element)) return false;
-        lines.push(`${verb} -exist ${setName(role, family)} ${element}`);
+  for (const { admits, verb, side } of DELTA_STEPS)
+    for (const { family, diff } of deltas)
+      for (const role of SET_ROLES) {
+        if (ADMITS.has(role) !== admits) continue;
+        for (const element of diff[side].get(role) ?? []) {
+          if (!writable(element)) return undefined;
+          lines.push(`${verb} -exist ${setName(role, family)} ${element}`);
+        }
       }
-    }
-    return true;
-  };
-  const ok =
-    step(true, 'del', diff.remove) &&
-    step(false, 'add', diff.add) &&
-    step(true, 'add', diff.add) &&
-    step(false, 'del', diff.remove);
-  return ok ? lines.map((l) => `${l}\n`).join('') : undefined;
+  return lines.map((l) => `${l}\n`).join('');
 }
 
 function maxelem(size: number): number {
