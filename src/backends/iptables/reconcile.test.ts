@@ -547,7 +547,7 @@ describe('after container events alone (trustLastSync)', () => {
     );
   });
 
-  it('reads and writes both families when the IPv6 lines of the one batch fail (the IPv4 ones went in)', async () => {
+  it('reads and writes both families when the one batch fails in an IPv6 line; the rest of IPv4’s change is not a repair', async () => {
     const { kernel, reconciler, writes } = await synced();
     // The IPv6 lines of this change add to dockfw-bound6 (NEW has no IPv6 address, only its host port).
     kernel.edit(6, (t) => t.set('DOCKFW-PUBLISHED', []), 'mangle');
@@ -555,6 +555,11 @@ describe('after container events alone (trustLastSync)', () => {
     const reports = await reconciler.reconcile(desired([WEB, NEW]), { trustLastSync: true });
     expect(writes).toContain('swap 6');
     expect(reports[1]?.drift.structural).toContain('set dockfw-bound6 missing');
+    expect(reports[1]?.repaired).toBe(true);
+    // IPv4's admitting lines came after the failing line: written now, and they are the
+    // containers' own change, not a repair of someone else's.
+    expect(reports[0]?.repaired).toBeUndefined();
+    expect(reports[0]).toMatchObject({ written: true, desiredChanged: true });
     for (const family of [4, 6] as const)
       for (const role of ['allowed', 'guarded', 'boundany', 'bound'] as const)
         expect(kernel.ipset.elements(`dockfw-${role}${family}`)).toEqual(

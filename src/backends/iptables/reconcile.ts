@@ -108,9 +108,8 @@ const NO_DRIFT: IptablesDrift = {
 };
 
 /** Every line of `found` is one of `asked`. */
-function within(found: readonly string[], asked: readonly string[]): boolean {
-  const allowed = new Set(asked);
-  return found.every((line) => allowed.has(line));
+function within(found: readonly string[], asked: ReadonlySet<string> | undefined): boolean {
+  return found.every((line) => asked?.has(line) === true);
 }
 
 /** The chains' and the sets' drift in the shape every backend reports. */
@@ -136,8 +135,12 @@ export class IptablesReconciler {
   private readonly trackers = new Map<Family, SetTracker>();
   /** Per family, the chains the last sync asked for (to tell an expected write from a repair). */
   private readonly lastChains = new Map<Family, string>();
-  /** Families whose desired content changed in a sync that did not finish. */
-  private readonly unfinished = new Set<Family>();
+  /**
+   * Families whose desired content changed in a sync that did not finish, with the
+   * element lines the tracker moved by since the family's last finished sync: what a
+   * write may still carry of the containers' own change (not a repair).
+   */
+  private readonly unfinished = new Map<Family, { add: Set<string>; remove: Set<string> }>();
   /** Families whose record ipset is known to exist. */
   private readonly recordSets = new Set<Family>();
   private noIpset = false;
@@ -281,8 +284,15 @@ export class IptablesReconciler {
       this.trackers.set(family, tracker);
     }
     const update = tracker.update(desired);
-    if ([...update.add.values(), ...update.remove.values()].some((e) => e.length > 0))
-      this.unfinished.add(family);
+    if ([...update.add.values(), ...update.remove.values()].some((e) => e.length > 0)) {
+      let pending = this.unfinished.get(family);
+      if (pending === undefined) {
+        pending = { add: new Set(), remove: new Set() };
+        this.unfinished.set(family, pending);
+      }
+      for (const line of diffLines(family, update.add)) pending.add.add(line);
+      for (const line of diffLines(family, update.remove)) pending.remove.add(line);
+    }
     return update;
   }
 
@@ -459,12 +469,15 @@ export class IptablesReconciler {
     const desiredChanged = this.unfinished.has(family) || lastChains !== chains;
     // Chains off though the same were asked, a set gone (or not of its type), or elements beyond what the containers
     // changed: someone else's change put back, whatever else this write carries.
+    // (What the containers changed is counted since the family's last finished sync: a
+    // batch that failed in the other family's lines left part of this one's unwritten.)
+    const pending = this.unfinished.get(family);
     const repaired =
       lastChains !== undefined &&
       ((lastChains === chains && hasDrift(chainsDrift)) ||
         setDrift.chainsMissing.some((problem) => !setOutgrown(problem)) ||
-        !within(setDrift.missing, diffLines(family, update.add)) ||
-        !within(setDrift.unexpected, diffLines(family, update.remove)));
+        !within(setDrift.missing, pending?.add) ||
+        !within(setDrift.unexpected, pending?.remove));
     if (hasDrift(chainsDrift)) {
       try {
         await applyPayload(this.options.run, family, variant, payload);
