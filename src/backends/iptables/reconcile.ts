@@ -251,10 +251,13 @@ export class IptablesReconciler {
     if (batch === undefined) return undefined;
     try {
       await applySetBatch(this.options.run, 4, batch);
-      for (const { family, diff } of deltas) {
-        const delta = renderSetDelta(family, diff) ?? '';
-        if (delta !== '') this.options.onSetWrite?.('elements', family, delta);
-      }
+      // Each family's part spelled again only for a listener (tests): not on every event.
+      const onSetWrite = this.options.onSetWrite;
+      if (onSetWrite !== undefined)
+        for (const { family, diff } of deltas) {
+          const delta = renderSetDelta(family, diff) ?? '';
+          if (delta !== '') onSetWrite('elements', family, delta);
+        }
     } catch (error) {
       // Someone changed a set behind dockfw's back: read and compare.
       if (error instanceof SetApplyError) return undefined;
