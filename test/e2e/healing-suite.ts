@@ -433,8 +433,9 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
         );
         // Inside what used to be a 100 ms window in which changes were taken as dockfw's own.
         expect(Math.min(...gaps)).toBeLessThan(100);
-        // The periodic check is hourly here: only the watch can have repaired them.
-        expect(Math.max(...repairs)).toBeLessThan(2000);
+        // The periodic check is hourly here: only the watch can have repaired them (its reason says
+        // so above); the bound is loose so a loaded machine does not fail it.
+        expect(Math.max(...repairs)).toBeLessThan(10_000);
         // dockfw's own repairs were known by their writer's pid (it runs in the initial pid namespace).
         expect(dockfw?.logged('own commit: not checked').length).toBeGreaterThan(0);
         await expect
