@@ -53,21 +53,80 @@ export function onWriteSpawned(listener: WriteSpawnListener): () => void {
   return () => writeListeners.delete(listener);
 }
 
+export interface RunnerOptions {
+  /**
+   * Keep one started copy of the last write (a call with input) waiting on its
+   * stdin, so the next same write hands its payload to a running process: no
+   * fork of this (large) process and no tool start on an event's path. Only
+   * for tools that hold nothing while they wait (`nft -f -` reads its whole
+   * input before it opens a transaction): never for one that takes a lock first.
+   */
+  readonly warmWrites?: boolean;
+}
+
+type Started = ReturnType<typeof startIdle>;
+/** What a child's pipes (sockets) have; typed streams do not show it. */
+interface Ref {
+  ref(): void;
+  unref(): void;
+}
+
+/** A write started before its payload, waiting on stdin; `ended` once it exits. */
+function startIdle(file: string, args: readonly string[]) {
+  const child = execa(file, [...args], { reject: false, stripFinalNewline: false, stdin: 'pipe' });
+  const started = { child, ended: false };
+  void child.then(() => (started.ended = true));
+  // A waiting copy must not keep a finished process alive (its input ends, empty, when it exits).
+  child.unref();
+  for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as Partial<Ref> | null)?.unref?.();
+  return started;
+}
+
 /** A runner for one tool; `missingHint` says what to install when it is not on PATH. */
-export function commandRunner(missingHint: string): CommandRunner {
+export function commandRunner(missingHint: string, options: RunnerOptions = {}): CommandRunner {
   let largestAnswer = 0;
+  const spares = new Map<string, Started>();
+  /** Starts `file args`, or takes its waiting copy while that is alive; `go` hands it the input. */
+  const start = (file: string, args: readonly string[], input: string | undefined, timeout: number) => {
+    const key = [file, ...args].join('\0');
+    const spare = input === undefined ? undefined : spares.get(key);
+    if (spare !== undefined) spares.delete(key);
+    // Its exit code is set on `exit`; its promise settles later (it waits for the pipes too).
+    // One killed but not yet reaped still fails the write it gets: a failed write, as any.
+    const alive =
+      spare !== undefined && !spare.ended && spare.child.exitCode === null && spare.child.signalCode === null;
+    if (!alive) {
+      const stdin = input === undefined ? { stdin: 'ignore' as const } : { input };
+      const child = execa(file, [...args], { reject: false, timeout, stripFinalNewline: false, ...stdin });
+      return { child, key, go: () => undefined, expired: () => false };
+    }
+    const { child } = spare;
+    child.ref();
+    for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as Partial<Ref> | null)?.ref?.();
+    let expired = false;
+    const go = () => {
+      const timer = setTimeout(() => {
+        expired = true;
+        child.kill();
+      }, timeout);
+      void child.then(() => clearTimeout(timer));
+      child.stdin.end(input);
+    };
+    return { child, key, go, expired: () => expired };
+  };
   return async (file, args, input) => {
     const timeout = timeoutFor(Math.max(input?.length ?? 0, largestAnswer));
-    const child = execa(file, [...args], {
-      reject: false,
-      timeout,
-      stripFinalNewline: false,
-      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
-    });
+    const { child, key, go, expired } = start(file, args, input, timeout);
     // Before it can commit anything: the pid is known once spawn returns.
     if (input !== undefined && child.pid !== undefined)
       for (const listener of writeListeners) listener(child.pid);
+    go();
     const result = await child;
+    // The next write's copy, started once this caller has gone on (a fork stalls this thread).
+    if (input !== undefined && options.warmWrites === true && result.code !== 'ENOENT')
+      setImmediate(() => {
+        if (!spares.has(key)) spares.set(key, startIdle(file, args));
+      });
     if (!result.failed) {
       largestAnswer = Math.max(largestAnswer, result.stdout.length);
       return { stdout: result.stdout };
@@ -76,9 +135,10 @@ export function commandRunner(missingHint: string): CommandRunner {
     if (result.code === 'ENOENT') {
       throw new CommandError(`${file} not found: ${missingHint}`, file, args, '', true);
     }
-    const message = result.timedOut
+    const timedOut = result.timedOut || expired();
+    const message = timedOut
       ? `${shown} timed out after ${timeout / 1000} s`
       : `${shown} failed (exit ${result.exitCode ?? '?'}): ${result.stderr.trim() || result.shortMessage}`;
-    throw new CommandError(message, file, args, result.stderr, false, result.timedOut);
+    throw new CommandError(message, file, args, result.stderr, false, timedOut);
   };
 }

@@ -17,7 +17,7 @@ import { IptablesFirewall } from './iptables/firewall.js';
 import { readIptables } from './iptables/kernel-view.js';
 import { readIpsetRecords } from './iptables/records.js';
 import type { KernelView } from './kernel-check.js';
-import { runNft } from './nftables/command.js';
+import { runNft, runNftWarm } from './nftables/command.js';
 import { TABLE_NAME } from './nftables/names.js';
 import { readTable } from './nftables/read.js';
 import { readNftRecords } from './nftables/records.js';
@@ -33,6 +33,8 @@ export interface BackendOptions {
   readonly logger?: Logger;
   /** Established connections skip the lookups: only where revoked ones are cut. */
   readonly fastPath?: boolean;
+  /** nftables: each write goes to an `nft` started ahead of it (the daemon, whose writes follow events). */
+  readonly warmWrites?: boolean;
 }
 
 /**
@@ -50,7 +52,7 @@ export function createBackend(name: BackendName, options: BackendOptions = {}): 
   const { logger, dropRecords } = options;
   if (name === 'nftables')
     return new NftablesFirewall({
-      run: runNft,
+      run: options.warmWrites === true ? runNftWarm : runNft,
       ...(dropRecords === undefined ? {} : { dropRecords }),
       ...(options.fastPath === true ? { fastPath: true } : {}),
     });
@@ -155,7 +157,7 @@ export async function createFirewall(
   conntrack: Conntrack = new Conntrack(),
 ): Promise<RunFirewall> {
   const cut = await conntrackWorks(conntrack, logger);
-  const options = { dropRecords: config.dropRecords, logger, fastPath: cut };
+  const options = { dropRecords: config.dropRecords, logger, fastPath: cut, warmWrites: true };
   const iptables = createBackend('iptables', options);
   const nftables = createBackend('nftables', options);
   const removes = (firewall: Firewall) => async () => (await firewall.uninstall()).length > 0;

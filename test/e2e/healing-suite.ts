@@ -380,9 +380,9 @@ export function healingSuite(title: string, options: HealingSuiteOptions): void 
       it('a killed nft monitor is restarted and watches again', async () => {
         const watching = 'watching the nftables ruleset for outside changes';
         const before = dockfw?.logged(watching).length ?? 0;
-        const children = await host.exec('pgrep', ['-P', String(dockfw?.pid), '-x', 'nft']);
-        const [monitorPid] = children.stdout.split('\n').filter((l) => l !== '');
-        expect(monitorPid, `no nft monitor under dockfw: ${children.stderr}`).toBeDefined();
+        // The monitor, not a waiting `nft -f -` (dockfw keeps one started for its next write).
+        const [monitorPid] = await monitorsOf(dockfw?.pid);
+        expect(monitorPid, 'no nft monitor under dockfw').toBeDefined();
         process.kill(Number(monitorPid), 'SIGKILL');
         await dockfw?.waitForLog('nft monitor stopped: checking the ruleset and restarting it', 5000);
         await dockfw?.waitForLog(watching, 10_000, before + 1);

@@ -2,4 +2,11 @@
 // on stdin; a timeout so a stuck netlink call cannot stall the sidecar forever.
 import { commandRunner, type CommandRunner } from '../command.js';
 
-export const runNft: CommandRunner = commandRunner('install nftables (or put nft on PATH)');
+const HINT = 'install nftables (or put nft on PATH)';
+
+export const runNft: CommandRunner = commandRunner(HINT);
+/**
+ * For the daemon: each `nft -f -` write hands its payload to one started after
+ * the last write, so an event's write forks nothing (see RunnerOptions).
+ */
+export const runNftWarm: CommandRunner = commandRunner(HINT, { warmWrites: true });
