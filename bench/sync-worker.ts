@@ -11,7 +11,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type CommandRunner } from '../src/backends/command.js';
-import { runCommand } from '../src/backends/iptables/command.js';
+import { runCommand, runCommandWarm } from '../src/backends/iptables/command.js';
 import { CHAIN_IN } from '../src/backends/iptables/chains.js';
 import { restoreCommand } from '../src/backends/iptables/read.js';
 import { SET_ROLES, SET_TYPES, setName } from '../src/backends/iptables/sets.js';
@@ -106,10 +106,10 @@ function isWrite(file: string, args: readonly string[]): boolean {
   );
 }
 
-/** The real runners (nft's as `dockfw run` has it: each write to a copy started ahead), counted and timed. */
+/** The real runners as `dockfw run` has them (nft and ipset writes to a copy started ahead), counted and timed. */
 const counted: CommandRunner = async (file, args, input) => {
   const started = wallNow();
-  const run = file === 'nft' ? runNftWarm : runCommand;
+  const run = file === 'nft' ? runNftWarm : runCommandWarm;
   try {
     return await run(file, args, input);
   } finally {
@@ -387,7 +387,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < spec.repeats; i++) {
     await removeOwnedRules(spec);
     const started = wallNow();
-    for (const w of writes) await (w.file === 'nft' ? runNftWarm : runCommand)(w.file, w.args, w.input);
+    for (const w of writes) await (w.file === 'nft' ? runNftWarm : runCommandWarm)(w.file, w.args, w.input);
     floorMs.push(wallNow() - started);
   }
   const check: PhaseSample[] = [];

@@ -55,13 +55,15 @@ export function onWriteSpawned(listener: WriteSpawnListener): () => void {
 
 export interface RunnerOptions {
   /**
-   * Keep one started copy of the last write (a call with input) waiting on its
-   * stdin, so the next same write hands its payload to a running process: no
-   * fork of this (large) process and no tool start on an event's path. Only
-   * for tools that hold nothing while they wait (`nft -f -` reads its whole
-   * input before it opens a transaction): never for one that takes a lock first.
+   * Programs whose writes (calls with input) are kept warm: after each, one
+   * started copy of the same command waits on its stdin, so the next same write
+   * hands its payload to a running process: no fork of this (large) process and
+   * no tool start on an event's path. Only for tools that hold nothing while
+   * they wait: `nft -f -` reads its whole input before it reads the ruleset or
+   * opens a transaction, `ipset restore` acts on each line as it reads it. Never
+   * `iptables-restore`, which may take the xtables lock before it reads.
    */
-  readonly warmWrites?: boolean;
+  readonly warmWrites?: readonly string[];
 }
 
 type Started = ReturnType<typeof startIdle>;
@@ -123,7 +125,7 @@ export function commandRunner(missingHint: string, options: RunnerOptions = {}):
     go();
     const result = await child;
     // The next write's copy, started once this caller has gone on (a fork stalls this thread).
-    if (input !== undefined && options.warmWrites === true && result.code !== 'ENOENT')
+    if (input !== undefined && options.warmWrites?.includes(file) === true && result.code !== 'ENOENT')
       setImmediate(() => {
         if (!spares.has(key)) spares.set(key, startIdle(file, args));
       });

@@ -12,7 +12,7 @@ import type { CommandRunner } from './command.js';
 import { Conntrack } from './conntrack.js';
 import type { BackendName, Firewall, FirewallSync, IptablesVariant } from './firewall.js';
 import { DOCKER_USER, FORWARD, OWNED_PREFIX } from './iptables/chains.js';
-import { runCommand } from './iptables/command.js';
+import { runCommand, runCommandWarm } from './iptables/command.js';
 import { IptablesFirewall } from './iptables/firewall.js';
 import { readIptables } from './iptables/kernel-view.js';
 import { readIpsetRecords } from './iptables/records.js';
@@ -33,7 +33,7 @@ export interface BackendOptions {
   readonly logger?: Logger;
   /** Established connections skip the lookups: only where revoked ones are cut. */
   readonly fastPath?: boolean;
-  /** nftables: each write goes to an `nft` started ahead of it (the daemon, whose writes follow events). */
+  /** Writes go to a tool started ahead of them (`nft`, `ipset`: the daemon, whose writes follow events). */
   readonly warmWrites?: boolean;
 }
 
@@ -57,7 +57,7 @@ export function createBackend(name: BackendName, options: BackendOptions = {}): 
       ...(options.fastPath === true ? { fastPath: true } : {}),
     });
   return new IptablesFirewall({
-    run: runCommand,
+    run: options.warmWrites === true ? runCommandWarm : runCommand,
     ...(dropRecords === undefined ? {} : { dropRecords }),
     ...(options.iptablesVariant ? { guardVariant: options.iptablesVariant } : {}),
     ...(options.fastPath === true ? { fastPath: true } : {}),

@@ -60,7 +60,8 @@ describe('failing nft: the table stays, blocked stays blocked, retried until it 
     const table = await ownedNftables(host);
     const failuresBefore = await metric(host, 'dockfw_syncs_total', 'result="failure"');
     const from = dockfw.records.length;
-    await faults.setMode(mode);
+    // After a successful write dockfw has its next `nft -f -` waiting: it must not dodge the fault.
+    expect(await faults.setMode(mode, dockfw.pid)).toBe(1);
     const latePort = nextPort++;
     await host.runContainer({
       name: `late-${mode}`,
@@ -94,7 +95,7 @@ describe('failing nft: the table stays, blocked stays blocked, retried until it 
     expect(lines.map((r) => r.failures).filter((n) => (n as number) > 2)).toEqual([]);
     expect(new Set(lines.map((r) => r.error)).size).toBe(lines.length);
     const recovering = dockfw.records.length;
-    await faults.setMode('ok');
+    await faults.setMode('ok', dockfw.pid);
     await waitForRecord(
       dockfw,
       '"sync succeeded again"',

@@ -125,7 +125,8 @@ describe('failing firewall tools: rules stay, blocked stays blocked, retried unt
     const rules = await ownedIptables(host);
     const failuresBefore = await metric(host, 'dockfw_syncs_total', 'result="failure"');
     const from = dockfw.records.length;
-    await faults.setMode(mode);
+    // After a successful write dockfw has its next `ipset restore` waiting: it must not dodge the fault.
+    expect(await faults.setMode(mode, dockfw.pid)).toBe(1);
     const latePort = await startLate(`late-${mode}`);
     const line = await failureSeen(from, pattern);
     console.log(`tools ${mode}: ${line.msg}: ${String(line.error)}`);
@@ -134,7 +135,7 @@ describe('failing firewall tools: rules stay, blocked stays blocked, retried unt
     // Still failing after the probes: the error was logged once, not on every retry.
     expect(dockfw.records.slice(from).filter((r) => r.level >= ERROR)).toHaveLength(1);
     const recovering = dockfw.records.length;
-    await faults.setMode('ok');
+    await faults.setMode('ok', dockfw.pid);
     await recover(recovering, latePort, failuresBefore);
   });
 
@@ -142,7 +143,7 @@ describe('failing firewall tools: rules stay, blocked stays blocked, retried unt
     const rules = await ownedIptables(host);
     const failuresBefore = await metric(host, 'dockfw_syncs_total', 'result="failure"');
     const from = dockfw.records.length;
-    await faults.setMode('hang');
+    expect(await faults.setMode('hang', dockfw.pid)).toBe(1);
     const started = Date.now();
     const latePort = await startLate('late-hang');
     // While the tool hangs, the rules in place keep working.
@@ -150,7 +151,7 @@ describe('failing firewall tools: rules stay, blocked stays blocked, retried unt
     const line = await failureSeen(from, /timed out after 30 s/, 45_000);
     console.log(`tools hang: ${line.msg} after ${Date.now() - started} ms: ${String(line.error)}`);
     // The retry comes 1 s later: let it find the tool working again.
-    await faults.setMode('ok');
+    await faults.setMode('ok', dockfw.pid);
     await recover(from, latePort, failuresBefore);
   });
 

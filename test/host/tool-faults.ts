@@ -5,6 +5,7 @@
  * Give dockfw `PATH: faults.binDir` (nothing else on PATH, so nothing real is
  * found behind a wrapper).
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rename, rm, symlink, writeFile, chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -19,7 +20,14 @@ export interface ToolFaults {
   readonly binDir: string;
   /** A private xtables lock file: give dockfw XTABLES_LOCKFILE=lockFile, hold it with flock. */
   readonly lockFile: string;
-  setMode(mode: ToolMode): Promise<void>;
+  /**
+   * A fault applies to the tools started after it. dockfw keeps a copy of its
+   * last write's tool (`nft -f -`, `ipset restore`) started and waiting for the
+   * next payload: given dockfw's pid, a mode change also ends those copies and
+   * waits until dockfw has reaped them, so its next write starts one under the fault.
+   * Resolves to how many it ended.
+   */
+  setMode(mode: ToolMode, dockfwPid?: number): Promise<number>;
   remove(): Promise<void>;
 }
 
@@ -89,12 +97,50 @@ export async function createToolFaults(): Promise<ToolFaults> {
   return {
     binDir,
     lockFile: path.join(dir, 'xtables.lock'),
-    async setMode(mode) {
+    async setMode(mode, dockfwPid) {
       if (mode === 'missing' && !missing) await rename(binDir, hidden);
       if (mode !== 'missing' && missing) await rename(hidden, binDir);
       missing = mode === 'missing';
       await writeFile(modeFile, `${mode}\n`);
+      return dockfwPid === undefined ? 0 : await endWaitingCopies(dockfwPid);
     },
     remove: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/** A waiting write copy's command line: the tool itself, its wrapper, or a hang's sleep. */
+const WAITING_COPY = /(?:ipset restore|nft -f -|sleep \d+)$/;
+
+/** Children of `parent` that are waiting write copies (their pids), read from /proc. */
+function waitingCopies(parent: number): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+        const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+        return Number(ppid) === parent && WAITING_COPY.test(command);
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** Ends `parent`'s waiting write copies by pid; resolves once they are reaped (gone from /proc). */
+async function endWaitingCopies(parent: number): Promise<number> {
+  const pids = waitingCopies(parent);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+  const deadline = Date.now() + 5000;
+  while (pids.some((pid) => readdirSync('/proc').includes(String(pid)))) {
+    if (Date.now() > deadline) throw new Error(`dockfw did not reap its tool copies ${pids.join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return pids.length;
 }

@@ -9,4 +9,4 @@ export const runNft: CommandRunner = commandRunner(HINT);
  * For the daemon: each `nft -f -` write hands its payload to one started after
  * the last write, so an event's write forks nothing (see RunnerOptions).
  */
-export const runNftWarm: CommandRunner = commandRunner(HINT, { warmWrites: true });
+export const runNftWarm: CommandRunner = commandRunner(HINT, { warmWrites: ['nft'] });
