@@ -91,7 +91,10 @@ export interface SyncResult {
   readonly naive?: { readonly sampled: number; readonly perRuleMs: number; readonly extrapolatedS: number };
   readonly starts: StartSample[];
   /** ms of each single element add into dockfw's own (full) set. */
+  /** One element add written as dockfw writes (to a copy started ahead). */
   readonly elementAddMs: number[];
+  /** The same by a new tool process (an admin's command). */
+  readonly elementAddColdMs: number[];
 }
 
 const log: Command[] = [];
@@ -317,26 +320,43 @@ async function starts(spec: SyncSpec, firewall: Firewall): Promise<StartSample[]
 
 /**
  * One element added to (then deleted from) dockfw's own allow set, as full as
- * the sync left it, by the backend's own tool: the least one change can cost.
+ * the sync left it: the least one change can cost. Written as dockfw writes
+ * (to a copy of `nft -f -` / `ipset restore` started ahead: `warm`), and by a
+ * new `nft add element` / `ipset add` process, as an admin's command (`cold`).
  */
-async function elementAdds(spec: SyncSpec): Promise<number[]> {
-  const samples: number[] = [];
+async function elementAdds(spec: SyncSpec): Promise<{ warm: number[]; cold: number[] }> {
+  const warm: number[] = [];
+  const cold: number[] = [];
   for (let i = 0; i < spec.elementAdds; i++) {
     const address = `10.255.${i >> 8}.${i & 255}`;
-    const started = wallNow();
+    let started = wallNow();
     if (spec.backend === 'nftables') {
       const element = `{ ${address} . tcp . 9 . 192.0.2.1 }`;
       await runNft('nft', ['add', 'element', 'inet', 'dockfw', 'allowed4', element]);
-      samples.push(wallNow() - started);
+      cold.push(wallNow() - started);
       await runNft('nft', ['delete', 'element', 'inet', 'dockfw', 'allowed4', element]);
+      // As the starts are spaced: time for the copy started after the last write.
+      await sleep(100);
+      started = wallNow();
+      await runNftWarm('nft', ['-f', '-'], `add element inet dockfw allowed4 ${element}\n`);
+      warm.push(wallNow() - started);
+      await sleep(100);
+      await runNftWarm('nft', ['-f', '-'], `delete element inet dockfw allowed4 ${element}\n`);
     } else {
       const element = `${address},tcp:9,192.0.2.1`;
       await runCommand('ipset', ['add', setName('allowed', 4), element]);
-      samples.push(wallNow() - started);
+      cold.push(wallNow() - started);
       await runCommand('ipset', ['del', setName('allowed', 4), element]);
+      await sleep(100);
+      started = wallNow();
+      await runCommandWarm('ipset', ['restore'], `add ${setName('allowed', 4)} ${element}\n`);
+      warm.push(wallNow() - started);
+      await sleep(100);
+      await runCommandWarm('ipset', ['restore'], `del ${setName('allowed', 4)} ${element}\n`);
     }
+    await sleep(100);
   }
-  return samples;
+  return { warm, cold };
 }
 
 async function main(): Promise<void> {
@@ -415,7 +435,7 @@ async function main(): Promise<void> {
     naive = { ...sample, extrapolatedS: (sample.perRuleMs * rules) / 1000 };
   }
   const startSamples = spec.starts > 0 ? await starts(spec, firewall) : [];
-  const elementAddMs = spec.elementAdds > 0 ? await elementAdds(spec) : [];
+  const adds = spec.elementAdds > 0 ? await elementAdds(spec) : { warm: [], cold: [] };
   const result: SyncResult = {
     spec,
     rules,
@@ -427,7 +447,8 @@ async function main(): Promise<void> {
     listedCheck,
     ...(naive ? { naive } : {}),
     starts: startSamples,
-    elementAddMs,
+    elementAddMs: adds.warm,
+    elementAddColdMs: adds.cold,
   };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   // Idle keep-alive sockets to the stand-in must not hold the process open.
