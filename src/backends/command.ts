@@ -79,9 +79,15 @@ function startIdle(file: string, args: readonly string[]) {
   const started = { child, ended: false };
   void child.then(() => (started.ended = true));
   // A waiting copy must not keep a finished process alive (its input ends, empty, when it exits).
-  child.unref();
-  for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as Partial<Ref> | null)?.unref?.();
+  keepsAlive(child, false);
   return started;
+}
+
+/** Whether `child` and its pipes hold this process's event loop open. */
+function keepsAlive(child: Started['child'], hold: boolean): void {
+  for (const handle of [child, child.stdin, child.stdout, child.stderr] as (Partial<Ref> | null)[])
+    if (hold) handle?.ref?.();
+    else handle?.unref?.();
 }
 
 /** A runner for one tool; `missingHint` says what to install when it is not on PATH. */
@@ -103,8 +109,7 @@ export function commandRunner(missingHint: string, options: RunnerOptions = {}):
       return { child, key, go: () => undefined, expired: () => false };
     }
     const { child } = spare;
-    child.ref();
-    for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as Partial<Ref> | null)?.ref?.();
+    keepsAlive(child, true);
     let expired = false;
     const go = () => {
       const timer = setTimeout(() => {

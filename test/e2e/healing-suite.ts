@@ -8,11 +8,11 @@
  * Parameterised like the daemon suite (engine, iptables variant, backend); one
  * small file per variant. Tests run in order on one set of containers.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readPidFile } from '../host/processes.js';
+import { childrenOf, readPidFile } from '../host/processes.js';
 import { stopDockerd } from '../host/engine.js';
 import { startTestHost, TEST_IMAGE, type TestHost, type TestHostOptions } from '../host/index.js';
 import { DOCKFW_MAIN, DockfwProcess } from './dockfw-process.js';
@@ -152,21 +152,13 @@ function isNftMonitor(pid: number): boolean {
   }
 }
 
-/** The `nft monitor` children of `parent` (found through /proc, as pgrep -P would). */
+/** The `nft monitor` children of `parent`, waiting up to 5 s for one. */
 async function monitorsOf(parent: number | undefined): Promise<number[]> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const found = readdirSync('/proc')
-      .filter((name) => /^\d+$/.test(name))
-      .map(Number)
-      .filter((pid) => {
-        try {
-          const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-          return Number(ppid) === parent && isNftMonitor(pid);
-        } catch {
-          return false;
-        }
-      });
+    const found = childrenOf(parent)
+      .filter((child) => child.cmdline === 'nft monitor')
+      .map((child) => child.pid);
     if (found.length > 0 || Date.now() > deadline) return found;
     await sleep(50);
   }

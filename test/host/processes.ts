@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -82,6 +82,23 @@ export async function findProcessesRootedUnder(prefix: string): Promise<ProcessI
         const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0').join(' ').trim();
         found.push({ pid: Number(entry), cmdline });
       }
+    } catch {
+      // The process exited while we looked.
+    }
+  }
+  return found;
+}
+
+/** Children of `parent` (as `pgrep -P` finds them, through /proc) with their command lines. */
+export function childrenOf(parent: number | undefined): ProcessInfo[] {
+  const found: ProcessInfo[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
+      if (Number(ppid) !== parent) continue;
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').trim();
+      found.push({ pid: Number(entry), cmdline });
     } catch {
       // The process exited while we looked.
     }

@@ -5,9 +5,10 @@
  * Give dockfw `PATH: faults.binDir` (nothing else on PATH, so nothing real is
  * found behind a wrapper).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rename, rm, symlink, writeFile, chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { childrenOf, waitUntil } from './processes.js';
 
 /** `fail-restore`: only the writers (…-restore, nft -f) fail; reading works. */
 export type ToolMode = 'ok' | 'fail' | 'fail-restore' | 'hang' | 'missing';
@@ -111,25 +112,11 @@ export async function createToolFaults(): Promise<ToolFaults> {
 /** A waiting write copy's command line: the tool itself, its wrapper, or a hang's sleep. */
 const WAITING_COPY = /(?:ipset restore|nft -f -|sleep \d+)$/;
 
-/** Children of `parent` that are waiting write copies (their pids), read from /proc. */
-function waitingCopies(parent: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .map(Number)
-    .filter((pid) => {
-      try {
-        const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-        const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
-        return Number(ppid) === parent && WAITING_COPY.test(command);
-      } catch {
-        return false;
-      }
-    });
-}
-
 /** Ends `parent`'s waiting write copies by pid; resolves once they are reaped (gone from /proc). */
 async function endWaitingCopies(parent: number): Promise<number> {
-  const pids = waitingCopies(parent);
+  const pids = childrenOf(parent)
+    .filter((child) => WAITING_COPY.test(child.cmdline))
+    .map((child) => child.pid);
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -137,10 +124,12 @@ async function endWaitingCopies(parent: number): Promise<number> {
       // Gone already.
     }
   }
-  const deadline = Date.now() + 5000;
-  while (pids.some((pid) => readdirSync('/proc').includes(String(pid)))) {
-    if (Date.now() > deadline) throw new Error(`dockfw did not reap its tool copies ${pids.join(', ')}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  // Not isAlive: a zombie is one dockfw has not reaped yet, and would not know has exited.
+  await waitUntil(
+    () => pids.every((pid) => !existsSync(`/proc/${pid}`)),
+    5000,
+    `dockfw to reap ${pids.join(', ')}`,
+    20,
+  );
   return pids.length;
 }
