@@ -458,6 +458,17 @@ describe('desiredState: the paths status shows per published binding', () => {
     ]);
   });
 
+  it('are spelled on each read, not kept, and reach the /status body', () => {
+    const web = container('web', {
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '0.0.0.0', hostPort: 8080 }],
+    });
+    const [summary] = desiredState({ containers: [web], bridges: [] }, allow).containers;
+    expect(summary?.paths).not.toBe(summary?.paths);
+    expect(summary?.paths).toEqual(summary?.paths);
+    const body = JSON.parse(JSON.stringify(summary)) as { paths?: { via: string }[] };
+    expect(body.paths?.map((p) => p.via)).toEqual(['ipv4-dnat', 'docker-proxy', 'direct']);
+  });
+
   it('IPv6 DNAT when the container has an IPv6 address; the host network for a host-network container', () => {
     const v6 = container('v6', {
       networks: [{ network: 'v6net', ipv4: '172.20.0.2', ipv6: '2001:db8:2::2' }],

@@ -116,6 +116,7 @@ export class NftablesReconciler {
         last.shape === shape &&
         wrote !== undefined &&
         (drift.structural.length > 0 || !within(drift.changes, asked ?? [])));
+    want.release();
     this.wanted = { want, shape };
     this.kernelHolds = true;
     return ([4, 6] as const).map((family) => ({

@@ -36,6 +36,11 @@ describe('nftables: the table wanted, per container', () => {
           tableSpec(desiredState({ containers: before, bridges: ['docker0'] }, config, { parts: false })),
         );
         expect(wantB.spec()).toEqual(tableSpec(b));
+        // Let go after a sync, the whole spec is put together again from the parts.
+        const whole = wantA.spec();
+        wantA.release();
+        expect(wantA.spec() === whole).toBe(a.parts === undefined);
+        expect(wantA.spec()).toEqual(whole);
         if (a.parts !== undefined && b.parts !== undefined) perPart++;
         const changes = changesBetween(wantA, wantB);
         for (const [name, have] of wantA.spec().sets) {
