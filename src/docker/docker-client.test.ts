@@ -177,8 +177,17 @@ describe('listStamp', () => {
       },
       {
         ...element,
-        NetworkSettings: { Networks: { bridge: { IPAddress: '172.17.0.2', EndpointID: 'e2' } } },
+        NetworkSettings: {
+          Networks: {
+            bridge: { IPAddress: '172.17.0.2', GlobalIPv6Address: '2001:db8::2', EndpointID: 'e1' },
+          },
+        },
       },
+      {
+        ...element,
+        NetworkSettings: { Networks: { other: { IPAddress: '172.17.0.2', EndpointID: 'e1' } } },
+      },
+      { ...element, NetworkSettings: { Networks: {} } },
     ];
     const stamps = new Set([element, ...changed].map(listStamp));
     expect(stamps.size).toBe(changed.length + 1);
@@ -189,5 +198,15 @@ describe('listStamp', () => {
     const unlabeled = { ...element, Labels: {} };
     expect(listStamp(ticked)).toBe(listStamp(element));
     expect(listStamp(unlabeled)).toBe(listStamp(element));
+  });
+
+  it('leaves out what the snapshot does not keep of an endpoint (a reconnect with the same address)', () => {
+    const reconnected = {
+      ...element,
+      NetworkSettings: {
+        Networks: { bridge: { IPAddress: '172.17.0.2', EndpointID: 'e2', MacAddress: '02:42:ac:11:00:02' } },
+      },
+    };
+    expect(listStamp(reconnected)).toBe(listStamp(element));
   });
 });

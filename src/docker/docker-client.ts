@@ -1,6 +1,6 @@
 // The Docker edge as a small port: what a sync and the event watch need, no
 // more. The dockerode adapter implements it; tests use a fake.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { DockerEvent } from './events.js';
 
 /** One element of GET /networks, the fields dockfw reads. */
@@ -25,10 +25,11 @@ export interface EventSubscription extends AsyncIterable<DockerEvent> {
 
 /**
  * A list element's stamp: a digest of the fields a container's snapshot depends
- * on, not of `Status` ("Up 5 minutes" changes every minute) nor of `Labels`: a
- * container's labels are fixed at its creation (no engine call changes them; a
- * new label means a new container, a new id), and they are the bulk of an
- * element, so leaving them out halves the stamp's cost.
+ * on, and only those. Not `Status` ("Up 5 minutes" changes every minute), not
+ * `Labels` (fixed at a container's creation: no engine call changes them; a new
+ * label means a new container, a new id), and of each network endpoint only its
+ * addresses (the snapshot keeps nothing else of it). The periodic check stamps
+ * every container, so this is the part of its list that grows with the host.
  */
 export function listStamp(summary: {
   readonly Names?: unknown;
@@ -37,10 +38,16 @@ export function listStamp(summary: {
   readonly NetworkSettings?: unknown;
   readonly HostConfig?: unknown;
 }): string {
-  const { Names, State, Ports, NetworkSettings, HostConfig } = summary;
-  return createHash('sha1')
-    .update(JSON.stringify([Names, State, Ports, NetworkSettings, HostConfig]))
-    .digest('base64');
+  const { Names, State, Ports } = summary;
+  const networks = (summary.NetworkSettings as { Networks?: unknown } | null | undefined)?.Networks;
+  const endpoints: unknown[] = [];
+  if (typeof networks === 'object' && networks !== null)
+    for (const [name, endpoint] of Object.entries(networks)) {
+      const e = endpoint as { IPAddress?: unknown; GlobalIPv6Address?: unknown } | null;
+      endpoints.push(name, e?.IPAddress, e?.GlobalIPv6Address);
+    }
+  const mode = (summary.HostConfig as { NetworkMode?: unknown } | null | undefined)?.NetworkMode;
+  return hash('sha1', JSON.stringify([Names, State, Ports, endpoints, mode]), 'base64');
 }
 
 export interface ListedContainer {

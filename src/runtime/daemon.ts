@@ -9,6 +9,7 @@ import type { DockerClient } from '../docker/docker-client.js';
 import type { DaemonObserver } from '../observe/observer.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { DockerWatch } from './docker-watch.js';
+import { exposedGc, GarbagePolicy } from './garbage.js';
 import type { MonitorSpawner } from './nft-monitor.js';
 import { RulesetWatch } from './ruleset-watch.js';
 import { SyncRunner, type SyncReason } from './runner.js';
@@ -38,16 +39,6 @@ function cronLogger(logger: Logger) {
 }
 
 /**
- * A sync this long read and built a lot (the startup read, a deep check at
- * thousands of containers). V8 leaves that garbage in an old space it grew for
- * it until the heap nears its limit: at 5,000 containers, 266 MB of heap, 90 MB
- * of it live. One full collection once the sync is done gives most of the rest
- * back (the bench's idle resident size with the image's flags: 241 → 212 MB on
- * nftables). Only where node exposes it (`--expose-gc`, as the image runs it).
- */
-const HEAVY_SYNC_MS = 1000;
-
-/**
  * One more check this long after a repair the ruleset watch did not ask for
  * (legacy iptables and ipset changes never show in `nft monitor`; or no watch):
  * outside changes come in bursts (a firewalld reload, an admin's script), and
@@ -61,11 +52,6 @@ export const RECHECK_AFTER_REPAIR_MS = 2000;
  * must not make it write every 2 s, nor put every check's deep read ten times closer).
  */
 export const MAX_RECHECKS = 3;
-
-function collectGarbageSoon(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (typeof gc === 'function') setImmediate(gc);
-}
 
 export class Daemon {
   private readonly runner: SyncRunner;
@@ -93,6 +79,7 @@ export class Daemon {
       },
     });
     let connections = 0;
+    const garbage = new GarbagePolicy({ gc: exposedGc() });
     this.runner = new SyncRunner({
       clock,
       sync: async (reasons) => {
@@ -108,7 +95,7 @@ export class Daemon {
         }
         const tookMs = clock.now() - started;
         observer?.syncFinished?.(tookMs);
-        if (tookMs >= HEAVY_SYNC_MS) collectGarbageSoon();
+        garbage.syncFinished(tookMs);
         if (this.lastFailure !== undefined) logger.info('sync succeeded again');
         this.lastFailure = undefined;
       },
