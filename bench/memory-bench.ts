@@ -2,7 +2,7 @@
  * Figure 7: resident memory of `dockfw run` (the built dist/cli/main.js, as
  * deployed) idle with 5,000 containers: the stand-in engine serves them, the
  * process runs in a bench namespace with Docker's chains made by hand; after
- * its first sync wrote the rules and a few seconds of quiet, VmRSS is read
+ * its first sync wrote the rules and 30 s of quiet, VmRSS is read
  * from /proc (VmHWM: the peak, during that first sync).
  */
 import { spawn } from 'node:child_process';
@@ -23,16 +23,21 @@ import type { Report } from './report.js';
 
 const MAIN = path.resolve(BUILD_DIR, '..', '..', '..', 'dist', 'cli', 'main.js');
 
-const MEMORY_MISSED = `Why: Node with dockfw's modules alone takes about 75 MB resident here (see "no
-containers at all"; about 48 MB of it is the node binary's own mapped pages). A sync at
-5,000 containers holds the whole container list, 5,000 parsed inspect answers, the desired
-state, the rendered payload and the kernel's read-back at once (capped at 64 MB of old
-space the process aborts), V8 keeps the heap it grew to after the sync ends, and its
-default young generation (16 MB semi-spaces) adds tens of MB (the image caps it, see
-"the image's node flags").
-What would meet it: keeping only the few fields dockfw reads from each inspect (not the
-raw JSON), the incremental sync described above (so one event does not hold 5,000
-containers at once), renderers that do not keep the last payload text, and a heap cap.`;
+const MEMORY_MISSED = `Why: Node with dockfw's modules alone takes about 85 MB resident here with the image's
+flags (see "no containers at all"), about 50 MB of it the node binary's own mapped pages:
+the target leaves some 15 MB for 5,000 containers, 3 kB each. A heap snapshot of the daemon
+idle at 5,000 containers (nftables) holds 94 MB: 17 MB is the WASM memory of ssh2, which
+dockerode's transport loads for ssh:// hosts (reserved, about 4 MB of it resident); about 50 MB
+is per-container state that makes an event cost one container: each container's set
+elements spelled once (187,500 texts, 18 MB), its rules' source intervals and their spelled
+texts (9 MB), its per-port summaries (5 MB), bindings (4 MB), claims (2 MB) and its snapshot
+(4 MB); the rest is code and module text. Spelling the elements again on each deep check
+instead would cost 80-240 ms of CPU per check (measured). What would meet it: per-container
+state in packed form (typed arrays of addresses and ports instead of objects and texts), or
+a runtime without Node's 85 MB floor.`;
+
+/** How long after the first sync the resident size is read. */
+const IDLE_AFTER_SYNC_MS = 30_000;
 
 /** The node flags the image sets in NODE_OPTIONS (Dockerfile). */
 const IMAGE_NODE_FLAGS = '--max-semi-space-size=1 --expose-gc';
@@ -85,7 +90,9 @@ async function measure(
         await sleep(50);
       }
       const firstSyncS = (Date.now() - started) / 1000;
-      await sleep(5000);
+      // V8 gives the first sync's heap back about 20 s after it (its memory reducer,
+      // once allocation stays low): measured at 5 s, the figure was that transient.
+      await sleep(IDLE_AFTER_SYNC_MS);
       const pid = child.pid;
       if (pid === undefined) throw new Error('dockfw did not start');
       return { ...(await status(pid)), firstSyncS };
