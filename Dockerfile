@@ -38,8 +38,8 @@ COPY --from=build /src/dist ./dist
 # --max-semi-space-size=1: V8's young generation capped at 1 MB per semi-space
 # (default 16). Measured at 5,000 containers: idle resident size about 80 MB
 # lower; only how often short-lived objects are collected changes (docs/design.md,
-# "Memory"). --expose-gc: dockfw collects once after a sync of a second or more
-# (the startup read, a deep check), which gives that sync's garbage back.
+# "Memory"). --expose-gc: dockfw collects once after a sync of a second or more,
+# or once its heap grew 32 MB (a full read), which gives that read's garbage back.
 # Setting NODE_OPTIONS replaces both.
 ENV NODE_ENV=production DOCKFW_LISTEN=127.0.0.1:9811 NODE_OPTIONS="--max-semi-space-size=1 --expose-gc"
 LABEL org.opencontainers.image.title="dockfw" \
