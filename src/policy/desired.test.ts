@@ -494,3 +494,44 @@ describe('desiredState: the paths status shows per published binding', () => {
     ]);
   });
 });
+
+describe('desiredState: a container asking for more (port, source block) pairs than MAX_SOURCE_PAIRS', () => {
+  const host = (labels: Record<string, string>) =>
+    container('wide', { networkMode: 'host', networks: [{ network: 'host' }], ports: [], labels });
+
+  it('is closed, the widest label named, on the host network', () => {
+    // 65,535 ports × (63 IPv6 blocks of the range + 1 for the port) and the rest: 4.2 million.
+    const state = desiredState(
+      {
+        containers: [
+          host({
+            'dockfw.allow.1-65535/tcp': '2001:db8::1-2001:db8::ffff:fffe',
+            'dockfw.allow.53/udp': '203.0.113.0/24',
+          }),
+        ],
+        bridges: [],
+      },
+      deny,
+    );
+    expect(state.containers[0]?.state).toBe('closed-invalid-label');
+    expect(state.errors.map((e) => [e.container, e.label])).toEqual([['wide', 'dockfw.allow.1-65535/tcp']]);
+    expect(state.errors[0]?.message).toMatch(
+      /^asks for 4194243 \(port, source block\) pairs, more than 1048576:/,
+    );
+    // Closed: every port judged, nobody admitted.
+    const tcpPorts = state.bindings
+      .filter((b) => b.protocol === 'tcp')
+      .reduce((sum, b) => sum + b.portTo - b.portFrom + 1, 0);
+    expect(tcpPorts).toBe(2 * 65_535);
+    expect(state.bindings.every((b) => b.sources !== 'any' && b.sources.length === 0)).toBe(true);
+  });
+
+  it('is not refused below the cap: the whole port space for one source block', () => {
+    const state = desiredState(
+      { containers: [host({ 'dockfw.allow.1-65535/tcp': '203.0.113.0/24' })], bridges: [] },
+      deny,
+    );
+    expect(state.containers[0]?.state).toBe('enforced');
+    expect(state.errors).toEqual([]);
+  });
+});

@@ -2,6 +2,7 @@
 // Knows nothing of iptables or nftables.
 import type { Config } from '../config/config.js';
 import type { ContainerSnapshot, EngineSnapshot, Family, PortBinding, Protocol } from '../docker/snapshot.js';
+import { intervalToCidrs } from '../net/cidrs.js';
 import { formatInterval, sameSources, type Interval } from '../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
 import {
@@ -448,16 +449,73 @@ function withPlannedPorts(container: ContainerSnapshot): ContainerSnapshot {
   return container.ports.length > 0 || planned.length === 0 ? container : { ...container, ports: planned };
 }
 
-function planContainer(
-  container: ContainerSnapshot,
-  config: Config,
-  extraProblems: readonly LabelProblem[] = [],
-): {
+interface ContainerPlan {
   summary: ContainerSummary;
   rules: DesiredRule[];
   bindings: DesiredBinding[];
   problems: readonly LabelProblem[];
-} {
+}
+
+/**
+ * The most (port, source block) pairs one container may ask for. A firewall that
+ * holds prefixes per port (ipset's hash:net,port) needs an element for each: a
+ * host-network label as wide as the port space with one wide IPv6 range item is
+ * 4.2 million of them, seconds of CPU per sync and a kernel set to match. Past
+ * this the container is closed and its label named, on every backend, so a
+ * label means the same everywhere. dockfw.allow.1-65535 with a few sources fits.
+ */
+export const MAX_SOURCE_PAIRS = 1_048_576;
+
+const blockCounts = new WeakMap<readonly Interval[], number>();
+
+/** CIDR blocks of a source list (1 for `any`); an upper bound while it cannot matter. */
+function sourceBlocks(family: Family, sources: RuleSources, exact: boolean): number {
+  if (sources === 'any') return 1;
+  if (!exact) return sources.length * 2 * FAMILY_BITS[family];
+  let count = blockCounts.get(sources);
+  if (count === undefined) {
+    count = sources.reduce((sum, interval) => sum + intervalToCidrs(family, interval).length, 0);
+    blockCounts.set(sources, count);
+  }
+  return count;
+}
+
+/** Each judged port with its source blocks, and the port itself (what judges it). */
+function sourcePairs(plan: ContainerPlan, exact: boolean): number {
+  let pairs = 0;
+  for (const r of [...plan.rules, ...plan.bindings])
+    pairs += (r.portTo - r.portFrom + 1) * (sourceBlocks(r.family, r.sources, exact) + 1);
+  return pairs;
+}
+
+/** The label that decided the most ports, named when a container asks for too much. */
+function widestLabel(summary: ContainerSummary): string {
+  const ports = new Map<string, number>();
+  for (const p of summary.ports) if (p.label !== undefined) ports.set(p.label, (ports.get(p.label) ?? 0) + 1);
+  return [...ports].sort((a, b) => b[1] - a[1])[0]?.[0] ?? ALLOW_LABEL;
+}
+
+function planContainer(
+  container: ContainerSnapshot,
+  config: Config,
+  extraProblems: readonly LabelProblem[] = [],
+): ContainerPlan {
+  const plan = planLabels(container, config, extraProblems);
+  if (sourcePairs(plan, false) <= MAX_SOURCE_PAIRS) return plan;
+  const pairs = sourcePairs(plan, true);
+  if (pairs <= MAX_SOURCE_PAIRS) return plan;
+  const tooMany: LabelProblem = {
+    label: widestLabel(plan.summary),
+    message: `asks for ${pairs} (port, source block) pairs, more than ${MAX_SOURCE_PAIRS}: name fewer ports or sources (closed until then)`,
+  };
+  return planLabels(container, config, [tooMany, ...extraProblems]);
+}
+
+function planLabels(
+  container: ContainerSnapshot,
+  config: Config,
+  extraProblems: readonly LabelProblem[],
+): ContainerPlan {
   const parsed = parseContainerLabels(container.labels);
   const labels: LabelsResult =
     extraProblems.length === 0

@@ -151,6 +151,39 @@ describe('host-network containers and routed networks (Docker 28.5.2, iptables-n
     await dockfw.stop();
   });
 
+  it('a host-network label asking for more (port, source block) pairs than the cap closes its ports and names the label', async () => {
+    // 25,536 ports × (63 blocks of the IPv6 range + the IPv4 source + the port): past 1,048,576.
+    await host.docker([
+      'run',
+      '-d',
+      '--name',
+      'wideproxy',
+      '--network',
+      'host',
+      '-e',
+      'SERVE_TCP=40001',
+      '--label',
+      'dockfw.allow.40000-65535/tcp=203.0.113.11, 2001:db8::1-2001:db8::ffff:fffe',
+      TEST_IMAGE,
+    ]);
+    try {
+      await eventually('40001 open without dockfw', reach(40001), ALL_V4);
+      const dockfw = DockfwProcess.start(host, { DOCKFW_LOG_LEVEL: 'debug' });
+      await dockfw.waitForLog('connected to docker');
+      // Closed to everyone, the source its label lists too.
+      await eventually('40001 closed', reach(40001), []);
+      const said = dockfw.records.find((r) => JSON.stringify(r).includes('(port, source block) pairs'));
+      expect(said, 'a log line naming the label').toBeDefined();
+      expect(JSON.stringify(said)).toContain('wideproxy');
+      expect(JSON.stringify(said)).toContain('dockfw.allow.40000-65535/tcp');
+      // The other host-network container keeps its own verdict.
+      expect(await host.reachableFrom({ to: HOST_A, port: 8443 })).toEqual(['203.0.113.11']);
+      await dockfw.stop();
+    } finally {
+      await host.docker(['rm', '-f', 'wideproxy']);
+    }
+  });
+
   it('boot guard: a network with a custom bridge name is closed until the first sync (open without the guard)', async () => {
     await host.docker(['network', 'create', '-o', 'com.docker.network.bridge.name=lan7', 'custombr']);
     await host.docker([
