@@ -483,8 +483,9 @@ function sourceBlocks(family: Family, sources: RuleSources, exact: boolean): num
 /** Each judged port with its source blocks, and the port itself (what judges it). */
 function sourcePairs(plan: ContainerPlan, exact: boolean): number {
   let pairs = 0;
-  for (const r of [...plan.rules, ...plan.bindings])
-    pairs += (r.portTo - r.portFrom + 1) * (sourceBlocks(r.family, r.sources, exact) + 1);
+  for (const judged of [plan.rules, plan.bindings])
+    for (const r of judged)
+      pairs += (r.portTo - r.portFrom + 1) * (sourceBlocks(r.family, r.sources, exact) + 1);
   return pairs;
 }
 
