@@ -99,7 +99,7 @@ interface PortVerdict {
  * sources joined again. Interval sets refuse overlapping elements, so two
  * containers claiming one address must not both reach the kernel.
  */
-function portVerdicts(desired: DesiredState): PortVerdict[] {
+function portVerdicts(desired: Pick<DesiredState, 'rules'>): PortVerdict[] {
   const seen = new Set<string>();
   const verdicts: PortVerdict[] = [];
   for (const rule of desired.rules) {
@@ -156,7 +156,7 @@ const WHOLE: Readonly<Record<Family, Interval>> = {
 };
 
 /** bound and boundallowed elements of the published bindings (host port . proto . host address). */
-function bindingElements(desired: DesiredState, sets: Map<SetName, string[]>): void {
+function bindingElements(desired: Pick<DesiredState, 'bindings'>, sets: Map<SetName, string[]>): void {
   for (const binding of desired.bindings) {
     // Open to everyone: no element, nothing in the chain drops it.
     if (binding.sources === 'any') continue;
@@ -179,22 +179,25 @@ export function checkedRecords(records: number): number {
   return records;
 }
 
-export function tableSpec(desired: DesiredState, records: number = DEFAULT_DROP_RECORDS): TableSpec {
-  const sets = new Map<SetName, string[]>([
-    // Only the bridges Docker reports are "not outside"; the catch-all may also use wildcards.
-    ['bridges', ifnameSet(desired.bridges)],
-    ['dnatbridges', ifnameSet(['docker0', 'br-+', ...desired.bridges])],
-    ['bound4', []],
-    ['boundallowed4', []],
-    ['bound6', []],
-    ['boundallowed6', []],
-    ['allowed4', []],
-    ['guarded4', []],
-    ['allowed6', []],
-    ['guarded6', []],
-  ]);
-  const outsideConfigured = desired.externalInterfaces.length > 0;
-  if (outsideConfigured) sets.set('outside', ifnameSet(desired.externalInterfaces));
+/** The sets filled per container (published bindings and guarded targets). */
+export const VERDICT_SETS = [
+  'bound4',
+  'boundallowed4',
+  'bound6',
+  'boundallowed6',
+  'allowed4',
+  'guarded4',
+  'allowed6',
+  'guarded6',
+] as const satisfies readonly SetName[];
+
+/**
+ * The verdict sets' elements for some rules and bindings, in no order. Only
+ * these depend on the containers: a part's share of the table is this of its
+ * rules and bindings alone.
+ */
+export function verdictElements(desired: Pick<DesiredState, 'rules' | 'bindings'>): Map<SetName, string[]> {
+  const sets = new Map<SetName, string[]>(VERDICT_SETS.map((name) => [name, []]));
   bindingElements(desired, sets);
   for (const verdict of portVerdicts(desired)) {
     const target = `${verdict.address} . ${verdict.protocol} . ${portElement(verdict.portFrom, verdict.portTo)}`;
@@ -209,6 +212,18 @@ export function tableSpec(desired: DesiredState, records: number = DEFAULT_DROP_
       allowed.push(`${target} . ${source}`);
     guarded.push(target);
   }
+  return sets;
+}
+
+export function tableSpec(desired: DesiredState, records: number = DEFAULT_DROP_RECORDS): TableSpec {
+  const sets = new Map<SetName, string[]>([
+    // Only the bridges Docker reports are "not outside"; the catch-all may also use wildcards.
+    ['bridges', ifnameSet(desired.bridges)],
+    ['dnatbridges', ifnameSet(['docker0', 'br-+', ...desired.bridges])],
+    ...verdictElements(desired),
+  ]);
+  const outsideConfigured = desired.externalInterfaces.length > 0;
+  if (outsideConfigured) sets.set('outside', ifnameSet(desired.externalInterfaces));
   for (const elements of sets.values()) elements.sort();
   const spec = { outsideConfigured, sets, records: checkedRecords(records) };
   return desired.bridgesUnknown === true ? { ...spec, bridgesUnknown: true } : spec;

@@ -1,21 +1,20 @@
 // What a sync wants the table to hold, cut per container when the desired
-// state comes in independent parts: each container's elements are spelled once
-// while its part lasts, so the change after one container's event is found by
-// comparing part objects, not the table's 170,000 elements. The whole sorted
+// state comes in independent parts: the change after one container's event is
+// found by comparing part objects and spelling the parts that changed, not the
+// table's 170,000 elements. The whole sorted
 // spec is only put together when something needs it (a read-back compare, a
 // whole-table write).
 import type { DesiredPart, DesiredState } from '../../policy/desired.js';
-import type { TableSpec } from './elements.js';
-import { SET_NAMES, setFamily, type SetName } from './names.js';
+import { verdictElements, type TableSpec } from './elements.js';
+import { SET_NAMES, type SetName } from './names.js';
 import type { ElementChanges } from './render.js';
 import { absentFrom } from '../lists.js';
 
 type Sets = ReadonlyMap<SetName, readonly string[]>;
 
-/** A state's parts, and how to spell one: its elements come on demand, once per part object. */
+/** A state's parts; their elements are spelled on demand. */
 interface PartsView {
   readonly parts: ReadonlyMap<string, DesiredPart>;
-  readonly specOf: (desired: DesiredState) => TableSpec;
 }
 
 export class Wanted {
@@ -47,7 +46,7 @@ export class Wanted {
       errors: [],
     });
     // The state's own map (states are immutable), not a copy: an event costs its containers.
-    return new Wanted(common, { parts: desired.parts, specOf });
+    return new Wanted(common, { parts: desired.parts });
   }
 
   /** The whole spec, every set sorted (put together once, on demand). */
@@ -57,7 +56,7 @@ export class Wanted {
     for (const [name, elements] of this.common.sets) sets.set(name, [...elements]);
     const cut = this.cut;
     cut?.parts.forEach((part) => {
-      for (const [name, elements] of partSets(part, cut.specOf))
+      for (const [name, elements] of partSets(part))
         for (const e of elements) sets.get(name)?.push(e);
     });
     for (const elements of sets.values()) elements.sort();
@@ -87,14 +86,14 @@ export class Wanted {
         if (last !== part)
           setsChanges(
             changes,
-            last === undefined ? undefined : partSets(last, was.specOf),
-            partSets(part, now.specOf),
+            last === undefined ? undefined : partSets(last),
+            partSets(part),
           );
       });
       // Ids of `before` that are not here went: there are some when it had more than the ids kept.
       if (was.parts.size > now.parts.size - fresh)
         was.parts.forEach((last, id) => {
-          if (!now.parts.has(id)) setsChanges(changes, partSets(last, was.specOf), undefined);
+          if (!now.parts.has(id)) setsChanges(changes, partSets(last), undefined);
         });
     } else {
       setsChanges(changes, before.spec().sets, this.spec().sets);
@@ -113,32 +112,18 @@ export class Wanted {
 }
 
 /**
- * One part's elements: the table spec of a state holding that part alone. Its
- * elements are the part's share of the whole spec, because no other part
- * claims its addresses or host ports (DesiredState.parts).
+ * One part's elements: its share of the whole spec, because no other part
+ * claims its addresses or host ports (DesiredState.parts). Spelled when asked,
+ * never kept: an event spells the containers it changed, and only a read-back
+ * compare or a whole-table write spells them all. Kept, the texts held 22 MB at
+ * 5,000 containers; spelling them all again (about 0.1 s there) is a fraction of
+ * the nft read or write that goes with it.
  */
-const spelled = new WeakMap<DesiredPart, { readonly specOf: unknown; readonly sets: Sets }>();
-
-function partSets(part: DesiredPart, specOf: (desired: DesiredState) => TableSpec): Sets {
-  const known = spelled.get(part);
-  if (known?.specOf === specOf) return known.sets;
-  const alone = specOf({
-    rules: part.rules,
-    bindings: part.bindings,
-    bridges: [],
-    externalInterfaces: [],
-    containers: [],
-    errors: [],
-  });
+function partSets(part: DesiredPart): Sets {
   const sets = new Map<SetName, readonly string[]>();
-  for (const [name, elements] of alone.sets)
-    if (PER_PART.has(name) && elements.length > 0) sets.set(name, elements);
-  spelled.set(part, { specOf, sets });
+  for (const [name, elements] of verdictElements(part)) if (elements.length > 0) sets.set(name, elements);
   return sets;
 }
-
-/** Sets filled per container; the others (bridges, interfaces) are common. */
-const PER_PART = new Set<SetName>(SET_NAMES.filter((name) => setFamily(name) !== undefined));
 
 function change(changes: Map<SetName, { add: string[]; delete: string[] }>, set: SetName) {
   let entry = changes.get(set);
