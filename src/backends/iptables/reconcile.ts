@@ -239,9 +239,8 @@ export class IptablesReconciler {
       const { family, parent } = last.placement;
       const options = await this.renderOptions(family);
       if (this.chainsText(desired, family, parent, options) !== last.chains) return undefined;
-      const { sets, add, remove } = this.want(desired, family);
-      if (SET_ROLES.some((role) => (sets.get(role)?.size ?? 0) > (last.capacity.get(role) ?? 0)))
-        return undefined;
+      const { sizes, add, remove } = this.want(desired, family);
+      if (SET_ROLES.some((role) => (sizes.get(role) ?? 0) > (last.capacity.get(role) ?? 0))) return undefined;
       plans.push({ last, diff: { structural: [], add, remove } satisfies SetsDiff });
     }
     const deltas = plans.map(({ last, diff }) => ({ family: last.placement.family, diff }));
@@ -398,7 +397,7 @@ export class IptablesReconciler {
         header.type !== SET_TYPES[role] ||
         header.family !== (family === 4 ? 'inet' : 'inet6') ||
         header.entries !== before.get(role) ||
-        (update.sets.get(role)?.size ?? 0) > header.maxelem
+        (update.sizes.get(role) ?? 0) > header.maxelem
       )
         return undefined;
       capacity.set(role, header.maxelem);
@@ -459,7 +458,7 @@ export class IptablesReconciler {
       before === undefined || light === undefined
         ? undefined
         : await this.lightSets(family, before, update, light);
-    const { drift: setDrift, capacity } = checked ?? (await this.writeSets(family, update.sets));
+    const { drift: setDrift, capacity } = checked ?? (await this.writeSets(family, update.sets()));
     // A set in use cannot be destroyed: one gone means its rules went first, perhaps after
     // the chains were read (the jumps too). Read them again, so this write puts all back.
     if (setDrift.chainsMissing.some(setGone)) read = await this.readChains(desired, placement, options);

@@ -51,7 +51,10 @@ function expectStep(
   before: Map<string, string[]>,
   want: Map<string, string[]>,
 ): void {
-  expect(copy(update.sets)).toEqual(want);
+  expect(copy(update.sets())).toEqual(want);
+  expect(new Map(update.sizes)).toEqual(
+    new Map([...want].map(([role, elements]) => [role, elements.length])),
+  );
   for (const role of SET_ROLES) {
     const had = new Set(before.get(role));
     const has = new Set(want.get(role));

@@ -1,9 +1,12 @@
-// One family's verdict sets kept from sync to sync, so a change costs what
-// changed: the sets are cut into units (one per judged target: a binding's host
-// address and service, a container address and service), each unit's elements
-// spelled once and kept while its sources are the same list (a container the
-// cache did not re-read keeps its lists). A sync walks the units, not the
-// elements, and hands back the elements that came and went.
+// One family's verdict sets followed from sync to sync, so a change costs what
+// changed. When the desired state comes in parts (one per container), the
+// tracker keeps each container's part and the sets' sizes, not their elements:
+// an update spells the parts that are not the same objects as last time (before
+// and after), and the whole sets are spelled only when a sync asks for them (a
+// read-back compare). Otherwise the sets are cut into units (one per judged
+// target: a binding's host address and service, a container address and
+// service), each unit's elements spelled once and kept while its sources are the
+// same list. Either way an update hands back the elements that came and went.
 import type { Family } from '../../docker/snapshot.js';
 import { absentFrom } from '../lists.js';
 import type { DesiredPart, DesiredState, RuleSources } from '../../policy/desired.js';
@@ -21,8 +24,10 @@ import {
 export type SetChanges = ReadonlyMap<SetRole, readonly string[]>;
 
 export interface SetsUpdate {
-  /** The family's sets now: the tracker's own, valid until its next update. */
-  readonly sets: FamilySets;
+  /** The family's sets now, spelled whole on each call when the state comes in parts. */
+  sets(): FamilySets;
+  /** How many elements each set holds now. */
+  readonly sizes: ReadonlyMap<SetRole, number>;
   readonly add: SetChanges;
   readonly remove: SetChanges;
 }
@@ -48,53 +53,68 @@ type PartElements = ReadonlyMap<SetRole, readonly string[]>;
 
 /**
  * One container's elements in one family: the sets of a state holding its part
- * alone (no other part claims its targets: DesiredState.parts). Kept as lists,
- * not sets: 5,000 containers' element sets held 37 MB, the lists a fraction.
+ * alone (no other part claims its targets: DesiredState.parts). Spelled when
+ * asked, never kept: an update spells the containers that changed (the part
+ * before and after); kept, 5,000 containers' elements held 25 MB.
  */
-const partElements = new WeakMap<DesiredPart, Map<Family, PartElements>>();
-
 function partSets(part: DesiredPart, family: Family): PartElements {
-  let byFamily = partElements.get(part);
-  if (byFamily === undefined) {
-    byFamily = new Map();
-    partElements.set(part, byFamily);
-  }
-  let sets = byFamily.get(family);
-  if (sets === undefined) {
-    const alone = { rules: part.rules, bindings: part.bindings, bridges: [], externalInterfaces: [] };
-    const lists = new Map<SetRole, readonly string[]>();
-    for (const [role, elements] of familySets({ ...alone, containers: [], errors: [] }, family))
-      if (elements.size > 0) lists.set(role, [...elements]);
-    sets = lists;
-    byFamily.set(family, sets);
-  }
+  const alone = { rules: part.rules, bindings: part.bindings, bridges: [], externalInterfaces: [] };
+  const lists = new Map<SetRole, readonly string[]>();
+  for (const [role, elements] of familySets({ ...alone, containers: [], errors: [] }, family))
+    if (elements.size > 0) lists.set(role, [...elements]);
+  return lists;
+}
+
+/** Every part's elements together: the whole sets of a state that comes in parts. */
+function spellAll(parts: ReadonlyMap<string, DesiredPart>, family: Family): FamilySets {
+  const sets = emptySets();
+  parts.forEach((part) => {
+    for (const [role, elements] of partSets(part, family)) {
+      const into = sets.get(role);
+      for (const e of elements) into?.add(e);
+    }
+  });
   return sets;
 }
 
-interface KeptPart {
-  readonly part: DesiredPart;
-  readonly sets: PartElements;
+function sizesOf(sets: FamilySets): Map<SetRole, number> {
+  return new Map(SET_ROLES.map((role) => [role, sets.get(role)?.size ?? 0]));
 }
 
 export class SetTracker {
   private units = new Map<string, Kept>();
-  /** Per container, its elements, while the state comes in parts; undefined: not followed so. */
-  private parts: Map<string, KeptPart> | undefined;
+  /**
+   * Per container, its part as last applied, while the state comes in parts
+   * (the sets are then not kept: `sets` is undefined); undefined: not followed so.
+   */
+  private parts: Map<string, DesiredPart> | undefined;
   /** False until the units describe `sets` (at first, and after a rebuild). */
   private unitsKnown = false;
-  private sets = emptySets();
+  /** The sets as last asked for, unless `parts` describes them. */
+  private sets: Map<SetRole, Set<string>> | undefined = emptySets();
+  private counts = new Map<SetRole, number>(SET_ROLES.map((role) => [role, 0]));
 
   constructor(private readonly family: Family) {}
 
   /** How many elements each set holds as last asked for. */
   sizes(): Map<SetRole, number> {
-    return new Map(SET_ROLES.map((role) => [role, this.sets.get(role)?.size ?? 0]));
+    return new Map(this.counts);
+  }
+
+  /** The sets as last asked for: kept, or spelled from the parts. */
+  private held(): FamilySets {
+    if (this.sets !== undefined) return this.sets;
+    return this.parts === undefined ? emptySets() : spellAll(this.parts, this.family);
   }
 
   /** Brings the sets to `desired`; returns them and what changed since the last update. */
   update(desired: DesiredState): SetsUpdate {
     if (desired.parts !== undefined) return this.updateParts(desired.parts);
-    this.parts = undefined;
+    if (this.parts !== undefined) {
+      // Followed in parts until now: the units compare against the sets spelled whole.
+      this.sets = new Map([...this.held()].map(([role, elements]) => [role, new Set(elements)]));
+      this.parts = undefined;
+    }
     const next = new Map<string, Kept>();
     let exact = true;
     unitsOf(
@@ -143,31 +163,29 @@ export class SetTracker {
       if (next.has(key)) continue;
       for (const [role, e] of unit.elements) remove.get(role)?.push(e);
     }
-    for (const [role, elements] of remove) for (const e of elements) this.sets.get(role)?.delete(e);
-    for (const [role, elements] of add) for (const e of elements) this.sets.get(role)?.add(e);
+    const sets = this.sets ?? emptySets();
+    for (const [role, elements] of remove) for (const e of elements) sets.get(role)?.delete(e);
+    for (const [role, elements] of add) for (const e of elements) sets.get(role)?.add(e);
+    this.sets = sets;
+    this.counts = sizesOf(sets);
     this.units = next;
-    return { sets: this.sets, add, remove };
+    return { sets: () => sets, sizes: this.counts, add, remove };
   }
 
   /**
    * Per container: only the parts that are not the same objects as last time are
-   * compared. The kept map is changed in place (it is the tracker's own), so an
-   * event costs its containers, not a new map of every container.
+   * spelled and compared. The kept map is changed in place (it is the tracker's
+   * own) once every part was compared, so an event costs its containers, not a
+   * new map of every container, and a throw leaves the tracker as it was.
    */
   private updateParts(parts: ReadonlyMap<string, DesiredPart>): SetsUpdate {
     const last = this.parts;
     if (last === undefined) {
       // Not followed in parts before: compare everything once.
-      const next = new Map<string, KeptPart>();
-      const fresh = emptySets();
-      parts.forEach((part, id) => {
-        const sets = partSets(part, this.family);
-        next.set(id, { part, sets });
-        for (const [role, elements] of sets) for (const e of elements) fresh.get(role)?.add(e);
-      });
-      const update = this.rebuild(fresh);
-      this.parts = next;
-      return update;
+      const update = this.rebuild(spellAll(parts, this.family));
+      this.parts = new Map(parts);
+      this.sets = undefined;
+      return { ...update, sets: () => spellAll(parts, this.family) };
     }
     const add = perRole();
     const remove = perRole();
@@ -180,21 +198,22 @@ export class SetTracker {
         remove.get(role)?.push(...absentFrom(have, want));
       }
     };
-    // Until the walk ends the kept map is half updated: a throw leaves the tracker comparing whole.
-    this.parts = undefined;
+    const changed: [string, DesiredPart][] = [];
+    let fresh = 0;
     parts.forEach((part, id) => {
       const kept = last.get(id);
-      if (kept?.part === part) return;
-      const now = { part, sets: partSets(part, this.family) };
-      compare(kept?.sets, now.sets);
-      last.set(id, now);
+      if (kept === part) return;
+      if (kept === undefined) fresh++;
+      compare(kept === undefined ? undefined : partSets(kept, this.family), partSets(part, this.family));
+      changed.push([id, part]);
     });
-    // Every id of `parts` is kept now; more kept than that: some went.
-    if (last.size > parts.size)
+    // Ids kept that are not in `parts` went: there are some when more are kept than the ids of `parts` seen before.
+    const gone: string[] = [];
+    if (last.size > parts.size - fresh)
       last.forEach((kept, id) => {
         if (parts.has(id)) return;
-        compare(kept.sets, undefined);
-        last.delete(id);
+        compare(partSets(kept, this.family), undefined);
+        gone.push(id);
       });
     for (const role of SET_ROLES) {
       // One container's element gone and another's the same: no change.
@@ -211,28 +230,38 @@ export class SetTracker {
         [...went].filter((e) => !both.has(e)),
       );
     }
-    for (const [role, elements] of remove) for (const e of elements) this.sets.get(role)?.delete(e);
-    for (const [role, elements] of add) for (const e of elements) this.sets.get(role)?.add(e);
-    this.parts = last;
+    for (const [id, part] of changed) last.set(id, part);
+    for (const id of gone) last.delete(id);
+    // No two parts hold one element (DesiredState.parts): the sizes follow the changes.
+    const counts = new Map(this.counts);
+    for (const role of SET_ROLES)
+      counts.set(
+        role,
+        (counts.get(role) ?? 0) + (add.get(role)?.length ?? 0) - (remove.get(role)?.length ?? 0),
+      );
+    this.counts = counts;
     // The unit map no longer describes the sets: a later update without parts compares them whole.
     if (this.units.size > 0) this.units = new Map();
     this.unitsKnown = false;
-    return { sets: this.sets, add, remove };
+    return { sets: () => spellAll(parts, this.family), sizes: counts, add, remove };
   }
 
   /** The sets replaced by `fresh`, compared element by element; the units are then unknown. */
   private rebuild(fresh: FamilySets): SetsUpdate {
     const add = perRole();
     const remove = perRole();
+    const held = this.held();
     for (const role of SET_ROLES) {
       const want = fresh.get(role) ?? new Set<string>();
-      const have = this.sets.get(role) ?? new Set<string>();
+      const have = held.get(role) ?? new Set<string>();
       for (const e of want) if (!have.has(e)) add.get(role)?.push(e);
       for (const e of have) if (!want.has(e)) remove.get(role)?.push(e);
     }
-    this.sets = new Map(SET_ROLES.map((role) => [role, new Set(fresh.get(role))]));
+    const sets = new Map(SET_ROLES.map((role) => [role, new Set(fresh.get(role))]));
+    this.sets = sets;
+    this.counts = sizesOf(sets);
     this.units = new Map();
     this.unitsKnown = false;
-    return { sets: this.sets, add, remove };
+    return { sets: () => sets, sizes: this.counts, add, remove };
   }
 }

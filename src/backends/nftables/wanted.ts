@@ -56,8 +56,7 @@ export class Wanted {
     for (const [name, elements] of this.common.sets) sets.set(name, [...elements]);
     const cut = this.cut;
     cut?.parts.forEach((part) => {
-      for (const [name, elements] of partSets(part))
-        for (const e of elements) sets.get(name)?.push(e);
+      for (const [name, elements] of partSets(part)) for (const e of elements) sets.get(name)?.push(e);
     });
     for (const elements of sets.values()) elements.sort();
     this.whole = { ...this.common, sets };
@@ -84,11 +83,7 @@ export class Wanted {
         const last = was.parts.get(id);
         if (last === undefined) fresh++;
         if (last !== part)
-          setsChanges(
-            changes,
-            last === undefined ? undefined : partSets(last),
-            partSets(part),
-          );
+          setsChanges(changes, last === undefined ? undefined : partSets(last), partSets(part));
       });
       // Ids of `before` that are not here went: there are some when it had more than the ids kept.
       if (was.parts.size > now.parts.size - fresh)
