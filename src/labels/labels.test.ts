@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decisionFor, parseContainerLabels, parsePortSpec, sourcesFor, type LabelsResult } from './labels.js';
-import { ANY, NONE } from './sources.js';
+import { ANY, NONE, parseSources } from './sources.js';
 
 function problems(result: LabelsResult): string[] {
   return result.kind === 'invalid' ? result.problems.map((p) => `${p.label}: ${p.message}`) : [];
@@ -40,6 +40,29 @@ describe('parsePortSpec', () => {
 });
 
 describe('parseContainerLabels', () => {
+  it('shares one parsed source list between equal label values, and parses as before past its memo', () => {
+    const policy = (value: string) => {
+      const result = parseContainerLabels({ 'dockfw.allow': value, 'dockfw.allow.53/udp': value });
+      if (result.kind !== 'labeled') throw new Error(`not labeled: ${value}`);
+      return result.policy;
+    };
+    const value = '203.0.113.0/24, 198.51.100.7, 2001:db8::/48';
+    const first = policy(value);
+    expect(first.all).toBe(first.ports[0]?.sources);
+    expect(policy(`${value}`).all).toBe(first.all);
+    // More distinct values than the memo keeps: each still parses to what parseSources gives.
+    for (let i = 0; i < 5000; i++) {
+      const other = `198.51.100.${i % 256}, 203.0.113.${Math.floor(i / 256)}`;
+      expect(policy(other).all).toEqual((parseSources(other) as { value: unknown }).value);
+    }
+    expect(policy(value).all).toEqual(first.all);
+    // A bad value is an error each time, never a list.
+    for (let i = 0; i < 2; i++)
+      expect(problems(parseContainerLabels({ 'dockfw.allow': '203.0.113.0/33' }))).toEqual([
+        'dockfw.allow: "203.0.113.0/33": prefix length must be 0-32',
+      ]);
+  });
+
   it('is unlabeled without dockfw.* keys; other labels are ignored', () => {
     expect(parseContainerLabels({})).toEqual({ kind: 'unlabeled' });
     expect(

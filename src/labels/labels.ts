@@ -63,6 +63,34 @@ function compareSpecs(a: PortSpec, b: PortSpec): number {
   return a.protocol.localeCompare(b.protocol) || a.from - b.from || a.to - b.to;
 }
 
+/**
+ * Parsed source lists by label value, the most recently used last. Hosts repeat
+ * their allow lists (one office range on many services), and containers with
+ * equal values then share one parsed list: its intervals, and the element texts
+ * the backends spell once per list. Bounded in count and in value length, so a
+ * flood of distinct values costs a bounded memo; results are immutable.
+ */
+const SHARED_VALUES = 4096;
+const SHARED_VALUE_LENGTH = 1024;
+const sharedSources = new Map<string, ReturnType<typeof parseSources>>();
+
+function sourcesOf(value: string): ReturnType<typeof parseSources> {
+  if (value.length > SHARED_VALUE_LENGTH) return parseSources(value);
+  const known = sharedSources.get(value);
+  if (known !== undefined) {
+    sharedSources.delete(value);
+    sharedSources.set(value, known);
+    return known;
+  }
+  const parsed = parseSources(value);
+  sharedSources.set(value, parsed);
+  if (sharedSources.size > SHARED_VALUES) {
+    const oldest = sharedSources.keys().next();
+    if (oldest.done !== true) sharedSources.delete(oldest.value);
+  }
+  return parsed;
+}
+
 export function parseContainerLabels(labels: Readonly<Record<string, string>>): LabelsResult {
   const keys = Object.keys(labels)
     .filter((key) => key.startsWith(LABEL_PREFIX))
@@ -91,7 +119,7 @@ export function parseContainerLabels(labels: Readonly<Record<string, string>>): 
       }
       spec = parsedSpec.value;
     }
-    const sources = parseSources(value);
+    const sources = sourcesOf(value);
     if (!sources.ok) {
       problems.push({ label, message: sources.message });
       continue;

@@ -200,7 +200,19 @@ function bindingTargets(hostIp: string): { family: Family; address: string | und
   return [];
 }
 
+/** Per parsed list, its text: equal label values share one list (labels.ts), and so one text. */
+const described = new WeakMap<SourceSet, string>();
+
 function describeSources(sources: SourceSet): string {
+  let text = described.get(sources);
+  if (text === undefined) {
+    text = spellSources(sources);
+    described.set(sources, text);
+  }
+  return text;
+}
+
+function spellSources(sources: SourceSet): string {
   if (sources.any) return 'any';
   // Single addresses without /32 or /128: this text is for people.
   const text = (family: Family, i: Interval): string =>
