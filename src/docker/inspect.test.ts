@@ -20,6 +20,29 @@ function minimal(overrides: Record<string, unknown> = {}): Record<string, unknow
 }
 
 describe('parseInspect', () => {
+  it('keeps only the labels that concern dockfw: its own and lookalikes (warned about later)', () => {
+    const labels = {
+      'dockfw.allow': '203.0.113.0/24',
+      'dockfw.allow.53/udp': 'none',
+      'DOCKFW.ALLOW': 'any',
+      'dokfw.allow.80': 'any',
+      'com.docker.compose.project': 'shop',
+      'com.docker.compose.config-hash': 'f'.repeat(64),
+      'org.opencontainers.image.source': 'https://example.com/shop',
+    };
+    expect(parseInspect(minimal({ Config: { Labels: labels } })).labels).toEqual({
+      'dockfw.allow': '203.0.113.0/24',
+      'dockfw.allow.53/udp': 'none',
+      'DOCKFW.ALLOW': 'any',
+      'dokfw.allow.80': 'any',
+    });
+    const own = { 'dockfw.allow': 'any' };
+    expect(parseInspect(minimal({ Config: { Labels: own } })).labels).toEqual(own);
+    expect(
+      parseInspect(minimal({ Config: { Labels: { 'com.docker.compose.service': 'web' } } })).labels,
+    ).toEqual({});
+  });
+
   it('reads a created container’s fixed host ports (an engine-chosen one is not known yet) and the network mode', () => {
     const created = parseInspect(
       minimal({

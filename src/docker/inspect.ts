@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { parseIPv4, parseIPv6 } from '../net/ip.js';
 import type { ContainerSnapshot, NetworkAttachment, PortBinding, Protocol } from './snapshot.js';
+import { concernsDockfw } from '../labels/lookalike.js';
 
 const PORT_KEY = /^([1-9][0-9]{0,4})\/(tcp|udp|sctp)$/;
 
@@ -86,6 +87,15 @@ function toNetworks(networks: InspectContainer['NetworkSettings']['Networks']): 
   }));
 }
 
+/** The labels that concern dockfw (its own and lookalikes); the same object when that is all of them. */
+function dockfwLabels(labels: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  const keys = Object.keys(labels);
+  const kept = keys.filter(concernsDockfw);
+  return kept.length === keys.length
+    ? labels
+    : Object.fromEntries(kept.map((key) => [key, labels[key] ?? '']));
+}
+
 /** One element of `docker inspect` output. Throws (ZodError or Error) on malformed input. */
 export function parseInspect(json: unknown): ContainerSnapshot {
   const c = InspectContainer.parse(json);
@@ -114,7 +124,7 @@ export function parseInspect(json: unknown): ContainerSnapshot {
     ...(created ? { created } : {}),
     ...(planned.length > 0 ? { plannedPorts: planned } : {}),
     ...(c.HostConfig?.NetworkMode ? { networkMode: c.HostConfig.NetworkMode } : {}),
-    labels: c.Config.Labels ?? {},
+    labels: dockfwLabels(c.Config.Labels ?? {}),
     networks: toNetworks(c.NetworkSettings.Networks),
     ports: toBindings(c.NetworkSettings.Ports),
   };

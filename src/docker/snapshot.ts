@@ -34,6 +34,7 @@ export interface ContainerSnapshot {
   readonly created?: boolean;
   /** `HostConfig.NetworkMode`: `host` means the container's sockets are the host's. */
   readonly networkMode?: string;
+  /** Its labels that concern dockfw: `dockfw.*` and keys that look like them (the rest are not kept). */
   readonly labels: Readonly<Record<string, string>>;
   readonly networks: readonly NetworkAttachment[];
   readonly ports: readonly PortBinding[];

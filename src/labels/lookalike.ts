@@ -58,6 +58,15 @@ function reason(key: string, meant: string): string {
   return suggestion;
 }
 
+/**
+ * Whether a label key matters to dockfw: one of its own (`dockfw.*`) or one that
+ * looks like it (warned about). A snapshot keeps only these: a compose service
+ * carries a dozen labels of a kilobyte or more that nothing here reads.
+ */
+export function concernsDockfw(key: string): boolean {
+  return key.startsWith(LABEL_PREFIX) || intended(key) !== undefined;
+}
+
 /** Warnings for the keys among `labels` that look like dockfw's but are not; sorted by key. */
 export function lookalikeLabels(labels: Readonly<Record<string, string>>): LabelWarning[] {
   const warnings: LabelWarning[] = [];

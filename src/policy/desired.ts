@@ -309,7 +309,7 @@ function joinedBinding(last: DesiredBinding, next: DesiredBinding): DesiredBindi
   return joined;
 }
 
-function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
+function settleBindings(planned: readonly DesiredBinding[]): readonly DesiredBinding[] {
   const portOf = (b: DesiredBinding): string => `${b.family} ${b.protocol} ${b.portFrom}`;
   const everyAddress = new Set(planned.filter((b) => b.hostAddress === undefined).map(portOf));
   const settled = new Map<string, DesiredBinding>();
@@ -318,7 +318,10 @@ function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
     const key = everyAddress.has(port) ? `${port} *` : `${port} ${b.hostAddress ?? '*'}`;
     const first = settled.get(key);
     if (first === undefined) {
-      settled.set(key, everyAddress.has(port) ? { ...b, hostAddress: undefined } : b);
+      settled.set(
+        key,
+        everyAddress.has(port) && b.hostAddress !== undefined ? { ...b, hostAddress: undefined } : b,
+      );
       continue;
     }
     settled.set(key, { ...first, sources: intersectSources(first.sources, b.sources) });
@@ -341,7 +344,8 @@ function settleBindings(planned: readonly DesiredBinding[]): DesiredBinding[] {
     }
     joined.push(b);
   }
-  return joined;
+  // Settled already (one container's bindings, as a rule): the same array, not a copy of it.
+  return joined.length === planned.length && joined.every((b, i) => b === planned[i]) ? planned : joined;
 }
 
 /** `dockfw.allow` on a host-network container: there are no published ports it could mean. */
@@ -387,6 +391,31 @@ function bracketed(family: Family, address: string): string {
  * an IPv4-only container; IPv4 whenever Docker's DNAT is missing), direct or
  * routed access to the container address, the host network.
  */
+/** What a summary's paths are spelled from (each read of `/status`). */
+const pathInputs = new WeakMap<
+  ContainerSummary,
+  { readonly container: ContainerSnapshot; readonly addresses: readonly Address[] }
+>();
+
+/** One getter for every summary: a getter of its own would cost each summary a slow-mode object (3x its size). */
+function summaryPaths(this: ContainerSummary): readonly PathSummary[] {
+  const input = pathInputs.get(this);
+  return input === undefined ? [] : pathsOf(input.container, input.addresses, onHostNetwork(input.container));
+}
+
+/**
+ * The summary with its paths spelled on each read, not kept: at 5,000
+ * containers these texts held 10 MB, more than the rules they describe.
+ */
+function withPaths(
+  summary: ContainerSummary,
+  container: ContainerSnapshot,
+  addresses: readonly Address[],
+): ContainerSummary {
+  pathInputs.set(summary, { container, addresses });
+  return Object.defineProperty(summary, 'paths', { get: summaryPaths, enumerable: true });
+}
+
 function pathsOf(
   container: ContainerSnapshot,
   addresses: readonly Address[],
@@ -585,27 +614,23 @@ function planLabels(
   }
   const problems = labels.kind === 'invalid' ? labels.problems : [];
   const bindings = planBindings(container, decisions);
+  const summary: ContainerSummary = {
+    id: container.id,
+    name: container.name,
+    state,
+    addresses: addresses.map((a) => a.text),
+    ports: decisions.map((d) => ({
+      port: d.port,
+      protocol: d.protocol,
+      allow: describeSources(d.sources),
+      origin: d.origin,
+      ...(d.label === undefined ? {} : { label: d.label }),
+    })),
+    problems,
+  };
   return {
     bindings,
-    summary: {
-      id: container.id,
-      name: container.name,
-      state,
-      addresses: addresses.map((a) => a.text),
-      ports: decisions.map((d) => ({
-        port: d.port,
-        protocol: d.protocol,
-        allow: describeSources(d.sources),
-        origin: d.origin,
-        ...(d.label === undefined ? {} : { label: d.label }),
-      })),
-      // Spelled on each read (status), not kept: at 5,000 containers these texts
-      // held 10 MB, more than the rules they describe.
-      get paths() {
-        return pathsOf(container, addresses, onHostNetwork(container));
-      },
-      problems,
-    },
+    summary: withPaths(summary, container, addresses),
     rules,
     problems,
   };
@@ -659,10 +684,23 @@ function partOf(container: ContainerSnapshot, config: Config): ContainerPart {
   return part;
 }
 
+/**
+ * Something only one part may hold: a container address (its text; IPv4 and IPv6
+ * texts never meet) or a host port of a family and protocol (a number, so the
+ * claims of 5,000 containers are no texts to keep).
+ */
+type Claim = string | number;
+
+const CLAIM_PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
+
+function portClaim(family: Family, protocol: Protocol, port: number): number {
+  return ((family === 4 ? 0 : 4) + CLAIM_PROTOCOLS.indexOf(protocol)) * 65536 + port;
+}
+
 interface SharedPart {
   readonly part: DesiredPart;
   /** What no other container may claim for the union to hold: its addresses, its host ports. */
-  readonly claims: readonly string[];
+  readonly claims: readonly Claim[];
 }
 
 const shared = new WeakMap<ContainerPart, SharedPart>();
@@ -670,10 +708,10 @@ const shared = new WeakMap<ContainerPart, SharedPart>();
 function sharedPart(id: string, part: ContainerPart): SharedPart {
   let known = shared.get(part);
   if (known === undefined) {
-    const claims = new Set<string>();
-    for (const rule of part.rules) claims.add(`a ${rule.family} ${rule.address}`);
+    const claims = new Set<Claim>();
+    for (const rule of part.rules) claims.add(rule.address);
     for (const b of part.bindings)
-      for (let port = b.portFrom; port <= b.portTo; port++) claims.add(`p ${b.family} ${b.protocol} ${port}`);
+      for (let port = b.portFrom; port <= b.portTo; port++) claims.add(portClaim(b.family, b.protocol, port));
     known = {
       part: { containerId: id, rules: part.rules, bindings: settleBindings(part.bindings) },
       claims: [...claims],
@@ -687,7 +725,7 @@ function sharedPart(id: string, part: ContainerPart): SharedPart {
  * Who holds each claim after the last call, so the next one re-checks only the
  * containers that changed (a cache: any sequence of calls gives the same answers).
  */
-let lastClaims: { parts: Map<string, SharedPart>; owners: Map<string, string> } | undefined;
+let lastClaims: { parts: Map<string, SharedPart>; owners: Map<Claim, string> } | undefined;
 
 /** The containers planned, in order: `parts[i]` is container `ids[i]`'s (two arrays, not a pair each). */
 interface Planned {
@@ -700,7 +738,7 @@ interface Planned {
  * The kept claims change in place, only for the parts that are new, other or gone.
  */
 function independentParts(planned: Planned): Map<string, DesiredPart> | undefined {
-  const last = lastClaims ?? { parts: new Map<string, SharedPart>(), owners: new Map<string, string>() };
+  const last = lastClaims ?? { parts: new Map<string, SharedPart>(), owners: new Map<Claim, string>() };
   // Until the claims hold again: a conflict or a throw leaves the next call starting afresh.
   lastClaims = undefined;
   const { parts: held, owners } = last;
