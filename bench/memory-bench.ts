@@ -23,18 +23,19 @@ import type { Report } from './report.js';
 
 const MAIN = path.resolve(BUILD_DIR, '..', '..', '..', 'dist', 'cli', 'main.js');
 
-const MEMORY_MISSED = `Why: Node with dockfw's modules alone takes about 85 MB resident here with the image's
-flags (see "no containers at all"), about 50 MB of it the node binary's own mapped pages:
-the target leaves some 15 MB for 5,000 containers, 3 kB each. A heap snapshot of the daemon
-idle at 5,000 containers (nftables) holds 94 MB: 17 MB is the WASM memory of ssh2, which
-dockerode's transport loads for ssh:// hosts (reserved, about 4 MB of it resident); about 50 MB
-is per-container state that makes an event cost one container: each container's set
-elements spelled once (187,500 texts, 18 MB), its rules' source intervals and their spelled
-texts (9 MB), its per-port summaries (5 MB), bindings (4 MB), claims (2 MB) and its snapshot
-(4 MB); the rest is code and module text. Spelling the elements again on each deep check
-instead would cost 80-240 ms of CPU per check (measured). What would meet it: per-container
-state in packed form (typed arrays of addresses and ports instead of objects and texts), or
-a runtime without Node's 85 MB floor.`;
+const MEMORY_MISSED = `Why: with the image's settings Node and dockfw alone take about 76 MB resident here (see
+"no containers at all"), 46 MB of it the node binary's own mapped pages; the target leaves
+some 24 MB for 5,000 containers, 5 kB each. Idle at 5,000 containers (nftables, 118 MB):
+46.6 MB node binary, 48.7 MB V8 heap pages (41.8 MB live: 18 MB of it there with no
+container, module code and ssh2's WebAssembly memory, which dockerode loads for ssh://
+hosts), 15.9 MB malloc heap (4.5 MB with no container) and 7 MB of shared libraries. The 24 MB
+of live heap per 5,000 containers (5 kB each) is what lets an event cost one container: per
+container its snapshot, its part (rules, bindings, the summary /status shows) and its
+claims. The set elements are no longer kept (spelled when a read-back asks: 22-25 MB
+less), equal allow values share one parsed list (the bench's labels repeat every 500
+containers), snapshots keep only the labels that concern dockfw. What would meet it:
+per-container state in packed form (typed arrays of addresses and ports instead of objects
+and texts), or a runtime without Node's 76 MB floor.`;
 
 /** How long after the first sync the resident size is read. */
 const IDLE_AFTER_SYNC_MS = 30_000;
