@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/config.js';
 import type { ContainerSnapshot } from '../docker/snapshot.js';
 import { crowdedContainer, crowdedEngine } from '../../test/support/crowded.js';
+import { familySets } from '../backends/iptables/sets.js';
+import { verdictElements } from '../backends/nftables/elements.js';
 import { desiredState, type DesiredState } from './desired.js';
 
 const config = loadConfig({ DOCKFW_DEFAULT_POLICY: 'deny' });
@@ -36,6 +38,24 @@ describe('desired state parts', () => {
           expect(part.containerId).toBe(id);
           for (const rule of part.rules) expect(rule.containerId).toBe(id);
           for (const binding of part.bindings) expect(binding.containerId).toBe(id);
+        }
+        // No two parts hold one kernel element, on either backend: the backends follow
+        // the sets' sizes per part and delete a part's elements when it goes.
+        const holder = new Map<string, string>();
+        for (const [id, part] of cut.parts) {
+          const alone = { ...part, bridges: [], externalInterfaces: [], containers: [], errors: [] };
+          const elements = [
+            ...[4, 6].flatMap((family) =>
+              [...familySets(alone, family as 4 | 6)].flatMap(([role, set]) =>
+                [...set].map((e) => `ipt ${role} ${e}`),
+              ),
+            ),
+            ...[...verdictElements(part)].flatMap(([set, list]) => list.map((e) => `nft ${set} ${e}`)),
+          ];
+          for (const e of new Set(elements)) {
+            expect(holder.get(e), e).toBeUndefined();
+            holder.set(e, id);
+          }
         }
       }),
       { numRuns: 400 },

@@ -685,9 +685,10 @@ function partOf(container: ContainerSnapshot, config: Config): ContainerPart {
 }
 
 /**
- * Something only one part may hold: a container address (its text; IPv4 and IPv6
- * texts never meet) or a host port of a family and protocol (a number, so the
- * claims of 5,000 containers are no texts to keep).
+ * Something only one part may hold: a container address (its text, always
+ * formatAddress's canonical one, so one address is one claim; IPv4 and IPv6 texts
+ * never meet) or a host port of a family and protocol (a number, so the claims
+ * of 5,000 containers are no texts to keep).
  */
 type Claim = string | number;
 

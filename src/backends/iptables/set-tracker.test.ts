@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/config.js';
 import type { ContainerSnapshot, Protocol } from '../../docker/snapshot.js';
-import { desiredState } from '../../policy/desired.js';
+import { desiredState, type DesiredState } from '../../policy/desired.js';
 import { SetTracker } from './set-tracker.js';
 import { familySets, SET_ROLES, type FamilySets } from './sets.js';
 
@@ -126,6 +126,53 @@ describe('SetTracker', () => {
       { numRuns: 300 },
     );
     expect(inParts).toBeGreaterThan(100);
+  });
+
+  it('compares whole when the sizes it follows would go below zero (two parts holding one element), and takes them from a whole spell', () => {
+    const config = loadConfig({});
+    const web: ContainerSnapshot = {
+      id: 'a'.repeat(64),
+      name: 'web',
+      running: true,
+      labels: { 'dockfw.allow': '203.0.113.10' },
+      networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+    };
+    const alone = desiredState({ containers: [web], bridges: [] }, config);
+    const part = alone.parts?.get(web.id);
+    if (part === undefined) throw new Error('no part');
+    // Not what desiredState offers (its claims forbid it): one part's elements under two ids.
+    const withParts = (parts: Map<string, typeof part>): DesiredState =>
+      Object.defineProperty<DesiredState>({ ...alone }, 'parts', { value: parts, enumerable: false });
+    const tracker = new SetTracker(4);
+    const first = tracker.update(
+      withParts(
+        new Map([
+          ['one', part],
+          ['two', { ...part, containerId: 'two' }],
+        ]),
+      ),
+    );
+    const held = copy(first.sets());
+    expect(held.get('allowed')).toEqual(['172.17.0.2,tcp:80,203.0.113.10']);
+    const gone = tracker.update(withParts(new Map()));
+    // Each element removed once, not once per part that held it; nothing left.
+    for (const role of SET_ROLES) expect([...(gone.remove.get(role) ?? [])].sort()).toEqual(held.get(role));
+    expect([...gone.sizes.values()].every((n) => n === 0)).toBe(true);
+    expect([...tracker.sizes().values()].every((n) => n === 0)).toBe(true);
+    // Both parts again: the sizes followed count the element twice, until a whole spell
+    // (what a read-back compare writes to the kernel) resets them.
+    const both = tracker.update(
+      withParts(
+        new Map([
+          ['one', part],
+          ['two', { ...part, containerId: 'two' }],
+        ]),
+      ),
+    );
+    expect(both.sizes.get('allowed')).toBe(2);
+    expect(copy(both.sets()).get('allowed')).toEqual(['172.17.0.2,tcp:80,203.0.113.10']);
+    expect(tracker.sizes().get('allowed')).toBe(1);
   });
 
   it('spells only the units whose sources changed', () => {

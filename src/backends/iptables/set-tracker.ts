@@ -93,6 +93,8 @@ export class SetTracker {
   /** The sets as last asked for, unless `parts` describes them. */
   private sets: Map<SetRole, Set<string>> | undefined = emptySets();
   private counts = new Map<SetRole, number>(SET_ROLES.map((role) => [role, 0]));
+  /** The parts map of the last update in parts (its sets() may reset the sizes). */
+  private asked: ReadonlyMap<string, DesiredPart> | undefined;
 
   constructor(private readonly family: Family) {}
 
@@ -110,6 +112,7 @@ export class SetTracker {
   /** Brings the sets to `desired`; returns them and what changed since the last update. */
   update(desired: DesiredState): SetsUpdate {
     if (desired.parts !== undefined) return this.updateParts(desired.parts);
+    this.asked = undefined;
     if (this.parts !== undefined) {
       // Followed in parts until now: the units compare against the sets spelled whole.
       this.sets = new Map([...this.held()].map(([role, elements]) => [role, new Set(elements)]));
@@ -182,10 +185,7 @@ export class SetTracker {
     const last = this.parts;
     if (last === undefined) {
       // Not followed in parts before: compare everything once.
-      const update = this.rebuild(spellAll(parts, this.family));
-      this.parts = new Map(parts);
-      this.sets = undefined;
-      return { ...update, sets: () => spellAll(parts, this.family) };
+      return this.followParts(parts);
     }
     const add = perRole();
     const remove = perRole();
@@ -230,8 +230,6 @@ export class SetTracker {
         [...went].filter((e) => !both.has(e)),
       );
     }
-    for (const [id, part] of changed) last.set(id, part);
-    for (const id of gone) last.delete(id);
     // No two parts hold one element (DesiredState.parts): the sizes follow the changes.
     const counts = new Map(this.counts);
     for (const role of SET_ROLES)
@@ -239,11 +237,37 @@ export class SetTracker {
         role,
         (counts.get(role) ?? 0) + (add.get(role)?.length ?? 0) - (remove.get(role)?.length ?? 0),
       );
+    // A size below zero means that rule broke: compare everything, element by element.
+    if ([...counts.values()].some((n) => n < 0)) return this.followParts(parts);
+    for (const [id, part] of changed) last.set(id, part);
+    for (const id of gone) last.delete(id);
     this.counts = counts;
+    this.asked = parts;
     // The unit map no longer describes the sets: a later update without parts compares them whole.
     if (this.units.size > 0) this.units = new Map();
     this.unitsKnown = false;
-    return { sets: () => spellAll(parts, this.family), sizes: counts, add, remove };
+    return { sets: () => this.spelled(parts), sizes: counts, add, remove };
+  }
+
+  /** Every part's elements compared with the sets held, element by element; then followed in parts. */
+  private followParts(parts: ReadonlyMap<string, DesiredPart>): SetsUpdate {
+    const update = this.rebuild(spellAll(parts, this.family));
+    this.parts = new Map(parts);
+    this.asked = parts;
+    // Not kept: only this update's caller holds them, until it lets the update go.
+    this.sets = undefined;
+    return update;
+  }
+
+  /**
+   * The whole sets of the parts last asked for, spelled; the sizes are taken from
+   * them, so a read-back compare (which writes the kernel to these) also resets
+   * what the light check compares the kernel's counts with.
+   */
+  private spelled(parts: ReadonlyMap<string, DesiredPart>): FamilySets {
+    const whole = spellAll(parts, this.family);
+    if (this.asked === parts) this.counts = sizesOf(whole);
+    return whole;
   }
 
   /** The sets replaced by `fresh`, compared element by element; the units are then unknown. */
