@@ -64,6 +64,15 @@ function expectStep(
 }
 
 describe('SetTracker', () => {
+  const web: ContainerSnapshot = {
+    id: 'a'.repeat(64),
+    name: 'web',
+    running: true,
+    labels: { 'dockfw.allow': '203.0.113.10' },
+    networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+  };
+
   it('holds what familySets computes after every step, and hands out exactly the elements that came and went', () => {
     fc.assert(
       fc.property(
@@ -130,14 +139,6 @@ describe('SetTracker', () => {
 
   it('compares whole when the sizes it follows would go below zero (two parts holding one element), and takes them from a whole spell', () => {
     const config = loadConfig({});
-    const web: ContainerSnapshot = {
-      id: 'a'.repeat(64),
-      name: 'web',
-      running: true,
-      labels: { 'dockfw.allow': '203.0.113.10' },
-      networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
-      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
-    };
     const alone = desiredState({ containers: [web], bridges: [] }, config);
     const part = alone.parts?.get(web.id);
     if (part === undefined) throw new Error('no part');
@@ -177,14 +178,6 @@ describe('SetTracker', () => {
 
   it('spells only the units whose sources changed', () => {
     const config = loadConfig({});
-    const web: ContainerSnapshot = {
-      id: 'a'.repeat(64),
-      name: 'web',
-      running: true,
-      labels: { 'dockfw.allow': '203.0.113.10' },
-      networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
-      ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
-    };
     const other: ContainerSnapshot = {
       ...web,
       id: 'b'.repeat(64),

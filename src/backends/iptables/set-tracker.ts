@@ -66,7 +66,7 @@ function partSets(part: DesiredPart, family: Family): PartElements {
 }
 
 /** Every part's elements together: the whole sets of a state that comes in parts. */
-function spellAll(parts: ReadonlyMap<string, DesiredPart>, family: Family): FamilySets {
+function spellAll(parts: ReadonlyMap<string, DesiredPart>, family: Family): Map<SetRole, Set<string>> {
   const sets = emptySets();
   parts.forEach((part) => {
     for (const [role, elements] of partSets(part, family)) {
@@ -115,7 +115,7 @@ export class SetTracker {
     this.asked = undefined;
     if (this.parts !== undefined) {
       // Followed in parts until now: the units compare against the sets spelled whole.
-      this.sets = new Map([...this.held()].map(([role, elements]) => [role, new Set(elements)]));
+      this.sets = spellAll(this.parts, this.family);
       this.parts = undefined;
     }
     const next = new Map<string, Kept>();

@@ -5,7 +5,7 @@ import type { Family, Protocol } from '../../docker/snapshot.js';
 import { cidrPrefix, mergeIntervals, sameSources, type Interval } from '../../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import type { DesiredState, RuleSources } from '../../policy/desired.js';
-import { DEFAULT_DROP_RECORDS, type SetName } from './names.js';
+import { DEFAULT_DROP_RECORDS, VERDICT_SETS, type SetName } from './names.js';
 
 /** Thrown when something that would reach the kernel is not what the core promises. */
 export class NftRenderError extends Error {
@@ -178,18 +178,6 @@ export function checkedRecords(records: number): number {
     throw new NftRenderError(`refusing to render a drop record size of ${records}`);
   return records;
 }
-
-/** The sets filled per container (published bindings and guarded targets). */
-export const VERDICT_SETS = [
-  'bound4',
-  'boundallowed4',
-  'bound6',
-  'boundallowed6',
-  'allowed4',
-  'guarded4',
-  'allowed6',
-  'guarded6',
-] as const satisfies readonly SetName[];
 
 /**
  * The verdict sets' elements for some rules and bindings, in no order. Only

@@ -75,6 +75,9 @@ export function setFamily(name: SetName): 4 | 6 | undefined {
   return undefined;
 }
 
+/** The sets filled per container (published bindings and guarded targets): those of one family. */
+export const VERDICT_SETS: readonly SetName[] = SET_NAMES.filter((name) => setFamily(name) !== undefined);
+
 /**
  * Drop records: per family, a dynamic set the drop rules fill from the packet
  * path (destination . proto . port . source), with a counter and a timeout per
