@@ -117,7 +117,7 @@ VERSION="$(node -p "require('$REPO/package.json').version")"
 # (Without the buildx plugin the CLI warns that the legacy builder is deprecated.)
 "$DOCKER" build -q -t "$TAG" - 2> >(grep -v -e 'legacy builder is deprecated' -e 'buildx' -e '^ *$' >&2) >/dev/null <<DOCKERFILE
 FROM $BASE
-ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_ENV=production DOCKFW_LISTEN=127.0.0.1:9811 NODE_OPTIONS="--max-semi-space-size=1 --expose-gc"
+ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_ENV=production DOCKFW_LISTEN=127.0.0.1:9811 NODE_OPTIONS="--max-semi-space-size=1 --expose-gc" MALLOC_TRIM_THRESHOLD_=65536 MALLOC_MMAP_THRESHOLD_=16384
 WORKDIR /app
 LABEL org.opencontainers.image.title="dockfw" \\
       org.opencontainers.image.description="Keeps a Docker host's firewall in step with its containers' labels" \\

@@ -11,6 +11,7 @@ import { lookalikeLabels } from '../labels/lookalike.js';
 import { composePublished, type PublishedRange } from './compose-ports.js';
 import { parse, UsageError } from './args.js';
 import { portOrigin } from './port-origin.js';
+import { ascending } from '../order.js';
 
 const HELP = `Usage: dockfw check FILE...
 
@@ -140,7 +141,7 @@ function unmatchedPortLabels(policy: ContainerPolicy, published: readonly Publis
 export function defaultPolicyPorts(policy: ContainerPolicy, published: readonly PublishedRange[]): string[] {
   const seen = new Set<string>();
   const runs: { from: number; to: number; protocol: string }[] = [];
-  const sorted = [...published].sort((a, b) => a.protocol.localeCompare(b.protocol) || a.from - b.from);
+  const sorted = [...published].sort((a, b) => ascending(a.protocol, b.protocol) || a.from - b.from);
   for (const range of sorted) {
     for (let port = range.from; port <= range.to; port++) {
       const key = `${port}/${range.protocol}`;

@@ -198,7 +198,12 @@ export class ContainerCache implements EventFollower {
     this.networksDirty = false;
     this.gateways = gateways;
     this.sortedIds = undefined;
-    this.stamps = new Map(listed.filter((c) => containers.has(c.id)).map((c) => [c.id, c.stamp]));
+    // Keyed by the kept snapshot's id: one string per container, not a second from the list.
+    this.stamps = new Map<string, string>();
+    for (const c of listed) {
+      const kept = containers.get(c.id);
+      if (kept !== undefined) this.stamps.set(kept.id, c.stamp);
+    }
     return { ...this.handOut(), full: true, inspected: ids.length };
   }
 
@@ -219,7 +224,10 @@ export class ContainerCache implements EventFollower {
     const ids = new Set([...stale, ...gone, ...this.unreadable.keys(), ...named]);
     const read = await this.readSome([...ids], true, true);
     // Stamps of the list this read followed, for what it inspected.
-    for (const c of listed) if (ids.has(c.id) && this.containers.has(c.id)) this.stamps.set(c.id, c.stamp);
+    for (const c of listed) {
+      const kept = ids.has(c.id) ? this.containers.get(c.id) : undefined;
+      if (kept !== undefined) this.stamps.set(kept.id, c.stamp);
+    }
     return { ...read, listed: true };
   }
 

@@ -4,6 +4,8 @@ import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
+// Before dockerode: it defers dockerode's SSH and BuildKit modules.
+import './lazy-optional-deps.js';
 import Docker from 'dockerode';
 import {
   listStamp,

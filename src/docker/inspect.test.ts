@@ -93,6 +93,20 @@ describe('parseInspect', () => {
     expect(parseInspect(minimal({ HostConfig: { NetworkMode: 'host' } })).networkMode).toBe('host');
   });
 
+  it('keeps the fixed host ports of a running container only while its live bindings are missing', () => {
+    const fixed = { HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '', HostPort: '8080' }] } } };
+    // Live bindings there: they are the engine's word, the configured ones are not kept.
+    const live = parseInspect(minimal(fixed));
+    expect(live.ports).not.toEqual([]);
+    expect(live.plannedPorts).toBeUndefined();
+    // A restarted engine that has not filled them in yet: the configured ones stand in.
+    const filling = parseInspect(minimal({ ...fixed, NetworkSettings: { Networks: {}, Ports: {} } }));
+    expect(filling.ports).toEqual([]);
+    expect(filling.plannedPorts).toEqual([
+      { containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 },
+    ]);
+  });
+
   it('reads the fields dockfw needs', () => {
     expect(parseInspect(minimal())).toEqual({
       id: 'c'.repeat(64),

@@ -6,6 +6,8 @@ import type { ContainerSnapshot, NetworkAttachment, PortBinding, Protocol } from
 import { concernsDockfw } from '../labels/lookalike.js';
 
 const PORT_KEY = /^([1-9][0-9]{0,4})\/(tcp|udp|sctp)$/;
+/** The one string of each protocol, not a copy per binding (snapshots are kept). */
+const PROTOCOLS: Readonly<Record<string, Protocol>> = { tcp: 'tcp', udp: 'udp', sctp: 'sctp' };
 
 const optionalAddress = (family: 4 | 6) =>
   z
@@ -65,7 +67,7 @@ function toBindings(ports: InspectPorts): PortBinding[] {
     const containerPort = Number(match?.[1]);
     if (match === null || containerPort > 65535)
       throw new Error(`unexpected port key ${JSON.stringify(key)}`);
-    const protocol = match[2] as Protocol;
+    const protocol = PROTOCOLS[match[2] as string] as Protocol;
     // Exposed but not published ports have null bindings.
     for (const binding of hostBindings ?? []) {
       bindings.push({
@@ -76,7 +78,8 @@ function toBindings(ports: InspectPorts): PortBinding[] {
       });
     }
   }
-  return bindings;
+  // Kept with the snapshot: a copy holds its elements and no room to grow.
+  return bindings.slice();
 }
 
 function toNetworks(networks: InspectContainer['NetworkSettings']['Networks']): NetworkAttachment[] {
@@ -117,16 +120,20 @@ export function parseInspect(json: unknown): ContainerSnapshot {
       ]),
     ),
   ).filter((b) => b.hostPort > 0);
+  const ports = toBindings(c.NetworkSettings.Ports);
+  // Kept only where they are read: before the start, or while the engine has not
+  // filled in the live bindings (a restart).
+  const keepPlanned = planned.length > 0 && (created || ports.length === 0);
   return {
     id: c.Id,
     name: c.Name.replace(/^\//, ''),
     running: c.State.Running,
     ...(created ? { created } : {}),
-    ...(planned.length > 0 ? { plannedPorts: planned } : {}),
+    ...(keepPlanned ? { plannedPorts: planned.slice() } : {}),
     ...(c.HostConfig?.NetworkMode ? { networkMode: c.HostConfig.NetworkMode } : {}),
     labels: dockfwLabels(c.Config.Labels ?? {}),
     networks: toNetworks(c.NetworkSettings.Networks),
-    ports: toBindings(c.NetworkSettings.Ports),
+    ports,
   };
 }
 

@@ -41,6 +41,7 @@ export interface ContainerSnapshot {
   /**
    * `HostConfig.PortBindings` with a fixed host port: known from `create`, before the
    * start, and while a restarting engine has not filled in the live bindings yet.
+   * Present only then (a created container, or no live bindings): nothing else reads it.
    */
   readonly plannedPorts?: readonly PortBinding[];
 }

@@ -6,6 +6,7 @@ import type { Family, Protocol } from '../docker/snapshot.js';
 import { formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
 import type { DesiredState } from '../policy/desired.js';
 import { recordAgeSeconds, type DropRecord } from './record.js';
+import { ascending } from '../order.js';
 
 export interface AttributedDrop {
   /** Container name, or undefined when no running container owns the destination any more. */
@@ -121,8 +122,8 @@ export function topDrops(drops: readonly AttributedDrop[], limit: number): Attri
       (a, b) =>
         b.packets - a.packets ||
         a.ageSeconds - b.ageSeconds ||
-        (a.container ?? '').localeCompare(b.container ?? '') ||
-        a.source.localeCompare(b.source),
+        ascending(a.container ?? '', b.container ?? '') ||
+        ascending(a.source, b.source),
     )
     .slice(0, limit);
 }

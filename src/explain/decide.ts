@@ -18,6 +18,7 @@ import type {
 import type { ContainerTarget, AddressTarget, Query, QueryAddress } from './query.js';
 import { hostNetworkView, onHostNetwork } from '../policy/desired.js';
 import { desiredBindingFor, desiredRuleFor, sourceMatch } from '../policy/lookup.js';
+import { ascending } from '../order.js';
 
 export type Verdict = 'allowed' | 'denied';
 
@@ -81,10 +82,6 @@ export interface Explanation {
   readonly notes: readonly string[];
 }
 
-function compareBigint(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 function parseFamily(family: Family, text: string): bigint | undefined {
   return family === 4 ? parseIPv4(text) : parseIPv6(text);
 }
@@ -97,7 +94,7 @@ function addressesOf(container: ContainerSnapshot, family: Family): string[] {
     const value = text === undefined ? undefined : parseFamily(family, text);
     if (value !== undefined) values.set(formatAddress(family, value), value);
   }
-  return [...values.entries()].sort((a, b) => compareBigint(a[1], b[1])).map(([text]) => text);
+  return [...values.entries()].sort((a, b) => ascending(a[1], b[1])).map(([text]) => text);
 }
 
 /** What a binding's host IP means for one family: not this family, every address, or one address. */

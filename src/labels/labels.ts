@@ -1,6 +1,7 @@
 // A container's dockfw.* labels → its policy, or the list of what is wrong.
 import type { Protocol } from '../net/family.js';
 import { parseSources, quote, type SourceSet } from './sources.js';
+import { ascending } from '../order.js';
 
 export const LABEL_PREFIX = 'dockfw.';
 export const ALLOW_LABEL = 'dockfw.allow';
@@ -60,7 +61,7 @@ export function parsePortSpec(text: string): { ok: true; value: PortSpec } | { o
 }
 
 function compareSpecs(a: PortSpec, b: PortSpec): number {
-  return a.protocol.localeCompare(b.protocol) || a.from - b.from || a.to - b.to;
+  return ascending(a.protocol, b.protocol) || a.from - b.from || a.to - b.to;
 }
 
 /**

@@ -15,6 +15,7 @@ import {
 } from '../labels/labels.js';
 import { lookalikeLabels } from '../labels/lookalike.js';
 import { ANY, NONE, type SourceSet } from '../labels/sources.js';
+import { ascending } from '../order.js';
 
 export type ContainerState = 'enforced' | 'closed-invalid-label' | 'default-allow' | 'default-deny';
 
@@ -146,14 +147,6 @@ interface Address {
   readonly text: string;
 }
 
-function compareBigint(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** Every address of the container, canonical, de-duplicated, IPv4 first, numerically. */
 function containerAddresses(container: ContainerSnapshot): Address[] {
   const byText = new Map<string, Address>();
@@ -166,7 +159,7 @@ function containerAddresses(container: ContainerSnapshot): Address[] {
     if (network.ipv4) add(4, parseIPv4(network.ipv4));
     if (network.ipv6) add(6, parseIPv6(network.ipv6));
   }
-  return [...byText.values()].sort((a, b) => a.family - b.family || compareBigint(a.value, b.value));
+  return [...byText.values()].sort((a, b) => a.family - b.family || ascending(a.value, b.value));
 }
 
 interface PublishedPort {
@@ -183,7 +176,7 @@ function publishedPorts(container: ContainerSnapshot): PublishedPort[] {
       protocol: binding.protocol,
     });
   }
-  return [...seen.values()].sort((a, b) => compareText(a.protocol, b.protocol) || a.port - b.port);
+  return [...seen.values()].sort((a, b) => ascending(a.protocol, b.protocol) || a.port - b.port);
 }
 
 /** The families and canonical address a binding's host IP names; undefined address = every address. */
@@ -257,15 +250,16 @@ function planBindings(container: ContainerSnapshot, decisions: readonly PortDeci
       });
     }
   }
-  return bindings;
+  // Kept with the container's part: a copy holds its elements and no room to grow.
+  return bindings.slice();
 }
 
 function compareBindings(a: DesiredBinding, b: DesiredBinding): number {
   return (
     a.family - b.family ||
     (a.hostAddress === undefined ? -1 : 0) - (b.hostAddress === undefined ? -1 : 0) ||
-    compareText(a.hostAddress ?? '', b.hostAddress ?? '') ||
-    compareText(a.protocol, b.protocol) ||
+    ascending(a.hostAddress ?? '', b.hostAddress ?? '') ||
+    ascending(a.protocol, b.protocol) ||
     a.portFrom - b.portFrom
   );
 }
@@ -281,7 +275,7 @@ function intersectSources(a: RuleSources, b: RuleSources): RuleSources {
       const end = x.end < y.end ? x.end : y.end;
       if (start <= end) out.push({ start, end });
     }
-  return out.sort((p, q) => compareBigint(p.start, q.start));
+  return out.sort((p, q) => ascending(p.start, q.start));
 }
 
 /**
@@ -345,7 +339,9 @@ function settleBindings(planned: readonly DesiredBinding[]): readonly DesiredBin
     joined.push(b);
   }
   // Settled already (one container's bindings, as a rule): the same array, not a copy of it.
-  return joined.length === planned.length && joined.every((b, i) => b === planned[i]) ? planned : joined;
+  return joined.length === planned.length && joined.every((b, i) => b === planned[i])
+    ? planned
+    : joined.slice();
 }
 
 /** `dockfw.allow` on a host-network container: there are no published ports it could mean. */
@@ -631,7 +627,7 @@ function planLabels(
   return {
     bindings,
     summary: withPaths(summary, container, addresses),
-    rules,
+    rules: rules.slice(),
     problems,
   };
 }
@@ -849,7 +845,7 @@ export function desiredState(
 
 /** The running containers' rules, in order (created ones have none). */
 function compareByName(a: ContainerSnapshot, b: ContainerSnapshot): number {
-  return compareText(a.name, b.name) || compareText(a.id, b.id);
+  return ascending(a.name, b.name) || ascending(a.id, b.id);
 }
 
 /**
