@@ -88,7 +88,7 @@ async function main(): Promise<number> {
     }
     if (parts.includes('recovery')) await recoveryBench(report, quick ? 5 : 20);
     if (parts.includes('packet')) {
-      await packetBench(report, { others: 1000, rounds: quick ? 1 : 5, seconds: quick ? 2 : 3 });
+      await packetBench(report, { others: 1000, rounds: quick ? 1 : 7, seconds: quick ? 2 : 3 });
     }
     if (parts.includes('memory'))
       await memoryBench(report, { count: quick ? 1000 : 5000, tmpDir, heapCaps: [64, 128] });

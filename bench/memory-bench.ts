@@ -166,7 +166,7 @@ export async function memoryBench(
     value: value(emptyImage),
     target: '',
   });
-  for (const f of flavours.slice(0, 2)) {
+  for (const f of flavours) {
     const m = await measure(
       `${f.label}-image`,
       f.backend,

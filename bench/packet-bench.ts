@@ -5,8 +5,8 @@
  * bridge. One TCP flow (iperf3, 3 s) from outside to the published port, with
  * dockfw's rules for 1,000 other containers plus the target present, divided
  * by the same flow without them just before; the figure is the median of the
- * rounds' ratios (pairs taken back to back: on a small shared machine a
- * flow's speed drifts between rounds by more than the rules cost).
+ * rounds' ratios (pairs taken back to back, in alternating order: on a small
+ * shared machine a flow's speed drifts between rounds by more than the rules cost).
  * The payloads are the ones dockfw's own renderers produce for those containers.
  * The target container sorts last, so with iptables a packet walks every
  * other container's rules first (the worst place; nftables does set lookups).
@@ -195,12 +195,32 @@ export async function packetBench(
       await sleep(300);
       const without: number[] = [];
       const withRules: number[] = [];
-      for (let round = 0; round < options.rounds; round++) {
+      // Installed afresh each time (an iptables payload inserts its jump again).
+      const rules = async (): Promise<void> => {
+        await remove(topology, flavour);
+        await install(topology, flavour, payload);
+      };
+      const withFlow = async (): Promise<void> => {
+        await rules();
+        withRules.push(await flow(topology, options.seconds));
+      };
+      const withoutFlow = async (): Promise<void> => {
         await remove(topology, flavour);
         without.push(await flow(topology, options.seconds));
-        await install(topology, flavour, payload);
-        withRules.push(await flow(topology, options.seconds));
+      };
+      // Each pair in alternating order (without first, then with first): a flow's
+      // speed that drifts over the run weighs on both sides alike.
+      for (let round = 0; round < options.rounds; round++) {
+        if (round % 2 === 0) {
+          await withoutFlow();
+          await withFlow();
+        } else {
+          await withFlow();
+          await withoutFlow();
+        }
       }
+      // The control flow below needs the rules in place.
+      await rules();
       // The rules really were in the path: a client they do not allow is refused.
       const refused = await inNs(topology.client, 'iperf3', [
         '-c',
