@@ -23,19 +23,15 @@ import type { Report } from './report.js';
 
 const MAIN = path.resolve(BUILD_DIR, '..', '..', '..', 'dist', 'cli', 'main.js');
 
-const MEMORY_MISSED = `Why: with the image's settings Node and dockfw alone take about 76 MB resident here (see
-"no containers at all"), 46 MB of it the node binary's own mapped pages; the target leaves
-some 24 MB for 5,000 containers, 5 kB each. Idle at 5,000 containers (nftables, 118 MB):
-46.6 MB node binary, 48.7 MB V8 heap pages (41.8 MB live: 18 MB of it there with no
-container, module code and ssh2's WebAssembly memory, which dockerode loads for ssh://
-hosts), 15.9 MB malloc heap (4.5 MB with no container) and 7 MB of shared libraries. The 24 MB
-of live heap per 5,000 containers (5 kB each) is what lets an event cost one container: per
-container its snapshot, its part (rules, bindings, the summary /status shows) and its
-claims. The set elements are no longer kept (spelled when a read-back asks: 22-25 MB
-less), equal allow values share one parsed list (the bench's labels repeat every 500
-containers), snapshots keep only the labels that concern dockfw. What would meet it:
-per-container state in packed form (typed arrays of addresses and ports instead of objects
-and texts), or a runtime without Node's 76 MB floor.`;
+const MEMORY_MISSED = `Why: these rows run dockfw without the image's settings, for comparison: node's
+default flags (16 MB semi-spaces instead of 1), or a hard old-space cap (64 MB aborts the
+first sync at 5,000 containers), and glibc's default allocator, which keeps freed blocks in
+its heap (see the row of the image's node flags without them). Deployed,
+the image sets NODE_OPTIONS and the allocator settings, and the rows "the image's settings"
+meet the target on every backend. Where the rest goes (nftables, image settings): about 44 MB
+of the node binary's own pages (5 MB of them ICU data, which node-cron's Intl.DateTimeFormat
+touches), 35-37 MB of V8 heap pages (17 MB with no container), 5-7 MB malloc heap, 7 MB of
+shared libraries; per container about 4 kB of live heap.`;
 
 /** How long after the first sync the resident size is read. */
 const IDLE_AFTER_SYNC_MS = 30_000;

@@ -126,4 +126,18 @@ describe('warm writes', () => {
       expect((error as CommandError).message).toContain('install the tool');
     }
   });
+
+  it("hands a tool this process's environment without glibc's allocator settings", async () => {
+    process.env.MALLOC_MMAP_THRESHOLD_ = '16384';
+    process.env.DOCKFW_TEST_MARK = 'kept';
+    try {
+      const run = commandRunner('install env');
+      const { stdout } = await run('env', []);
+      expect(stdout).toContain('DOCKFW_TEST_MARK=kept');
+      expect(stdout).not.toContain('MALLOC_');
+    } finally {
+      delete process.env.MALLOC_MMAP_THRESHOLD_;
+      delete process.env.DOCKFW_TEST_MARK;
+    }
+  });
 });

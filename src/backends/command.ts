@@ -66,6 +66,16 @@ export interface RunnerOptions {
   readonly warmWrites?: readonly string[];
 }
 
+/**
+ * The tools' environment: this process's as it is now, without glibc's allocator
+ * settings (`MALLOC_*`, which the image sets for this long-lived process): a tool
+ * that runs for a moment keeps glibc's defaults.
+ */
+function toolOptions() {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('MALLOC_')));
+  return { reject: false, stripFinalNewline: false, extendEnv: false, env } as const;
+}
+
 type Started = ReturnType<typeof startIdle>;
 /** What a child's pipes (sockets) have; typed streams do not show it. */
 interface Ref {
@@ -75,7 +85,7 @@ interface Ref {
 
 /** A write started before its payload, waiting on stdin; `ended` once it exits. */
 function startIdle(file: string, args: readonly string[]) {
-  const child = execa(file, [...args], { reject: false, stripFinalNewline: false, stdin: 'pipe' });
+  const child = execa(file, [...args], { ...toolOptions(), stdin: 'pipe' });
   const started = { child, ended: false };
   void child.then(() => (started.ended = true));
   // A waiting copy must not keep a finished process alive (its input ends, empty, when it exits).
@@ -105,7 +115,7 @@ export function commandRunner(missingHint: string, options: RunnerOptions = {}):
       spare !== undefined && !spare.ended && spare.child.exitCode === null && spare.child.signalCode === null;
     if (!alive) {
       const stdin = input === undefined ? { stdin: 'ignore' as const } : { input };
-      const child = execa(file, [...args], { reject: false, timeout, stripFinalNewline: false, ...stdin });
+      const child = execa(file, [...args], { ...toolOptions(), timeout, ...stdin });
       return { child, key, go: () => undefined, expired: () => false };
     }
     const { child } = spare;

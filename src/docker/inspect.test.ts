@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../config/config.js';
+import { desiredState } from '../policy/desired.js';
 import { parseInspect, parseInspectArray } from './inspect.js';
 
 const fixture = (name: string): unknown =>
@@ -105,6 +107,21 @@ describe('parseInspect', () => {
     expect(filling.plannedPorts).toEqual([
       { containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 },
     ]);
+    // What is kept is what the planner judges: the configured port while the live ones are
+    // missing, the live one after (here the engine chose another host port, 9090).
+    const judged = (snapshot: typeof live): number[] =>
+      desiredState({ containers: [snapshot], bridges: [] }, loadConfig({})).bindings.map((b) => b.portFrom);
+    expect(judged(filling)).toEqual([8080, 8080]);
+    const moved = parseInspect(
+      minimal({
+        ...fixed,
+        NetworkSettings: {
+          Networks: { bridge: { IPAddress: '172.17.0.2' } },
+          Ports: { '80/tcp': [{ HostIp: '0.0.0.0', HostPort: '9090' }] },
+        },
+      }),
+    );
+    expect(judged(moved)).toEqual([9090]);
   });
 
   it('reads the fields dockfw needs', () => {

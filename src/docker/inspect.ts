@@ -2,7 +2,13 @@
 // Only the fields dockfw needs are read; everything else is ignored.
 import { z } from 'zod';
 import { parseIPv4, parseIPv6 } from '../net/ip.js';
-import type { ContainerSnapshot, NetworkAttachment, PortBinding, Protocol } from './snapshot.js';
+import {
+  plannedPortsJudged,
+  type ContainerSnapshot,
+  type NetworkAttachment,
+  type PortBinding,
+  type Protocol,
+} from './snapshot.js';
 import { concernsDockfw } from '../labels/lookalike.js';
 
 const PORT_KEY = /^([1-9][0-9]{0,4})\/(tcp|udp|sctp)$/;
@@ -123,7 +129,7 @@ export function parseInspect(json: unknown): ContainerSnapshot {
   const ports = toBindings(c.NetworkSettings.Ports);
   // Kept only where they are read: before the start, or while the engine has not
   // filled in the live bindings (a restart).
-  const keepPlanned = planned.length > 0 && (created || ports.length === 0);
+  const keepPlanned = planned.length > 0 && plannedPortsJudged({ created, ports });
   return {
     id: c.Id,
     name: c.Name.replace(/^\//, ''),

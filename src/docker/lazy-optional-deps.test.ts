@@ -1,7 +1,13 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isLoaded } from './lazy-optional-deps.js';
+import { createRequire } from 'node:module';
 import { createDockerClient } from './dockerode-client.js';
+
+/** Whether a module, as dockerode resolves it, is loaded. */
+function isLoaded(request: string): boolean {
+  const require = createRequire(createRequire(import.meta.url).resolve('dockerode'));
+  return require.cache[require.resolve(request)] !== undefined;
+}
 
 // A TCP server that accepts and speaks garbage: a real ssh2 client fails its
 // handshake with a protocol error, a stand-in that never loaded ssh2 cannot.

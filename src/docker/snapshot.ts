@@ -52,3 +52,13 @@ export interface EngineSnapshot {
   /** Linux bridge interface names of Docker's bridge networks (docker0, br-…). */
   readonly bridges: readonly string[];
 }
+
+/**
+ * Whether a container's configured fixed host ports (`plannedPorts`) are judged:
+ * before its start (created), or while a restarted engine has not filled in its
+ * live bindings (none yet). The one test for both: `parseInspect` keeps them only
+ * then, and `desiredState` reads them only then.
+ */
+export function plannedPortsJudged(container: Pick<ContainerSnapshot, 'created' | 'ports'>): boolean {
+  return container.created === true || container.ports.length === 0;
+}

@@ -1,7 +1,14 @@
 // The pure core: what the firewall should say, from what Docker says and the config.
 // Knows nothing of iptables or nftables.
 import type { Config } from '../config/config.js';
-import type { ContainerSnapshot, EngineSnapshot, Family, PortBinding, Protocol } from '../docker/snapshot.js';
+import {
+  plannedPortsJudged,
+  type ContainerSnapshot,
+  type EngineSnapshot,
+  type Family,
+  type PortBinding,
+  type Protocol,
+} from '../docker/snapshot.js';
 import { intervalToCidrs } from '../net/cidrs.js';
 import { formatInterval, sameSources, type Interval } from '../net/intervals.js';
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
@@ -483,7 +490,7 @@ function pathsOf(
  */
 function withPlannedPorts(container: ContainerSnapshot): ContainerSnapshot {
   const planned = container.plannedPorts ?? [];
-  return container.ports.length > 0 || planned.length === 0 ? container : { ...container, ports: planned };
+  return plannedPortsJudged(container) && planned.length > 0 ? { ...container, ports: planned } : container;
 }
 
 interface ContainerPlan {
