@@ -1,7 +1,7 @@
 // The one place that runs the conntrack tool: list the tracked connections of a
 // family, delete one by its original tuple. Argument arrays, never a shell; the
 // same runner (timeout, missing-binary handling) as iptables and nft.
-import type { Family, Protocol } from '../net/family.js';
+import { protocolNamed, type Family } from '../net/family.js';
 import { formatAddress, parseIPv4, parseIPv6 } from '../net/ip.js';
 import type { Flow } from '../policy/judge-flow.js';
 import { CommandError, commandRunner, type CommandRunner } from './command.js';
@@ -9,7 +9,6 @@ import { CommandError, commandRunner, type CommandRunner } from './command.js';
 export const runConntrack: CommandRunner = commandRunner('install conntrack (conntrack-tools)');
 
 const FAMILY_NAMES: Readonly<Record<Family, string>> = { 4: 'ipv4', 6: 'ipv6' };
-const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
 const CLOSED_TCP: ReadonlySet<string> = new Set(['TIME_WAIT', 'CLOSE']);
 
 /** The connection table, as the revocation needs it. */
@@ -38,7 +37,7 @@ export function parseConntrackList(stdout: string, family: Family): Flow[] {
   const flows: Flow[] = [];
   for (const line of stdout.split('\n')) {
     const tokens = line.trim().split(/\s+/);
-    const protocol = PROTOCOLS.find((p) => p === tokens[2]);
+    const protocol = protocolNamed(tokens[2]);
     if (tokens[0] !== FAMILY_NAMES[family] || protocol === undefined) continue;
     // A closed TCP connection carries nothing more, and a new SYN on its entry is
     // tracked as a new connection (the rules judge it): nothing to cut.

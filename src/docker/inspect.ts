@@ -10,10 +10,9 @@ import {
   type Protocol,
 } from './snapshot.js';
 import { concernsDockfw } from '../labels/lookalike.js';
+import { protocolNamed } from '../net/family.js';
 
 const PORT_KEY = /^([1-9][0-9]{0,4})\/(tcp|udp|sctp)$/;
-/** The one string of each protocol, not a copy per binding (snapshots are kept). */
-const PROTOCOLS: Readonly<Record<string, Protocol>> = { tcp: 'tcp', udp: 'udp', sctp: 'sctp' };
 
 const optionalAddress = (family: 4 | 6) =>
   z
@@ -73,7 +72,7 @@ function toBindings(ports: InspectPorts): PortBinding[] {
     const containerPort = Number(match?.[1]);
     if (match === null || containerPort > 65535)
       throw new Error(`unexpected port key ${JSON.stringify(key)}`);
-    const protocol = PROTOCOLS[match[2] as string] as Protocol;
+    const protocol = protocolNamed(match[2]) as Protocol;
     // Exposed but not published ports have null bindings.
     for (const binding of hostBindings ?? []) {
       bindings.push({

@@ -1,6 +1,7 @@
 // `dockfw explain SOURCE TARGET[/PROTO]`: the two arguments, parsed (pure).
 import type { Family, Protocol } from '../docker/snapshot.js';
 import { formatAddress, isIPv4Mapped, parseIPv4, parseIPv6 } from '../net/ip.js';
+import { protocolNamed } from '../net/family.js';
 
 /** An address of one family, canonical. */
 export interface QueryAddress {
@@ -37,7 +38,6 @@ export class QueryError extends Error {
   override readonly name = 'QueryError';
 }
 
-const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
 const PORT = /^[1-9][0-9]{0,4}$/;
 /** Docker's container names (and hex id prefixes). */
 const CONTAINER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -74,7 +74,7 @@ export function parseTarget(text: string): Target {
   const slash = rest.lastIndexOf('/');
   if (slash >= 0) {
     const named = rest.slice(slash + 1);
-    const known = PROTOCOLS.find((p) => p === named);
+    const known = protocolNamed(named);
     if (known === undefined)
       throw new QueryError(`protocol must be tcp, udp or sctp in TARGET ${JSON.stringify(text)}`);
     protocol = known;

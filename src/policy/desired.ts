@@ -23,6 +23,7 @@ import {
 import { lookalikeLabels } from '../labels/lookalike.js';
 import { ANY, NONE, type SourceSet } from '../labels/sources.js';
 import { ascending } from '../order.js';
+import { PROTOCOLS } from '../net/family.js';
 
 export type ContainerState = 'enforced' | 'closed-invalid-label' | 'default-allow' | 'default-deny';
 
@@ -695,10 +696,8 @@ function partOf(container: ContainerSnapshot, config: Config): ContainerPart {
  */
 type Claim = string | number;
 
-const CLAIM_PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
-
 function portClaim(family: Family, protocol: Protocol, port: number): number {
-  return ((family === 4 ? 0 : 4) + CLAIM_PROTOCOLS.indexOf(protocol)) * 65536 + port;
+  return ((family === 4 ? 0 : 4) + PROTOCOLS.indexOf(protocol)) * 65536 + port;
 }
 
 interface SharedPart {

@@ -6,6 +6,7 @@ import { cidrPrefix, mergeIntervals, sameSources, type Interval } from '../../ne
 import { FAMILY_BITS, formatAddress, parseIPv4, parseIPv6 } from '../../net/ip.js';
 import type { DesiredState, RuleSources } from '../../policy/desired.js';
 import { DEFAULT_DROP_RECORDS, VERDICT_SETS, type SetName } from './names.js';
+import { protocolNamed } from '../../net/family.js';
 
 /** Thrown when something that would reach the kernel is not what the core promises. */
 export class NftRenderError extends Error {
@@ -27,7 +28,6 @@ export interface TableSpec {
 }
 
 const INTERFACE = /^[A-Za-z0-9_.+-]{1,15}$/;
-const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
 
 /** An interface name as an nft string; a trailing `+` (iptables' wildcard) becomes nft's `*`. */
 export function ifnameElement(name: string): string {
@@ -78,7 +78,7 @@ export function portElement(from: number, to: number): string {
 }
 
 export function protocolElement(protocol: string): Protocol {
-  const known = PROTOCOLS.find((p) => p === protocol);
+  const known = protocolNamed(protocol);
   if (known === undefined)
     throw new NftRenderError(`refusing to render protocol ${JSON.stringify(protocol)}`);
   return known;
