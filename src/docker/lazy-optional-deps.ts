@@ -2,12 +2,13 @@
 // (@grpc/grpc-js, @grpc/proto-loader, protobufjs) when it is loaded, though
 // dockfw needs ssh2 only for an ssh:// DOCKER_HOST and never opens a session.
 // Loading them costs about 7 MB of resident memory (measured at 5,000
-// containers) for the life of the daemon. This module, imported before dockerode, hands dockerode and
-// docker-modem stand-ins that load the real module on first use, so an
-// ssh:// host still works and a unix socket never pays for it.
+// containers) for the life of the daemon. This module, imported before
+// dockerode, hands dockerode and docker-modem stand-ins that load the real
+// module on first use, so an ssh:// host still works and a unix socket never
+// pays for it.
 import Module from 'node:module';
 
-/** The modules deferred, and the package whose requires are deferred. */
+/** The modules deferred, and the packages whose requires of them are deferred. */
 const DEFERRED = new Set(['ssh2', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs']);
 const DEFERRING_PACKAGES = /[\\/]node_modules[\\/](dockerode|docker-modem)[\\/]/;
 
