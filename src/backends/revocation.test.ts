@@ -2,22 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { Conntrack, parseConntrackList } from './conntrack.js';
 import { fakeConntrack } from './fake-conntrack.js';
 import { loadConfig } from '../config/config.js';
-import type { ContainerSnapshot } from '../docker/snapshot.js';
 import { parseIPv4 } from '../net/ip.js';
 import { memoryLogger } from '../observe/memory-logger.js';
 import { desiredState, type DesiredState } from '../policy/desired.js';
 import type { Flow, HostInterface } from '../policy/judge-flow.js';
 import type { FamilyReport } from './firewall.js';
 import { RevokingFirewall, type CutResult } from './revocation.js';
+import { webContainer } from '../../test/support/states.js';
 
-const WEB: ContainerSnapshot = {
-  id: 'a'.repeat(64),
-  name: 'web',
-  running: true,
-  labels: { 'dockfw.allow': '203.0.113.11' },
-  networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
-  ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
-};
+const WEB = webContainer('203.0.113.11');
 const INTERFACES: HostInterface[] = [
   { name: 'eth0', family: 4, address: '203.0.113.1', prefix: 24 },
   { name: 'docker0', family: 4, address: '172.17.0.1', prefix: 16 },

@@ -9,6 +9,7 @@ import { main } from './main.js';
 import { formatStatus } from './status.js';
 import { loadConfig } from '../config/config.js';
 import { desiredState } from '../policy/desired.js';
+import { webContainer } from '../../test/support/states.js';
 
 let out = '';
 let err = '';
@@ -147,16 +148,7 @@ describe('formatStatus', () => {
     ) as StatusReport;
     const desired = desiredState(
       {
-        containers: [
-          {
-            id: 'a'.repeat(64),
-            name: 'web',
-            running: true,
-            labels: { 'dockfw.allow': '203.0.113.10' },
-            networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
-            ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
-          },
-        ],
+        containers: [webContainer('203.0.113.10')],
         bridges: ['docker0'],
       },
       loadConfig({}),

@@ -6,15 +6,9 @@ import type { ContainerSnapshot } from '../docker/snapshot.js';
 import { parseIPv4, parseIPv6 } from '../net/ip.js';
 import { desiredState, type DesiredState } from './desired.js';
 import { hostView, judgeFlow, narrowed, type Flow, type HostInterface } from './judge-flow.js';
+import { webContainer } from '../../test/support/states.js';
 
-const WEB: ContainerSnapshot = {
-  id: 'a'.repeat(64),
-  name: 'web',
-  running: true,
-  labels: { 'dockfw.allow': '203.0.113.11, 2001:db8:1::11' },
-  networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
-  ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
-};
+const WEB = webContainer('203.0.113.11, 2001:db8:1::11');
 const OPEN: ContainerSnapshot = {
   ...WEB,
   id: 'b'.repeat(64),

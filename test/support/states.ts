@@ -7,6 +7,19 @@ import { parseInspectArray } from '../../src/docker/inspect.js';
 import type { ContainerSnapshot, EngineSnapshot, Protocol } from '../../src/docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../src/policy/desired.js';
 
+/** The tests' usual container: `web` on 172.17.0.2, its port 80 published on host port 8080, `dockfw.allow` as given. */
+export function webContainer(allow: string, overrides: Partial<ContainerSnapshot> = {}): ContainerSnapshot {
+  return {
+    id: 'a'.repeat(64),
+    name: 'web',
+    running: true,
+    labels: { 'dockfw.allow': allow },
+    networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
+    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
+    ...overrides,
+  };
+}
+
 /** A second container like `web` (its labels, its port 80), on 172.17.0.3 and host port 8081. */
 export function secondWeb(web: ContainerSnapshot): ContainerSnapshot {
   return {

@@ -12,16 +12,11 @@ import { parseFilterTable } from './read.js';
 import { DockerChainsMissingError, IptablesReconciler } from './reconcile.js';
 import { renderPreroutingPayload, renderSyncPayload } from './render.js';
 import { FakeIptablesKernel } from './fake-iptables-kernel.js';
-import { secondWeb } from '../../../test/support/states.js';
+import { secondWeb, webContainer } from '../../../test/support/states.js';
 
-const WEB: ContainerSnapshot = {
-  id: 'a'.repeat(64),
-  name: 'web',
-  running: true,
-  labels: { 'dockfw.allow': '203.0.113.10, 198.51.100.0/24' },
+const WEB = webContainer('203.0.113.10, 198.51.100.0/24', {
   networks: [{ network: 'bridge', ipv4: '172.17.0.2', ipv6: '2001:db8:ffff::2' }],
-  ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
-};
+});
 
 const NEW = secondWeb(WEB);
 

@@ -5,6 +5,7 @@ import type { ContainerSnapshot, Protocol } from '../../docker/snapshot.js';
 import { desiredState, type DesiredState } from '../../policy/desired.js';
 import { SetTracker } from './set-tracker.js';
 import { familySets, SET_ROLES, type FamilySets } from './sets.js';
+import { webContainer } from '../../../test/support/states.js';
 
 const sources = fc.constantFrom(
   'any',
@@ -64,14 +65,7 @@ function expectStep(
 }
 
 describe('SetTracker', () => {
-  const web: ContainerSnapshot = {
-    id: 'a'.repeat(64),
-    name: 'web',
-    running: true,
-    labels: { 'dockfw.allow': '203.0.113.10' },
-    networks: [{ network: 'bridge', ipv4: '172.17.0.2' }],
-    ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
-  };
+  const web = webContainer('203.0.113.10');
 
   it('holds what familySets computes after every step, and hands out exactly the elements that came and went', () => {
     fc.assert(

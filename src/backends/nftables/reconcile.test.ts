@@ -14,18 +14,13 @@ import { elementText, parseTable } from './read.js';
 import { NftablesReconciler } from './reconcile.js';
 import { renderTablePayload } from './render.js';
 import { uninstallNftables } from './uninstall.js';
-import { secondWeb } from '../../../test/support/states.js';
+import { secondWeb, webContainer } from '../../../test/support/states.js';
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url);
 
-const WEB: ContainerSnapshot = {
-  id: 'a'.repeat(64),
-  name: 'web',
-  running: true,
-  labels: { 'dockfw.allow': '203.0.113.10' },
+const WEB = webContainer('203.0.113.10', {
   networks: [{ network: 'bridge', ipv4: '172.17.0.2', ipv6: '2001:db8:ffff::2' }],
-  ports: [{ containerPort: 80, protocol: 'tcp', hostIp: '', hostPort: 8080 }],
-};
+});
 
 function desired(containers: ContainerSnapshot[] = [WEB], env: Record<string, string> = {}): DesiredState {
   return desiredState({ containers, bridges: ['docker0'] }, loadConfig(env));
